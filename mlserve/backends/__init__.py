@@ -1,0 +1,1 @@
+"""Gateway backends: one module per gateway behind the protocol in base.py."""

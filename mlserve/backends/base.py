@@ -1,0 +1,130 @@
+"""The backend protocol, the capability table and the registry.
+
+Each gateway is one module (istio.py, gateway_api.py, ...) exposing `check` and `declare`. Backend
+modules never import Pulumi or a provider SDK at module level: `validate` imports them to run
+`check`, and must stay free of Pulumi (DESIGN.md section 6).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from mlserve.errors import EngineUnavailableError
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from mlserve.spec import GatewayType, Spec
+    from mlserve.traffic import TrafficState
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a gateway can do; checked by `validate` before anything runs."""
+
+    image_versions: bool
+    url_versions: bool
+    header_pinning: bool
+    requires_host: bool
+    max_versions: int | None = None  # None: as many as the spec allows
+    sdk_module: str = "pulumi_kubernetes"
+    sdk_extra: str | None = None  # the pip extra that installs sdk_module
+
+
+CAPABILITIES: Mapping[str, Capabilities] = {
+    "istio": Capabilities(
+        image_versions=True, url_versions=False, header_pinning=True, requires_host=True
+    ),
+    "gateway-api": Capabilities(
+        image_versions=True, url_versions=False, header_pinning=True, requires_host=True
+    ),
+    "ingress-nginx": Capabilities(
+        image_versions=True,
+        url_versions=False,
+        header_pinning=True,  # canary-by-header: the canary only
+        requires_host=True,
+        max_versions=2,
+    ),
+    "kong": Capabilities(
+        image_versions=True,
+        url_versions=True,
+        header_pinning=True,
+        requires_host=False,
+        sdk_module="pulumi_kong",
+        sdk_extra="kong",
+    ),
+    "azure-apim": Capabilities(
+        image_versions=False,
+        url_versions=True,
+        header_pinning=True,  # through the version set's scheme
+        requires_host=False,
+        sdk_module="pulumi_azure_native",
+        sdk_extra="azure",
+    ),
+}
+
+MODULES: Mapping[str, str] = {
+    "istio": "mlserve.backends.istio",
+    "gateway-api": "mlserve.backends.gateway_api",
+    "ingress-nginx": "mlserve.backends.ingress_nginx",
+    "kong": "mlserve.backends.kong",
+    "azure-apim": "mlserve.backends.azure_apim",
+}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What routing needs to know about one deployed image version."""
+
+    version: str
+    service_name: str  # the Kubernetes Service `<name>-<version>`
+    port: int  # the Service port
+    dns_name: str  # `<service>.<namespace>.svc.cluster.local`
+    resources: Sequence[pulumi.Resource] = ()  # Deployment and Service: routing depends on them
+
+
+@dataclass
+class Declared:
+    """What a backend's `declare` created."""
+
+    routing: list[pulumi.Resource]  # the resources promote and rollback target
+    endpoint: pulumi.Input[str]
+    extra: dict[str, Any] = field(default_factory=dict)  # more stack outputs, if any
+
+
+class Backend(Protocol):
+    def check(self, spec: Spec) -> list[tuple[str, str]]:
+        """Gateway-specific semantic checks: (spec path such as `gateway.host`, message)."""
+        ...
+
+    def declare(
+        self,
+        spec: Spec,
+        traffic: TrafficState,
+        workloads: Mapping[str, Workload],
+    ) -> Declared:
+        """Declare the routing resources inside a running Pulumi program."""
+        ...
+
+
+def load(gateway: GatewayType | str) -> Backend:
+    """Import a backend module; a missing provider SDK names the extra to install."""
+    caps = CAPABILITIES[gateway]
+    try:
+        importlib.import_module(caps.sdk_module)
+    except ImportError as e:
+        extra = f"mlserve[{caps.sdk_extra}]" if caps.sdk_extra else "mlserve"
+        raise EngineUnavailableError(
+            f"the {gateway} gateway needs the Python package {caps.sdk_module}: "
+            f"pip install '{extra}'"
+        ) from e
+    return cast(Backend, module(gateway))
+
+
+def module(gateway: GatewayType | str) -> ModuleType:
+    """The backend module, for its `check`; importing it never imports Pulumi."""
+    return importlib.import_module(MODULES[gateway])

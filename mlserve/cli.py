@@ -1,0 +1,298 @@
+"""The typer app: parse, call one function, print. The only place that knows exit codes.
+
+Keep imports here light: `mlserve --help` and `validate` must not import Pulumi, so every
+command imports what it needs inside its body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from mlserve.errors import MlserveError, UsageError
+
+app = typer.Typer(
+    name="mlserve",
+    help="Serve versioned ML models behind a gateway, with canary traffic, through Pulumi.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# --- common options (DESIGN.md section 2) --------------------------------------------------
+
+SpecFile = Annotated[Path, typer.Argument(help="The spec file (YAML, apiVersion mlserve/v1).")]
+Stack = Annotated[
+    str, typer.Option("--stack", envvar="MLSERVE_STACK", help="Stack (environment) name.")
+]
+Project = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        envvar="MLSERVE_PROJECT",
+        help="Pulumi project; taken from the spec's name when a spec is given.",
+    ),
+]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        help="State backend URL (env MLSERVE_BACKEND_URL, then PULUMI_BACKEND_URL; "
+        "default file://~/.mlserve/state).",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+Debug = Annotated[
+    bool, typer.Option("--debug", envvar="MLSERVE_DEBUG", help="Show tracebacks and engine output.")
+]
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        help="Wait this long for another update's lock to be released (0, 45s, 5m).",
+    ),
+]
+
+
+def _debug_env() -> bool:
+    return os.environ.get("MLSERVE_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _errors(debug: bool) -> Iterator[None]:
+    """Map every failure to a message and an exit code; tracebacks only with --debug."""
+    debug = debug or _debug_env()
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except MlserveError as e:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        _fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if debug:
+            raise
+        _fail(f"unexpected error: {type(e).__name__}: {e} (run with --debug for details)", 1)
+
+
+def _not_yet(command: str) -> NoReturn:
+    raise UsageError(f"'{command}' is not available in this build yet")
+
+
+# --- validate / schema (spec) --------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Load and check spec files; nothing else is touched."""
+    with _errors(debug):
+        _not_yet("validate")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec."""
+    with _errors(False):
+        _not_yet("schema")
+
+
+# --- render --------------------------------------------------------------------------------
+
+
+@app.command()
+def render(
+    file: SpecFile,
+    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json.")] = "yaml",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write one file per resource into DIR.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Run the program offline under Pulumi's mocks and print the resources it declares."""
+    with _errors(debug):
+        _not_yet("render")
+
+
+# --- engine: plan, deploy, status, history, destroy, doctor, setup -------------------------
+
+
+@app.command()
+def plan(
+    file: SpecFile,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 10 when changes are pending.")
+    ] = False,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Preview what a deploy would create, update, replace or delete, weights included."""
+    with _errors(debug):
+        _not_yet("plan")
+
+
+@app.command()
+def deploy(
+    file: SpecFile,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    yes: Yes = False,
+    reset_traffic: Annotated[
+        bool, typer.Option("--reset-traffic", help="Apply the spec's traffic as written.")
+    ] = False,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Preview, confirm, then deploy the spec."""
+    with _errors(debug):
+        _not_yet("deploy")
+
+
+@app.command()
+def status(
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Reconcile with the real world first.")
+    ] = False,
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Versions, live weights, endpoint and last update of a stack."""
+    with _errors(debug):
+        _not_yet("status")
+
+
+@app.command()
+def history(
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """The stack's deployments: revision, time, kind, result, stable/canary/weight."""
+    with _errors(debug):
+        _not_yet("history")
+
+
+@app.command()
+def destroy(
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    yes: Yes = False,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Remove everything the stack created."""
+    with _errors(debug):
+        _not_yet("destroy")
+
+
+@app.command()
+def doctor(
+    file: Annotated[
+        Path | None, typer.Argument(help="Optional spec: also check its gateway's credentials.")
+    ] = None,
+    stack: Stack = "dev",
+    backend: Backend = None,
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Check the Pulumi CLI, plugins, backend, passphrase and credentials."""
+    with _errors(debug):
+        _not_yet("doctor")
+
+
+@app.command()
+def setup(
+    file: Annotated[
+        Path | None, typer.Argument(help="Optional spec: install only its gateway's plugins.")
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Install the pinned Pulumi CLI and the provider plugins."""
+    with _errors(debug):
+        _not_yet("setup")
+
+
+# --- traffic: promote, rollback ------------------------------------------------------------
+
+
+@app.command()
+def promote(
+    weight: Annotated[
+        int | None, typer.Option("--weight", help="The canary's new share, 1..99; 100 completes.")
+    ] = None,
+    complete: Annotated[
+        bool, typer.Option("--complete", help="Make the canary the stable version.")
+    ] = False,
+    expect_weight: Annotated[
+        int | None,
+        typer.Option("--expect-weight", help="Refuse (exit 6) unless the live weight is this."),
+    ] = None,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Move the canary to a new weight, or complete the promotion."""
+    with _errors(debug):
+        _not_yet("promote")
+
+
+@app.command()
+def rollback(
+    to: Annotated[
+        int | None, typer.Option("--to", help="Re-apply this revision from the stack's history.")
+    ] = None,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Send all traffic back to the last known-good stable version."""
+    with _errors(debug):
+        _not_yet("rollback")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
