@@ -7,9 +7,13 @@ reviews.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,44 @@ def _integral(value: Any) -> Any:
     return value
 
 
+@contextlib.contextmanager
+def _worker_loops() -> Iterator[None]:
+    """Give the SDK's RPC worker threads event loops that are closed when the run ends.
+
+    The SDK registers resources from threads of the main loop's default executor, and each such
+    thread gets an event loop it never closes; at interpreter exit those loops can be finalized
+    after their sockets and print "Exception ignored ... Invalid file descriptor" on stderr.
+    """
+    loops: list[asyncio.AbstractEventLoop] = []
+    lock = threading.Lock()
+
+    def init() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        with lock:
+            loops.append(loop)
+
+    main = _main_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="mlserve-render", initializer=init)
+    main.set_default_executor(executor)
+    try:
+        yield
+    finally:
+        executor.shutdown(wait=True)
+        for loop in loops:
+            loop.close()
+
+
+def _main_loop() -> asyncio.AbstractEventLoop:
+    """The loop the SDK will run the program on (it uses the thread's current loop)."""
+    try:
+        return asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        return loop
+
+
 def render_program(program: Callable[[], None], project: str, stack: str) -> list[RenderedResource]:
     """Run an inline program under mocks; return the resources it declared, in declaration order."""
     recorder = _Recorder()
@@ -85,7 +127,8 @@ def render_program(program: Callable[[], None], project: str, stack: str) -> lis
     # The root stack lives as long as the process: restore it, or the next run records here too.
     root._transformations = [*(saved or []), note]
     try:
-        pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
+        with _worker_loops():
+            pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
     finally:
         root._transformations = saved
     position = {key: i for i, key in enumerate(declared)}
@@ -126,7 +169,11 @@ def document(resource: RenderedResource) -> dict[str, Any]:
     """A Kubernetes resource as its manifest; any other as {type, name, inputs}."""
     if is_kubernetes(resource):
         return _ordered(resource.inputs)  # type: ignore[no-any-return]
-    return _ordered(resource.to_json())  # type: ignore[no-any-return]
+    return _entry(resource)
+
+
+def _entry(resource: RenderedResource) -> dict[str, Any]:
+    return {"type": resource.type, "name": resource.name, "inputs": _ordered(resource.inputs)}
 
 
 def apply_order(resources: list[RenderedResource]) -> list[RenderedResource]:
@@ -137,7 +184,7 @@ def apply_order(resources: list[RenderedResource]) -> list[RenderedResource]:
 
 
 def to_json(resources: list[RenderedResource]) -> str:
-    body = {"resources": [_ordered(r.to_json()) for r in resources]}
+    body = {"resources": [_entry(r) for r in resources]}
     return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
 
 
