@@ -368,12 +368,9 @@ def test_query_scheme_needs_a_query_name() -> None:
     ]
 
 
-def test_names_for_another_scheme_are_rejected() -> None:
+def test_names_for_another_scheme_are_left_to_the_loader() -> None:
     versioning = {"scheme": "Segment", "headerName": "x-v", "queryName": "v"}
-    assert problems(EXISTING, **{"gateway.azureApim.versioning": versioning}) == [
-        ("gateway.azureApim.versioning.headerName", "is only used with scheme Header, not Segment"),
-        ("gateway.azureApim.versioning.queryName", "is only used with scheme Query, not Segment"),
-    ]
+    assert problems(EXISTING, **{"gateway.azureApim.versioning": versioning}) == []
 
 
 def test_version_header_without_the_header_scheme_says_how_to_pin() -> None:
@@ -387,6 +384,7 @@ def test_version_header_without_the_header_scheme_says_how_to_pin() -> None:
 
 
 def test_version_header_must_agree_with_the_sets_header() -> None:
+    assert problems(CREATED, **{"gateway.versionHeader": "X-Model-Version"}) == []
     assert problems(CREATED, **{"gateway.versionHeader": "x-other"}) == [
         (
             "gateway.versionHeader",

@@ -149,7 +149,11 @@ def _check_versioning(spec: Spec, a: AzureApimOptions) -> list[tuple[str, str]]:
         elif not 1 <= len(name) <= 100 or not _HEADER_TOKEN.match(name):
             where = f"{at}.headerName" if a.header_name else "gateway.versionHeader"
             problems.append((where, f"{name!r} is not an HTTP header name of 1 to 100 characters"))
-        if a.header_name and pinned_by_header and a.header_name != pinned_by_header:
+        if (
+            a.header_name
+            and pinned_by_header
+            and a.header_name.lower() != pinned_by_header.lower()  # header names ignore case
+        ):
             problems.append(
                 (
                     "gateway.versionHeader",
@@ -157,25 +161,20 @@ def _check_versioning(spec: Spec, a: AzureApimOptions) -> list[tuple[str, str]]:
                     "APIM reads the version from the version set's header",
                 )
             )
-    else:
-        if a.header_name is not None:
-            problems.append((f"{at}.headerName", f"is only used with scheme Header, not {scheme}"))
-        if pinned_by_header is not None:
-            problems.append(
-                (
-                    "gateway.versionHeader",
-                    f"azure-apim pins a version through the version set's scheme ({scheme}); "
-                    f"for a header use versioning: {{scheme: Header, headerName: "
-                    f"{pinned_by_header}}}",
-                )
+    elif pinned_by_header is not None:
+        problems.append(
+            (
+                "gateway.versionHeader",
+                f"azure-apim pins a version through the version set's scheme ({scheme}); "
+                f"for a header use versioning: {{scheme: Header, headerName: {pinned_by_header}}}",
             )
+        )
+    # A name given for another scheme is the loader's to report (gateway-independent rule).
     if scheme == "Query":
         if a.query_name is None:
             problems.append((f"{at}.queryName", "is required with scheme Query"))
         elif not 1 <= len(a.query_name) <= 100:
             problems.append((f"{at}.queryName", "must be 1 to 100 characters"))
-    elif a.query_name is not None:
-        problems.append((f"{at}.queryName", f"is only used with scheme Query, not {scheme}"))
     return problems
 
 
