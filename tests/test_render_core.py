@@ -20,7 +20,8 @@ def test_secret_inputs_are_masked_and_numbers_keep_their_type() -> None:
             "svc", metadata={"name": "svc"}, spec={"ports": [{"port": 80}], "selector": {"a": "b"}}
         )
 
-    secret, service = render_program(program, "p", "dev")
+    by_type = {r.type: r for r in render_program(program, "p", "dev")}
+    secret, service = by_type["kubernetes:core/v1:Secret"], by_type["kubernetes:core/v1:Service"]
     assert secret.inputs["stringData"] == MASK
     assert "hunter2" not in repr(secret.inputs)
     port = service.inputs["spec"]["ports"][0]["port"]
