@@ -95,6 +95,7 @@ def _worker_loops() -> Iterator[None]:
             loops.append(loop)
 
     main = _main_loop()
+    saved = getattr(main, "_default_executor", None)
     executor = ThreadPoolExecutor(thread_name_prefix="mlserve-render", initializer=init)
     main.set_default_executor(executor)
     try:
@@ -103,6 +104,9 @@ def _worker_loops() -> Iterator[None]:
         executor.shutdown(wait=True)
         for loop in loops:
             loop.close()
+        # Back to the loop's own executor (None: created on first use), so later code on this
+        # loop does not meet the one just shut down.
+        main._default_executor = saved  # type: ignore[attr-defined]
 
 
 def _main_loop() -> asyncio.AbstractEventLoop:

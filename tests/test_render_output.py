@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,10 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
     target.write_text("")
     with pytest.raises(UsageError, match="not a directory"):
         write_files(render(make_spec("istio")), target, "yaml")
+
+
+def test_render_closes_its_worker_threads_and_leaves_the_event_loop_usable() -> None:
+    render(make_spec("istio"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("mlserve-render")]
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    assert loop.run_until_complete(loop.run_in_executor(None, lambda: 42)) == 42
