@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,40 +14,25 @@ if TYPE_CHECKING:
 
 API_VERSION = "gateway.networking.k8s.io/v1"
 
-# The HTTPRoute CRD's CEL rules for a PathPrefix value, which its OpenAPI schema cannot enforce.
-_PATH_CHARS = re.compile(r"^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|%[0-9a-fA-F]{2})+$")
-_PATH_FORBIDDEN = ("//", "/./", "/../", "%2f", "%2F", "#")
-
 
 def check(spec: Spec) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    refs = spec.gateway.gateway_api.parent_refs
-    if not refs:
-        problems.append(
-            (
-                "gateway.gatewayApi.parentRefs",
-                "the gateway-api gateway needs at least one parentRef",
-            )
-        )
-    seen: dict[tuple[str, str | None], list[str | None]] = {}
-    for ref in refs:
-        seen.setdefault((ref.name, ref.namespace), []).append(ref.section_name)
-    for (name, namespace), sections in seen.items():
+    """The HTTPRoute CRD's CEL rule on parentRefs, which the spec's schema cannot express (the
+    schema already requires a parentRef and a plain path)."""
+    seen: dict[tuple[str, str], list[str | None]] = {}
+    for ref in spec.gateway.gateway_api.parent_refs:
+        # A parentRef without a namespace means the route's own namespace.
+        key = (ref.namespace or spec.namespace, ref.name)
+        seen.setdefault(key, []).append(ref.section_name)
+    problems = []
+    for (namespace, name), sections in seen.items():
         if len(sections) > 1 and (None in sections or len(set(sections)) < len(sections)):
-            where = f"{namespace}/{name}" if namespace else name
             problems.append(
                 (
                     "gateway.gatewayApi.parentRefs",
-                    f"parent {where} is listed {len(sections)} times: "
+                    f"parent {namespace}/{name} is listed {len(sections)} times: "
                     "each needs its own, distinct sectionName",
                 )
             )
-    path = spec.gateway.path
-    bad = [s for s in _PATH_FORBIDDEN if s in path]
-    if bad or path.endswith(("/.", "/..")) or not _PATH_CHARS.match(path):
-        problems.append(
-            ("gateway.path", f"{path!r} is not a valid HTTPRoute path prefix (RFC 3986 characters)")
-        )
     return problems
 
 
