@@ -523,17 +523,21 @@ class _Composer:
         self.problems.append(Problem(self.doc.file, *pos, format_path(path or ()), message))
 
     def compose(self, text: str) -> _Doc:
-        loader = (yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader)(text)
+        loader: yaml.BaseLoader | yaml.CBaseLoader | None = None
         try:
+            loader = (yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader)(text)
             self._walk(loader)
         except yaml.MarkedYAMLError as e:
             self._syntax_error(e)
         except yaml.reader.ReaderError as e:
-            offset = len(text.encode()[: e.position].decode(errors="ignore"))
-            line, column = _offset_position(text.encode(), len(text[:offset].encode()))
-            self.report((line, column), None, f"invalid character {e.character!r}: {e.reason}")
+            data = text.encode()
+            # libyaml counts bytes of the UTF-8 input, PyYAML's reader counts characters
+            offset = e.position if yaml.__with_libyaml__ else len(text[: e.position].encode())
+            reason = f"character U+{e.character:04X} is not allowed in YAML ({e.reason})"
+            self.report(_offset_position(data, offset), None, reason)
         finally:
-            loader.dispose()
+            if loader is not None:
+                loader.dispose()
         if not self.problems:
             self._check_root()
         if self.problems:
@@ -757,7 +761,7 @@ def _qualifiers() -> dict[int, str]:
                     node["then"],
                     f"for gateway type {value}"
                     if key == "type"
-                    else f"when {key} is {_show(value)}",
+                    else f"when {key} is {value if isinstance(value, str) else _show(value)}",
                 )
             for child in node.values():
                 walk(child)
@@ -883,7 +887,9 @@ def _type_message(doc: _Doc, path: SpecPath, expected: Any, instance: Any) -> st
     if plain is not None and plain.kind == "null" and plain.text == "":
         return f"missing value (expected {wanted})"
     if plain is not None and "string" in types:
-        what = {"bool": "a boolean", "null": "null"}.get(plain.kind, "a number")
+        if plain.kind == "null":
+            return f'{plain.text} is null; quote it ("{plain.text}")'
+        what = "a boolean" if plain.kind == "bool" else "a number"
         return f'{_show(plain.value)} is {what}; quote it ("{plain.text}")'
     if isinstance(instance, dict | list):
         return f"expected {wanted}, not {_show(instance)}"
@@ -967,14 +973,15 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
             ("traffic", "weight"),
             "a weight needs a canary: set traffic.canary or remove the weight",
         )
-    for routed, share in ((t.stable, 100 - (t.weight if t.canary else 0)), (t.canary, t.weight)):
+    routes = [(t.stable, 100 - (t.weight if t.canary else 0)), (t.canary, t.weight)]
+    for routed, share in routes if t.canary != t.stable else routes[:1]:
         at = index.get(routed or "")
         if routed is not None and at is not None and share > 0:
             v = spec.versions[at]
             if v.image is not None and v.replicas == 0:
                 add(
                     ("versions", at, "replicas"),
-                    f"'{name}' receives {share}% of the traffic and needs at least 1 replica",
+                    f"'{routed}' receives {share}% of the traffic and needs at least 1 replica",
                 )
 
     if caps.max_versions is not None and len(spec.versions) > caps.max_versions:
