@@ -469,11 +469,14 @@ class _Doc:
     plain: dict[SpecPath, _Plain] = field(default_factory=dict)
 
     def position(self, path: SpecPath, at_key: bool = False) -> Position:
-        """The node's position, or its deepest existing ancestor's."""
+        """The node's position (its key's with at_key); for a missing node, where its parent
+        is named: `gateway.host` missing points at `gateway:`."""
+        if path not in self.pos:
+            at_key = True
+            while path not in self.pos and path:
+                path = path[:-1]
         if at_key and path in self.keypos:
             return self.keypos[path]
-        while path not in self.pos and path:
-            path = path[:-1]
         return self.pos.get(path, (1, 1))
 
     def problem(self, path: SpecPath, message: str, at_key: bool = False) -> Problem:
@@ -831,7 +834,7 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
     elif kind == "required":
         for name in value:
             if isinstance(instance, dict) and name not in instance:
-                yield doc.problem(path, f"'{name}' is required{when}")
+                yield doc.problem(path, f"'{name}' is required{when}", at_key=True)
     elif kind == "type":
         yield doc.problem(path, _type_message(doc, path, value, instance))
     elif kind == "oneOf" and all(set(s) == {"required"} for s in value):
