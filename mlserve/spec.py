@@ -305,11 +305,13 @@ class Spec:
 
 
 # --- loading -------------------------------------------------------------------------------
-# load_spec(path) -> Spec is implemented below (issue 2): safe YAML with positions, schema and
-# semantic checks, raising SpecError with every problem.
+# load_spec: bounded read -> YAML events composed by hand (hazards refused, positions kept) ->
+# JSON Schema -> Spec.from_dict -> checks the schema cannot express (DESIGN.md sections 1, 3).
+# Each stage reports every problem it finds; a later stage runs only on a clean earlier one.
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
+MAX_NODES = 10_000  # a real spec has a few hundred values; bounds time and memory per file
 MAX_PROBLEMS = 100
 _MAX_INT_DIGITS = 18
 _SCHEMA_ERROR_BUDGET = 1000  # stop asking jsonschema for more on a hostile document
@@ -419,7 +421,8 @@ def _read(path: Path, display: str) -> str:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_BYTES:
-                raise _file_problem(display, f"the file is {size / MAX_BYTES:.1f} MiB; {limit}")
+                shown = f"{size / MAX_BYTES:.1f} MiB" if size > 1.1 * MAX_BYTES else f"{size} bytes"
+                raise _file_problem(display, f"the file is {shown}; {limit}")
             data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise _file_problem(display, "no such file") from None
@@ -568,7 +571,7 @@ class _Composer:
             self.report(self.doc.pos[()], None, f"the top level is {found}; expected {expected}")
 
     def _walk(self, loader: yaml.BaseLoader | yaml.CBaseLoader) -> None:
-        documents = 0
+        documents = nodes = 0
         while True:
             ev = loader.get_event()
             mark = ev.start_mark if ev is not None else None
@@ -582,6 +585,9 @@ class _Composer:
                 if documents > 1:
                     self.report(pos, None, "a second YAML document; a spec file holds one document")
                     return
+            elif isinstance(ev, yaml.NodeEvent) and (nodes := nodes + 1) > MAX_NODES:
+                self.report(pos, None, f"more than {MAX_NODES} values; a spec is much smaller")
+                return
             elif isinstance(ev, yaml.AliasEvent):
                 self._refuse_anchor(pos, f"alias '*{ev.anchor}'")
                 self._value(None)
@@ -731,13 +737,26 @@ class _Composer:
 
 @functools.cache
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator, validators
+    from jsonschema import Draft202012Validator, ValidationError, validators
 
     # JSON Schema counts 3.0 as an integer; a replica count of 3.0 is a typo, not a number.
     checker = Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _checker, i: isinstance(i, int) and not isinstance(i, bool)
     )
-    cls = validators.extend(Draft202012Validator, type_checker=checker)  # type: ignore[no-untyped-call]
+
+    def pattern(
+        validator: Any, regex: str, instance: Any, subschema: dict[str, Any]
+    ) -> Iterator[ValidationError]:
+        # Every pattern has a maxLength beside it (tested); a regex never sees a longer string,
+        # so no pattern can backtrack for long on a hostile value. maxLength reports it instead.
+        if not isinstance(instance, str) or len(instance) > subschema.get("maxLength", 0):
+            return
+        if not re.search(regex, instance):
+            yield ValidationError(f"{instance!r} does not match {regex!r}")
+
+    cls = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, validators={"pattern": pattern}, type_checker=checker
+    )
     return cls(schema())
 
 

@@ -15,6 +15,18 @@ from mlserve.spec import schema_text
 ROOT = Path(__file__).parent.parent
 SPECS = Path(__file__).parent / "specs"
 EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+MINIMAL_IMAGE = """\
+apiVersion: mlserve/v1
+name: fraud
+gateway:
+  type: istio
+  host: models.example.com
+versions:
+  - name: v1
+    image: {image}
+traffic:
+  stable: v1
+"""
 PULUMI_MODULES = ("pulumi", "pulumi_kubernetes", "pulumi_kong", "pulumi_azure_native")
 
 
@@ -175,8 +187,26 @@ def _billion_laughs() -> str:
             "a: " + "x" * (2 * 1024 * 1024) + "\n",
             "big.yaml:1:1: the file is 2.0 MiB; a spec must be at most 1 MiB",
         ),
+        (
+            "wide.yaml",
+            "labels: [" + "1," * 500_000 + "1]\n",
+            "wide.yaml:1:20004: more than 10000 values; a spec is much smaller",
+        ),
+        (
+            "long-value.yaml",
+            MINIMAL_IMAGE.format(image="a" * 900_000 + "!"),
+            "long-value.yaml:8:12: versions[0].image: '" + "a" * 57 + "...' "
+            "is not a container image reference such as ghcr.io/acme/fraud:1.4.2",
+        ),
     ],
-    ids=["billion-laughs", "100000-nested-lists", "100000-nested-mappings", "2-MiB"],
+    ids=[
+        "billion-laughs",
+        "100000-nested-lists",
+        "100000-nested-mappings",
+        "2-MiB",
+        "500000-values",
+        "900-KiB-value",
+    ],
 )
 def test_hostile_file_is_rejected_promptly(
     tmp_path: Path, name: str, content: str, first_line: str

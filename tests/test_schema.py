@@ -60,6 +60,13 @@ def test_every_object_with_properties_forbids_unknown_keys() -> None:
     assert loose == []
 
 
+def test_every_pattern_has_a_max_length_so_no_regex_sees_a_huge_string() -> None:
+    unbounded = [
+        where for where, node in _objects(schema()) if "pattern" in node and "maxLength" not in node
+    ]
+    assert unbounded == []
+
+
 def test_gateway_types_match_the_code() -> None:
     enum = schema()["properties"]["gateway"]["properties"]["type"]["enum"]
     assert enum == list(GATEWAY_TYPES) == list(CAPABILITIES) == list(MODULES)

@@ -157,7 +157,7 @@ def test_file_of_exactly_1_mib_is_read_and_one_byte_more_is_refused(problems: Pr
     assert len(padded.encode()) == MAX_BYTES
     assert problems(padded) == []
     assert problems(padded + "\n") == [
-        "spec.yaml:1:1: the file is 1.0 MiB; a spec must be at most 1 MiB"
+        "spec.yaml:1:1: the file is 1048577 bytes; a spec must be at most 1 MiB"
     ]
 
 
