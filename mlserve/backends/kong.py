@@ -1,19 +1,390 @@
-"""The kong gateway."""
+"""The kong gateway: an Upstream with a weighted Target per routed version, a Service whose host is
+the upstream's name, and a Route on the gateway path; with `versionHeader`, a Service and a Route
+per version matched on the header.
+
+The rules checked here are Kong 3.9's (see shared/reference/kong.md); `check` never imports Pulumi.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import ipaddress
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
+    import pulumi
+
     from mlserve.backends.base import Declared, Workload
-    from mlserve.spec import Spec
+    from mlserve.spec import Spec, Version
     from mlserve.traffic import TrafficState
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Routes here match paths and headers, which Kong allows on http/https routes only.
+ROUTE_PROTOCOLS = ("http", "https")
+_HOST_CHARS = re.compile(r"^[0-9A-Za-z._-]+$")  # kong/tools/ip.lua check_hostname
+_HEADER_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")  # kong/tools/http.lua validate_header_name
+# RFC 3986 unreserved, sub-delims, ":", "@", "%" and "/" (Kong's path typedef)
+_PATH_CHARS = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@%/]*$")
+_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where one version is served: what a Kong Target or Service points at."""
+
+    scheme: str  # http | https
+    host: str  # a hostname or an IP address, never with a port
+    port: int
+
+    @property
+    def address(self) -> str:
+        """A Kong target, `host:port` (`[v6]:port` for IPv6)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# --- check ---------------------------------------------------------------------------------
 
 
 def check(spec: Spec) -> list[tuple[str, str]]:
-    return []
+    problems: list[tuple[str, str]] = []
+    gw = spec.gateway
+    problem = path_problem(gw.path)
+    if problem:
+        problems.append(("gateway.path", problem))
+    if gw.version_header is not None:
+        problem = header_problem(gw.version_header)
+        if problem:
+            problems.append(("gateway.versionHeader", problem))
+    if gw.host is not None and not _valid_route_host(gw.host):
+        problems.append(
+            (
+                "gateway.host",
+                f"{gw.host!r} is not a hostname Kong can match (a '*' may only be "
+                "the leftmost or rightmost label)",
+            )
+        )
+    problems += _check_protocols(gw.kong.protocols, gw.kong.strip_path)
+    if gw.kong.admin_url is not None:
+        problem = _admin_url_problem(gw.kong.admin_url)
+        if problem:
+            problems.append(("gateway.kong.adminUrl", problem))
+    problems += _check_versions(spec.versions)
+    return problems
+
+
+def path_problem(path: str) -> str | None:
+    """Why Kong would reject `path` as a Route prefix path, or None."""
+    if not path.startswith("/"):
+        return f"{path!r} must start with '/'"
+    if "//" in path:
+        return f"{path!r} must not contain '//' (Kong rejects empty path segments)"
+    if not _PATH_CHARS.match(path):
+        bad = sorted({c for c in path if not _PATH_CHARS.match(c)})
+        return f"{path!r} has characters Kong does not allow in a path: {', '.join(map(repr, bad))}"
+    if _PERCENT.search(path):
+        return f"{path!r}: '%' must be followed by two hex digits"
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return f"{path!r} is not normalized: remove '.' and '..' segments"
+    return None
+
+
+def header_problem(name: str) -> str | None:
+    """Why Kong would reject `name` as a Route header name, or None."""
+    if not _HEADER_NAME.match(name):
+        return f"{name!r} is not a header name Kong can match: use letters, digits, '-' and '_'"
+    if name.lower() == "host":
+        return "Kong does not match the Host header in a route's headers; use gateway.host"
+    return None
+
+
+def valid_hostname(host: str) -> bool:
+    """Kong's hostname rule (kong/tools/ip.lua check_hostname), without a port."""
+    if not host or not _HOST_CHARS.match(host):
+        return False
+    labels = host.split(".")
+    if any(label == "" for label in labels[:-1]):
+        return False  # only the last label may be empty: a trailing dot
+    return not any(label.endswith("-") for label in labels)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _valid_target_host(host: str) -> bool:
+    if _is_ip(host):
+        return True
+    # A name made only of digits and dots is taken for an IPv4 address, and rejected as one.
+    return valid_hostname(host) and not re.fullmatch(r"[\d.]+", host)
+
+
+def _valid_route_host(host: str) -> bool:
+    if host.startswith("*."):
+        host = host[2:]
+    elif host.endswith(".*"):
+        host = host[:-2]
+    return "*" not in host and _valid_target_host(host)
+
+
+def _check_protocols(protocols: Sequence[str], strip_path: bool) -> list[tuple[str, str]]:
+    problems = []
+    if not protocols:
+        problems.append(("gateway.kong.protocols", "needs at least one of http, https"))
+    for i, p in enumerate(protocols):
+        if p not in ROUTE_PROTOCOLS:
+            problems.append(
+                (
+                    f"gateway.kong.protocols[{i}]",
+                    f"{p!r}: mlserve's Kong routes match a path and headers, so they take "
+                    "http and https only",
+                )
+            )
+        elif p in protocols[:i]:
+            problems.append((f"gateway.kong.protocols[{i}]", f"{p!r} is listed twice"))
+    return problems
+
+
+def _admin_url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        return f"{url!r} is not a valid URL: {e}"
+    if parts.scheme not in DEFAULT_PORTS:
+        return f"{url!r}: the Kong Admin API is reached over http or https"
+    if not parts.hostname:
+        return f"{url!r} has no host"
+    if parts.username is not None or parts.password is not None:
+        return (
+            "must not carry credentials: spec files hold no secrets; set KONG_ADMIN_TOKEN "
+            "or the stack secret mlserve:kongAdminToken"
+        )
+    return None
+
+
+def parse_url(url: str) -> tuple[Backend | None, str | None]:
+    """A version url as a Kong backend, or why Kong cannot route to it."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        return None, f"{url!r} is not a valid URL: {e}"
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        return None, f"{url!r}: Kong routes to http or https backends, not {parts.scheme!r}"
+    if parts.username is not None or parts.password is not None:
+        return None, f"{url!r} must not carry credentials: spec files hold no secrets"
+    host = parts.hostname
+    if not host:
+        return None, f"{url!r} has no host"
+    if not _valid_target_host(host):
+        return None, f"{url!r}: {host!r} is not a valid hostname or IP address for Kong"
+    if parts.path not in ("", "/"):
+        return None, (
+            f"{url!r} has a path ({parts.path!r}): a Kong upstream target is host:port only, "
+            "and every version is served under gateway.path"
+        )
+    if parts.query or parts.fragment:
+        return None, f"{url!r} must not have a query or a fragment"
+    if port == 0:
+        return None, f"{url!r}: port 0 is not a port Kong can connect to"
+    return Backend(scheme, host, port if port is not None else DEFAULT_PORTS[scheme]), None
+
+
+def _check_versions(versions: Sequence[Version]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    first_scheme: tuple[int, str] | None = None
+    seen: dict[str, int] = {}
+    for i, v in enumerate(versions):
+        if v.url is None:
+            scheme = "http"  # the version's own Kubernetes Service
+        else:
+            backend, problem = parse_url(v.url)
+            if backend is None:
+                problems.append((f"versions[{i}].url", str(problem)))
+                continue
+            scheme = backend.scheme
+            if backend.address in seen:
+                j = seen[backend.address]
+                problems.append(
+                    (
+                        f"versions[{i}].url",
+                        f"{backend.address} is also versions[{j}]'s address; Kong keeps one "
+                        "target per address in an upstream",
+                    )
+                )
+            seen.setdefault(backend.address, i)
+        if first_scheme is None:
+            first_scheme = (i, scheme)
+        elif scheme != first_scheme[1]:
+            j, other = first_scheme
+            what = "an image version, served over http" if versions[j].url is None else other
+            problems.append(
+                (
+                    f"versions[{i}].{'url' if v.url is not None else 'image'}",
+                    f"is served over {scheme} but versions[{j}] is {what}: the versions behind "
+                    "one Kong upstream share one protocol",
+                )
+            )
+    return problems
+
+
+# --- declare -------------------------------------------------------------------------------
+
+
+def upstream_name(spec: Spec) -> str:
+    # A virtual hostname: name and namespace are DNS labels, and the ".mlserve" suffix keeps it
+    # from being all digits (Kong would read that as an IPv4 address) or a real DNS name.
+    return f"{spec.name}.{spec.namespace}.mlserve"
+
+
+def backend_of(spec: Spec, workloads: Mapping[str, Workload], version: str) -> Backend:
+    """Where `version` is served: its cluster Service for an image version, else its url."""
+    if version in workloads:
+        w = workloads[version]
+        return Backend("http", w.dns_name, w.port)
+    url = next((v.url for v in spec.versions if v.name == version), None)
+    if url is None:
+        raise ValueError(f"version {version!r} has neither a workload nor a url")
+    backend, problem = parse_url(url)
+    if backend is None:
+        raise ValueError(f"version {version!r}: {problem}")
+    return backend
+
+
+def target_options(
+    provider: pulumi.ProviderResource, depends_on: Sequence[pulumi.Resource]
+) -> pulumi.ResourceOptions:
+    import pulumi
+
+    # terraform-provider-kong (kevholditch, bridged by pulumi-kong 4.x) marks every kong_target
+    # field ForceNew and has no Update: a weight change is a replace. Kong keys targets by
+    # (upstream, target) (kong/db/schema/entities/targets.lua cache_key), so Pulumi's default
+    # create-before-delete would POST a second target with the same address and fail. Deleting
+    # first avoids that, at the price of a moment between the two Admin API calls in which the
+    # other version's target carries all unpinned traffic.
+    return pulumi.ResourceOptions(
+        provider=provider, depends_on=list(depends_on), delete_before_replace=True
+    )
+
+
+def provider_inputs(spec: Spec) -> dict[str, Any]:
+    """The explicit provider's inputs: the admin URL and, if any, the admin token as a secret."""
+    import pulumi
+
+    inputs: dict[str, Any] = {}
+    # An explicit provider reads no `kong:` stack config by itself; without either, the provider
+    # falls back to KONG_ADMIN_ADDR.
+    admin_uri = spec.gateway.kong.admin_url or pulumi.Config("kong").get("kongAdminUri")
+    if admin_uri:
+        inputs["kong_admin_uri"] = admin_uri
+    env_token = os.environ.get("KONG_ADMIN_TOKEN")
+    token: pulumi.Output[str] | None
+    if env_token:
+        token = pulumi.Output.secret(env_token)
+    else:
+        token = pulumi.Config("mlserve").get_secret("kongAdminToken") or pulumi.Config(
+            "kong"
+        ).get_secret("kongAdminToken")
+    if token is not None:
+        inputs["kong_admin_token"] = token
+    return inputs
 
 
 def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]) -> Declared:
-    raise NotImplementedError("kong")
+    import pulumi
+    import pulumi_kong as kong
+
+    from mlserve.backends.base import Declared
+
+    gw = spec.gateway
+    provider = kong.Provider(f"{spec.name}-kong", **provider_inputs(spec))
+    opts = pulumi.ResourceOptions(provider=provider)
+    tags = ["mlserve", spec.name]
+    hosts = [gw.host] if gw.host else None
+
+    def needs(version: str) -> list[pulumi.Resource]:
+        return list(workloads[version].resources) if version in workloads else []
+
+    upstream = kong.Upstream(spec.name, name=upstream_name(spec), tags=tags, opts=opts)
+    routing: list[pulumi.Resource] = [upstream]
+    weights = traffic.weights()
+    # Only the routed versions get targets: a version that leaves the split (a rollback, a
+    # completed promotion) has its target deleted after the new one exists, never replaced.
+    for version, percent in weights.items():
+        backend = backend_of(spec, workloads, version)
+        routing.append(
+            kong.Target(
+                f"{spec.name}-{version}",
+                target=backend.address,
+                weight=percent,  # 0..100 within Kong's 0..65535
+                upstream_id=upstream.id,
+                tags=tags,
+                opts=target_options(provider, needs(version)),
+            )
+        )
+    scheme = backend_of(spec, workloads, traffic.stable).scheme
+    service = kong.Service(
+        spec.name,
+        name=spec.name,
+        protocol=scheme,
+        host=upstream.name,  # Kong balances over the upstream only when host == its name
+        port=DEFAULT_PORTS[scheme],
+        tags=tags,
+        opts=opts,
+    )
+    route = kong.Route(
+        spec.name,
+        name=spec.name,
+        service_id=service.id,
+        protocols=list(gw.kong.protocols),
+        paths=[gw.path],
+        hosts=hosts,
+        strip_path=gw.kong.strip_path,
+        tags=tags,
+        opts=opts,
+    )
+    routing += [service, route]
+
+    if gw.version_header:
+        pinned = [v.name for v in spec.versions if v.name in workloads or v.url is not None]
+        for version in pinned:
+            backend = backend_of(spec, workloads, version)
+            name = f"{spec.name}-{version}"
+            vservice = kong.Service(
+                name,
+                name=name,
+                protocol=backend.scheme,
+                host=backend.host,
+                port=backend.port,
+                tags=tags,
+                opts=pulumi.ResourceOptions(provider=provider, depends_on=needs(version)),
+            )
+            # The header is one more matching attribute than the unpinned route has, so Kong's
+            # router (traditional_compatible, the 3.x default) tries this route first.
+            vroute = kong.Route(
+                name,
+                name=name,
+                service_id=vservice.id,
+                protocols=list(gw.kong.protocols),
+                paths=[gw.path],
+                hosts=hosts,
+                headers=[kong.RouteHeaderArgs(name=gw.version_header, values=[version])],
+                strip_path=gw.kong.strip_path,
+                tags=tags,
+                opts=opts,
+            )
+            routing += [vservice, vroute]
+
+    scheme_out = "https" if "https" in gw.kong.protocols else "http"
+    endpoint = f"{scheme_out}://{gw.host}{gw.path}" if gw.host else gw.path
+    return Declared(routing=routing, endpoint=endpoint, extra={"kongUpstream": upstream.name})
