@@ -351,7 +351,7 @@ def format_path(path: SpecPath) -> str:
         elif _IDENT.fullmatch(part):
             out += f".{part}" if out else part
         else:
-            out += f"[{json.dumps(part)}]"
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
     return out
 
 
@@ -574,20 +574,19 @@ class _Composer:
         documents = nodes = 0
         while True:
             ev = loader.get_event()
-            mark = ev.start_mark if ev is not None else None
-            pos = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
-            if ev is None:
+            if ev is None or isinstance(ev, yaml.StreamEndEvent):
                 return
-            if isinstance(ev, yaml.StreamEndEvent):
-                return
+            pos = (ev.start_mark.line + 1, ev.start_mark.column + 1) if ev.start_mark else (1, 1)
+            if isinstance(ev, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    self.report(pos, None, f"more than {MAX_NODES} values; a spec is much smaller")
+                    return
             if isinstance(ev, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
                     self.report(pos, None, "a second YAML document; a spec file holds one document")
                     return
-            elif isinstance(ev, yaml.NodeEvent) and (nodes := nodes + 1) > MAX_NODES:
-                self.report(pos, None, f"more than {MAX_NODES} values; a spec is much smaller")
-                return
             elif isinstance(ev, yaml.AliasEvent):
                 self._refuse_anchor(pos, f"alias '*{ev.anchor}'")
                 self._value(None)

@@ -385,6 +385,7 @@ def test_header_pinning_is_refused_by_a_gateway_that_cannot_pin(
         (("labels", "app.kubernetes.io/team"), 'labels["app.kubernetes.io/team"]'),
         (("resources", "limits", "nvidia.com/gpu"), 'resources.limits["nvidia.com/gpu"]'),
         (("env", "MODEL_URI"), "env.MODEL_URI"),
+        (("labels", 'café "x"'), 'labels["café \\"x\\""]'),
     ],
 )
 def test_spec_paths_format_and_parse_back(path: tuple[str | int, ...], text: str) -> None:
