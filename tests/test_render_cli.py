@@ -48,7 +48,7 @@ def _k8s_specs() -> list[Path]:
     ]
 
 
-@pytest.mark.parametrize("path", _k8s_specs(), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", _k8s_specs(), ids=lambda p: str(p.relative_to(REPO)))
 def test_render_yaml_of_every_k8s_spec_passes_the_upstream_schemas(
     tmp_path: Path, path: Path
 ) -> None:
