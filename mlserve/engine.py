@@ -684,7 +684,7 @@ class Engine:
                 with self._lock:
                     if event.kind == "diag" and event.severity == "error":
                         prefix = f"{event.name}: " if event.name else ""
-                        self._errors.append(prefix + event.message.splitlines()[0])
+                        self._errors.append(prefix + summarize(event.message))
                     elif event.kind == "diag" and event.severity == "warning":
                         self._warnings.append(event.message)
                     if steps is not None and event.kind == "start" and event.op != "same":
@@ -905,12 +905,32 @@ def _lines(text: str) -> Iterator[str]:
         yield line
 
 
+def summarize(message: str) -> str:
+    """One line from an engine message; "N errors occurred:" lists expand to their items."""
+    lines = [clean(x) for x in message.splitlines() if clean(x)]
+    if not lines:
+        return ""
+    if re.fullmatch(r"\d+ errors? occurred:?", lines[0]):
+        items = [x.lstrip("*").strip() for x in lines[1:] if x.startswith("*")]
+        return "; ".join(items) or lines[0]
+    return lines[0]
+
+
 def _error_lines(text: str) -> list[str]:
+    """`error:` lines of the CLI's output, each with the resource its Diagnostics block names."""
+    lines = list(_lines(text))
     found = []
-    for line in _lines(text):
+    resource = ""
+    for i, line in enumerate(lines):
+        header = re.fullmatch(r"([\w.-]+:[\w./-]*:[\w.]+) \((.+)\):", line)
+        if header:
+            resource = "" if header.group(1) == "pulumi:pulumi:Stack" else header.group(2)
+            continue
         m = re.match(r"error:\s*(.+)", line)
         if m:
-            found.append(m.group(1))
+            following = [m.group(1)] + [x for x in lines[i + 1 : i + 20] if x.startswith("*")]
+            reason = summarize("\n".join(following))
+            found.append(f"{resource}: {reason}" if resource else reason)
     return list(dict.fromkeys(found))
 
 
