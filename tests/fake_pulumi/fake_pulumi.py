@@ -708,6 +708,7 @@ def operation(ws: Workspace, op: str, flags: dict[str, Any], r: Result) -> None:
     if op == "up" and ctl.get("sleep"):
         signal.signal(signal.SIGINT, lambda *_: canceled.set())
     applied = dict(old)
+    slept = False
     for i, (kind, u, a, b) in enumerate(steps):
         meta = metadata(kind, u, a, b)
         events.emit(resourcePreEvent={"metadata": meta, "planning": preview})
@@ -744,7 +745,8 @@ def operation(ws: Workspace, op: str, flags: dict[str, Any], r: Result) -> None:
                     f"    error: {op} failed",
                 ],
             )
-        if op == "up" and ctl.get("sleep") and i == 0:
+        if op == "up" and ctl.get("sleep") and custom and not slept:
+            slept = True
             deadline = time.time() + float(ctl["sleep"])
             while time.time() < deadline and not canceled.is_set():
                 time.sleep(0.02)
