@@ -109,14 +109,40 @@ def validate(
 ) -> None:
     """Load and check spec files; nothing else is touched."""
     with _errors(debug):
-        _not_yet("validate")
+        import json
+
+        from mlserve.errors import Problem, SpecError
+        from mlserve.spec import load_spec
+
+        problems: list[Problem] = []
+        invalid = 0
+        for file in files:
+            try:
+                load_spec(file)
+            except SpecError as e:
+                problems.extend(e.problems)
+                invalid += 1
+                if not json_out:
+                    typer.echo("\n".join(str(p) for p in e.problems))
+            else:
+                if not json_out:
+                    typer.echo(f"{file}: valid")
+        if json_out:
+            typer.echo(json.dumps([p.to_json() for p in problems], indent=2))
+        if problems:
+            if not json_out:
+                count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+                typer.echo(f"{count} in {invalid} of {len(files)} files", err=True)
+            raise typer.Exit(2)
 
 
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec."""
     with _errors(False):
-        _not_yet("schema")
+        from mlserve.spec import schema_text
+
+        typer.echo(schema_text(), nl=False)
 
 
 # --- render --------------------------------------------------------------------------------

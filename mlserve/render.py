@@ -36,7 +36,7 @@ class _Recorder(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         if not args.typ.startswith("pulumi:providers:"):
-            inputs = _integral(dict(args.inputs))
+            inputs = _plain(dict(args.inputs))
             self.resources.append(RenderedResource(args.typ, args.name, inputs))
         # Echo the inputs back as outputs: with preview=False every output is then known, so
         # code that reads another resource's outputs (ids, names) runs as it would for real.
@@ -48,14 +48,22 @@ class _Recorder(pulumi.runtime.Mocks):
         return {}, None
 
 
-def _integral(value: Any) -> Any:
-    """Numbers cross the mock monitor as protobuf doubles; give integers back their type."""
+# Pulumi's marker of a secret value on the wire: {SECRET_SIG: SECRET_SIG, "value": plaintext}.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+MASK = "[secret]"
+
+
+def _plain(value: Any) -> Any:
+    """Inputs as a user should see them: secrets masked, integers given back their type
+    (numbers cross the mock monitor as protobuf doubles)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
+        if SECRET_SIG in value:
+            return MASK
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_integral(v) for v in value]
+        return [_plain(v) for v in value]
     return value
 
 

@@ -8,10 +8,24 @@ records as `mlserve:spec` and what `Spec.from_dict` reads back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import functools
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+
+from mlserve.errors import Problem, SpecError
+
+if TYPE_CHECKING:
+    from jsonschema import ValidationError
 
 API_VERSION = "mlserve/v1"
 
@@ -291,5 +305,742 @@ class Spec:
 
 
 # --- loading -------------------------------------------------------------------------------
-# load_spec(path) -> Spec is implemented below (issue 2): safe YAML with positions, schema and
-# semantic checks, raising SpecError with every problem.
+# load_spec: bounded read -> YAML events composed by hand (hazards refused, positions kept) ->
+# JSON Schema -> Spec.from_dict -> checks the schema cannot express (DESIGN.md sections 1, 3).
+# Each stage reports every problem it finds; a later stage runs only on a clean earlier one.
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 10_000  # a real spec has a few hundred values; bounds time and memory per file
+MAX_PROBLEMS = 100
+_MAX_INT_DIGITS = 18
+_SCHEMA_ERROR_BUDGET = 1000  # stop asking jsonschema for more on a hostile document
+
+SpecPath = tuple[str | int, ...]
+Position = tuple[int, int]  # 1-based line and column
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_PATH_TOKEN = re.compile(r'\.?([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
+_YAML12_SAME = {
+    "bool": re.compile(r"true|True|TRUE|false|False|FALSE"),
+    "int": re.compile(r"[-+]?(0|[1-9][0-9]*)|0x[0-9a-fA-F]+"),
+    "float": re.compile(r"[^_:]*"),
+    "null": re.compile(r".*"),
+}
+_RESERVED_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+)
+_OPTION_KEYS = {
+    "istio": "istio",
+    "gatewayApi": "gateway-api",
+    "ingressNginx": "ingress-nginx",
+    "kong": "kong",
+    "azureApim": "azure-apim",
+}
+_IMAGE_ONLY_KEYS = ("port", "replicas", "resources", "env", "healthPath")
+
+
+def format_path(path: SpecPath) -> str:
+    """`("versions", 1, "replicas")` -> `versions[1].replicas`; odd keys as `labels["a.b/c"]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENT.fullmatch(part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+    return out
+
+
+def parse_path(text: str) -> SpecPath:
+    """The inverse of `format_path`; what it cannot read it leaves off."""
+    path: list[str | int] = []
+    pos = 0
+    for m in _PATH_TOKEN.finditer(text):
+        if m.start() != pos:
+            break
+        pos = m.end()
+        name, index, quoted = m.groups()
+        path.append(
+            name if name is not None else int(index) if index is not None else json.loads(quoted)
+        )
+    return tuple(path)
+
+
+def schema_text() -> str:
+    """The JSON Schema as shipped inside the package (works from an installed wheel)."""
+    return (resources.files("mlserve") / "schemas" / "mlserve.schema.json").read_text(
+        encoding="utf-8"
+    )
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(schema_text())
+    return loaded
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Load and check a spec file; raise SpecError listing every problem, sorted by position."""
+    display = str(path)
+    text = _read(Path(path), display)
+    doc = _Composer(display).compose(text)
+    problems = _schema_problems(doc)
+    if problems:
+        raise SpecError(_capped(problems))
+    spec = Spec.from_dict(doc.data, source=display)
+    problems = [doc.problem(p, m, at_key=k) for p, m, k in _semantic_issues(spec, doc.data)]
+    if problems:
+        raise SpecError(_capped(problems))
+    return spec
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    problems = sorted(set(problems))
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    nxt = problems[MAX_PROBLEMS]
+    more = len(problems) - MAX_PROBLEMS
+    note = Problem(nxt.file, nxt.line, nxt.column, "", f"{more} more problems not shown")
+    return [*problems[:MAX_PROBLEMS], note]
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _file_problem(display: str, message: str, line: int = 1, column: int = 1) -> SpecError:
+    return SpecError([Problem(display, line, column, "", message)])
+
+
+def _read(path: Path, display: str) -> str:
+    limit = "a spec must be at most 1 MiB"
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BYTES:
+                shown = f"{size / MAX_BYTES:.1f} MiB" if size > 1.1 * MAX_BYTES else f"{size} bytes"
+                raise _file_problem(display, f"the file is {shown}; {limit}")
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise _file_problem(display, "no such file") from None
+    except IsADirectoryError:
+        raise _file_problem(display, "is a directory, not a spec file") from None
+    except OSError as e:
+        raise _file_problem(display, f"cannot read the file: {e.strerror or e}") from None
+    if len(data) > MAX_BYTES:
+        raise _file_problem(display, f"the file is larger than 1 MiB; {limit}")
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line, column = _offset_position(data, e.start)
+        raise _file_problem(
+            display,
+            f"the file is not UTF-8 (byte 0x{data[e.start]:02x}); save it as UTF-8",
+            line,
+            column,
+        ) from None
+
+
+def _offset_position(data: bytes, offset: int) -> Position:
+    start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
+
+
+# --- composing: YAML events -> plain values with positions -----------------------------------
+
+
+@dataclass(frozen=True)
+class _Plain:
+    """A plain (unquoted) scalar that YAML 1.1 resolved to something other than a string."""
+
+    text: str
+    value: Any
+    kind: Literal["bool", "int", "float", "null"]
+
+
+@dataclass
+class _Doc:
+    file: str
+    data: Any = None
+    pos: dict[SpecPath, Position] = field(default_factory=dict)  # value nodes
+    keypos: dict[SpecPath, Position] = field(default_factory=dict)  # key nodes
+    plain: dict[SpecPath, _Plain] = field(default_factory=dict)
+
+    def position(self, path: SpecPath, at_key: bool = False) -> Position:
+        """The node's position (its key's with at_key); for a missing node, where its parent
+        is named: `gateway.host` missing points at `gateway:`."""
+        if path not in self.pos:
+            at_key = True
+            while path not in self.pos and path:
+                path = path[:-1]
+        if at_key and path in self.keypos:
+            return self.keypos[path]
+        return self.pos.get(path, (1, 1))
+
+    def problem(self, path: SpecPath, message: str, at_key: bool = False) -> Problem:
+        line, column = self.position(path, at_key)
+        return Problem(self.file, line, column, format_path(path), message)
+
+
+_SKIP = object()  # the pending key of a mapping entry that is dropped (already reported)
+
+
+@dataclass
+class _Frame:
+    container: dict[str, Any] | list[Any]
+    path: SpecPath | None  # None: inside a key or a dropped entry; nothing is recorded
+    expect_key: bool = True
+    key: Any = None
+
+
+def _tag_text(tag: str) -> str:
+    prefix = "tag:yaml.org,2002:"
+    return "!!" + tag[len(prefix) :] if tag.startswith(prefix) else tag
+
+
+def _resolve_tag(resolver: yaml.resolver.Resolver, text: str) -> str:
+    """The YAML 1.1 type of a plain scalar, as PyYAML's safe loader reads it: 'int', 'bool'..."""
+    tag: str = resolver.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    return tag.rpartition(":")[2]
+
+
+class _Composer:
+    """Walks the YAML event stream (never PyYAML's recursive composer) and builds plain values.
+
+    Anchors and aliases are refused as events, before anything could be expanded, and nesting is
+    counted as it opens, so a billion-laughs or 100000-deep file costs a few events, not memory.
+    """
+
+    def __init__(self, file: str) -> None:
+        self.doc = _Doc(file)
+        self.problems: list[Problem] = []
+        self.stack: list[_Frame] = []
+        self.root: Any = _SKIP
+        self.anchor_lines: set[int] = set()
+        self.resolver = yaml.resolver.Resolver()
+        self.constructor = yaml.constructor.SafeConstructor()
+
+    def report(self, pos: Position, path: SpecPath | None, message: str) -> None:
+        self.problems.append(Problem(self.doc.file, *pos, format_path(path or ()), message))
+
+    def compose(self, text: str) -> _Doc:
+        loader: yaml.BaseLoader | yaml.CBaseLoader | None = None
+        try:
+            loader = (yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader)(text)
+            self._walk(loader)
+        except yaml.MarkedYAMLError as e:
+            self._syntax_error(e)
+        except yaml.reader.ReaderError as e:
+            data = text.encode()
+            # libyaml counts bytes of the UTF-8 input, PyYAML's reader counts characters
+            offset = e.position if yaml.__with_libyaml__ else len(text[: e.position].encode())
+            reason = f"character U+{e.character:04X} is not allowed in YAML ({e.reason})"
+            self.report(_offset_position(data, offset), None, reason)
+        finally:
+            if loader is not None:
+                loader.dispose()
+        if not self.problems:
+            self._check_root()
+        if self.problems:
+            raise SpecError(_capped(self.problems))
+        self.doc.data = self.root
+        return self.doc
+
+    def _syntax_error(self, e: yaml.MarkedYAMLError) -> None:
+        mark = e.problem_mark or e.context_mark
+        pos = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        message = f"invalid YAML: {e.problem or e.context}"
+        if e.problem and e.context:
+            where = f" on line {e.context_mark.line + 1}" if e.context_mark else ""
+            message += f" ({e.context}{where})"
+        self.report(pos, None, message)
+
+    def _check_root(self) -> None:
+        expected = "a mapping that starts with apiVersion: mlserve/v1"
+        if self.root is _SKIP or self.root is None:
+            self.report(
+                self.doc.pos.get((), (1, 1)), None, f"the spec is empty; expected {expected}"
+            )
+        elif not isinstance(self.root, dict):
+            found = "a list" if isinstance(self.root, list) else "a single value"
+            self.report(self.doc.pos[()], None, f"the top level is {found}; expected {expected}")
+
+    def _walk(self, loader: yaml.BaseLoader | yaml.CBaseLoader) -> None:
+        documents = nodes = 0
+        while True:
+            ev = loader.get_event()
+            if ev is None or isinstance(ev, yaml.StreamEndEvent):
+                return
+            pos = (ev.start_mark.line + 1, ev.start_mark.column + 1) if ev.start_mark else (1, 1)
+            if isinstance(ev, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    self.report(pos, None, f"more than {MAX_NODES} values; a spec is much smaller")
+                    return
+            if isinstance(ev, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    self.report(pos, None, "a second YAML document; a spec file holds one document")
+                    return
+            elif isinstance(ev, yaml.AliasEvent):
+                self._refuse_anchor(pos, f"alias '*{ev.anchor}'")
+                self._value(None)
+            elif isinstance(ev, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                if ev.anchor is not None:
+                    self._refuse_anchor(pos, f"anchor '&{ev.anchor}'")
+                if ev.tag is not None:
+                    fix = "quote the value" if isinstance(ev, yaml.ScalarEvent) else "remove it"
+                    where = self._next_path() or (self.stack[-1].path if self.stack else None)
+                    self.report(pos, where, f"tag '{_tag_text(ev.tag)}' is not allowed; {fix}")
+                if isinstance(ev, yaml.ScalarEvent):
+                    self._scalar(ev.value, plain=ev.implicit[0] and ev.tag is None, pos=pos)
+                elif not self._open(isinstance(ev, yaml.MappingStartEvent), pos):
+                    return
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                frame = self.stack.pop()
+                self._value(frame.container)
+
+    def _refuse_anchor(self, pos: Position, what: str) -> None:
+        if pos[0] not in self.anchor_lines:  # one per line: a billion-laughs line has dozens
+            self.anchor_lines.add(pos[0])
+            self.report(
+                pos, None, f"{what}: YAML anchors and aliases are not allowed; write the value out"
+            )
+
+    def _next_path(self) -> SpecPath | None:
+        """The spec path of the node that starts now, or None for a key or a dropped entry."""
+        if not self.stack:
+            return ()
+        top = self.stack[-1]
+        if top.path is None:
+            return None
+        if isinstance(top.container, list):
+            return (*top.path, len(top.container))
+        if top.expect_key or top.key is _SKIP:
+            return None
+        return (*top.path, top.key)
+
+    def _open(self, mapping: bool, pos: Position) -> bool:
+        if len(self.stack) >= MAX_DEPTH:
+            self.report(pos, None, f"nesting deeper than {MAX_DEPTH} levels")
+            return False
+        if self.stack and self.stack[-1].expect_key and isinstance(self.stack[-1].container, dict):
+            self.report(pos, self.stack[-1].path, "a key must be a string, not a collection")
+        path = self._next_path()
+        if path is not None:
+            self.doc.pos[path] = pos
+        self.stack.append(_Frame({} if mapping else [], path))
+        return True
+
+    def _scalar(self, text: str, plain: bool, pos: Position) -> None:
+        top = self.stack[-1] if self.stack else None
+        if top is not None and isinstance(top.container, dict) and top.expect_key:
+            self._key(top, text, plain, pos)
+            return
+        path = self._next_path()
+        value: Any = text
+        if plain:
+            value = self._resolve(text, pos, path)
+        if path is not None:
+            self.doc.pos[path] = pos
+        self._value(value)
+
+    def _resolve(self, text: str, pos: Position, path: SpecPath | None) -> Any:
+        tag = _resolve_tag(self.resolver, text)
+        node = yaml.ScalarNode(f"tag:yaml.org,2002:{tag}", text)
+        if tag == "timestamp":
+            self.report(pos, path, f'{text} is a date; quote it ("{text}")')
+            return text
+        if tag == "int":
+            digits = sum(c.isdigit() for c in text)
+            number = (
+                self.constructor.construct_yaml_int(node) if digits <= 4 * _MAX_INT_DIGITS else None
+            )
+            if number is None or abs(number) >= 10**_MAX_INT_DIGITS:
+                shown = text if len(text) <= 40 else text[:37] + "..."
+                self.report(
+                    pos,
+                    path,
+                    f"{shown} is too large (integers have at most {_MAX_INT_DIGITS} digits)",
+                )
+                return text
+            value: Any = number
+            kind: Literal["bool", "int", "float", "null"] = "int"
+        elif tag == "float":
+            value, kind = self.constructor.construct_yaml_float(node), "float"
+        elif tag == "bool":
+            value, kind = self.constructor.construct_yaml_bool(node), "bool"
+        elif tag == "null":
+            value, kind = None, "null"
+        else:
+            return text
+        if path is not None:
+            self.doc.plain[path] = _Plain(text, value, kind)
+        return value
+
+    def _key(self, top: _Frame, text: str, plain: bool, pos: Position) -> None:
+        assert isinstance(top.container, dict)
+        top.expect_key = False
+        top.key = _SKIP
+        parent = top.path
+        if plain and text == "<<":
+            self.report(pos, parent, "merge keys ('<<') are not allowed; write the keys out")
+            return
+        if plain:
+            tag = _resolve_tag(self.resolver, text)
+            if text == "":
+                self.report(pos, parent, "empty key")
+                return
+            if tag in ("bool", "int", "float", "null", "timestamp"):
+                kind = {"bool": "boolean", "null": "null", "timestamp": "date"}.get(tag, "number")
+                self.report(pos, parent, f'key {text} is a {kind}; quote it ("{text}")')
+                return
+        if text in top.container:
+            first = self.doc.keypos.get((*parent, text)) if parent is not None else None
+            where = f" (first on line {first[0]})" if first else ""
+            self.report(
+                pos,
+                (*parent, text) if parent is not None else None,
+                f"duplicate key '{text}'{where}",
+            )
+            return
+        top.key = text
+        top.container[text] = None  # reserve the key so a duplicate is seen
+        if parent is not None:
+            self.doc.keypos[(*parent, text)] = pos
+
+    def _value(self, value: Any) -> None:
+        if not self.stack:
+            self.root = value
+            return
+        top = self.stack[-1]
+        if isinstance(top.container, list):
+            top.container.append(value)
+        elif top.expect_key:  # a collection or an alias used as a key: already reported
+            top.expect_key = False
+            top.key = _SKIP
+        else:
+            if top.key is not _SKIP:
+                top.container[top.key] = value
+            top.expect_key = True
+            top.key = None
+
+
+# --- schema: jsonschema errors -> one readable line each -------------------------------------
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator, ValidationError, validators
+
+    # JSON Schema counts 3.0 as an integer; a replica count of 3.0 is a typo, not a number.
+    checker = Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, i: isinstance(i, int) and not isinstance(i, bool)
+    )
+
+    def pattern(
+        validator: Any, regex: str, instance: Any, subschema: dict[str, Any]
+    ) -> Iterator[ValidationError]:
+        # Every pattern has a maxLength beside it (tested); a regex never sees a longer string,
+        # so no pattern can backtrack for long on a hostile value. maxLength reports it instead.
+        if not isinstance(instance, str) or len(instance) > subschema.get("maxLength", 0):
+            return
+        if not re.search(regex, instance):
+            yield ValidationError(f"{instance!r} does not match {regex!r}")
+
+    cls = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, validators={"pattern": pattern}, type_checker=checker
+    )
+    return cls(schema())
+
+
+@functools.cache
+def _qualifiers() -> dict[int, str]:
+    """id(subschema) -> 'for gateway type istio' for every subschema under an if/then."""
+    found: dict[int, str] = {}
+
+    def mark(node: Any, qualifier: str) -> None:
+        if isinstance(node, dict):
+            found[id(node)] = qualifier
+            for child in node.values():
+                mark(child, qualifier)
+        elif isinstance(node, list):
+            for child in node:
+                mark(child, qualifier)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "if" in node and "then" in node:
+                ((key, cond),) = node["if"]["properties"].items()
+                value = cond["const"]
+                mark(
+                    node["then"],
+                    f"for gateway type {value}"
+                    if key == "type"
+                    else f"when {key} is {value if isinstance(value, str) else _show(value)}",
+                )
+            for child in node.values():
+                walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(schema())
+    return found
+
+
+def _show(value: Any) -> str:
+    """A value as a user would write it in a message: 'text', 3, true, null."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+
+
+def _schema_problems(doc: _Doc) -> list[Problem]:
+    problems: list[Problem] = []
+    for n, error in enumerate(_validator().iter_errors(doc.data)):
+        if n >= _SCHEMA_ERROR_BUDGET:
+            break
+        problems.extend(_explain(doc, error))
+    problems.extend(_ambiguous_scalars(doc, {p.path for p in problems}))
+    return problems
+
+
+def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
+    path: SpecPath = tuple(error.absolute_path)
+    sub: Any = error.schema if isinstance(error.schema, dict) else {}
+    kind: Any = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    qualifier = _qualifiers().get(id(sub), "")
+    when = f" {qualifier}" if qualifier else ""
+
+    if "propertyNames" in error.absolute_schema_path:
+        title = sub.get("title", "a valid key")
+        yield doc.problem((*path, instance), f"key {_show(instance)} is not {title}", at_key=True)
+    elif kind == "additionalProperties" and isinstance(instance, dict):
+        known = list(sub.get("properties", {}))
+        for key in instance:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                yield _at_key(doc, path, key, f"unknown key '{key}'{hint}")
+    elif kind == "required":
+        for name in value:
+            if isinstance(instance, dict) and name not in instance:
+                yield doc.problem(path, f"'{name}' is required{when}", at_key=True)
+    elif kind == "type":
+        yield doc.problem(path, _type_message(doc, path, value, instance))
+    elif kind == "oneOf" and all(set(s) == {"required"} for s in value):
+        names = [s["required"][0] for s in value]
+        given = [n for n in names if isinstance(instance, dict) and n in instance]
+        if len(given) > 1:
+            yield doc.problem(path, f"give {' or '.join(names)}, not both")
+        else:
+            yield doc.problem(path, f"exactly one of {' or '.join(names)} is required")
+    elif kind == "enum":
+        options = ", ".join(str(v) for v in value)
+        close = (
+            difflib.get_close_matches(instance, [str(v) for v in value], n=1)
+            if isinstance(instance, str)
+            else []
+        )
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        yield doc.problem(path, f"{_show(instance)} is not one of {options}{hint}")
+    elif kind == "const":
+        yield doc.problem(path, f"must be {_show(value)}{when}, not {_show(instance)}")
+    elif kind in ("pattern", "maxLength", "minLength") and "title" in sub:
+        yield doc.problem(path, f"{_show(instance)} is not {sub['title']}")
+    elif kind == "minLength":
+        yield doc.problem(path, "must not be empty")
+    elif kind == "maxLength":
+        yield doc.problem(path, f"is too long (at most {value} characters)")
+    elif kind == "minItems":
+        yield doc.problem(path, f"needs at least {value} {'entry' if value == 1 else 'entries'}")
+    elif kind == "maxItems":
+        yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed")
+    elif kind == "uniqueItems":
+        seen: list[Any] = []
+        for i, item in enumerate(instance):
+            if item in seen:
+                yield doc.problem((*path, i), f"duplicate entry {_show(item)}")
+            seen.append(item)
+    elif kind in ("minimum", "maximum"):
+        side = "less than the minimum" if kind == "minimum" else "greater than the maximum"
+        yield doc.problem(path, f"{_show(instance)} is {side} of {value}{when}")
+    else:
+        yield doc.problem(path, error.message[:200] + when)
+
+
+def _at_key(doc: _Doc, path: SpecPath, key: str, message: str) -> Problem:
+    line, column = doc.position((*path, key), at_key=True)
+    return Problem(doc.file, line, column, format_path(path), message)
+
+
+def _type_message(doc: _Doc, path: SpecPath, expected: Any, instance: Any) -> str:
+    types = [expected] if isinstance(expected, str) else list(expected)
+    wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+    plain = doc.plain.get(path)
+    if plain is not None and plain.kind == "null" and plain.text == "":
+        return f"missing value (expected {wanted})"
+    if plain is not None and "string" in types:
+        if plain.kind == "null":
+            return f'{plain.text} is null; quote it ("{plain.text}")'
+        what = "a boolean" if plain.kind == "bool" else "a number"
+        return f'{_show(plain.value)} is {what}; quote it ("{plain.text}")'
+    if isinstance(instance, dict | list):
+        return f"expected {wanted}, not {_show(instance)}"
+    return f"{_show(instance)} is not of type {', '.join(repr(t) for t in types)}"
+
+
+def _ambiguous_scalars(doc: _Doc, reported: set[str]) -> Iterator[Problem]:
+    """YAML 1.1 (PyYAML) and 1.2 (editors, most other tools) read these differently."""
+    for path, plain in doc.plain.items():
+        if not _YAML12_SAME[plain.kind].fullmatch(plain.text) and format_path(path) not in reported:
+            shown = _show(plain.value)
+            yield doc.problem(
+                path, f"{plain.text} is ambiguous (YAML 1.1 reads {shown}); write {shown}"
+            )
+
+
+# --- semantic checks: what the schema cannot express -----------------------------------------
+
+
+def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, bool]]:
+    """(spec path, message, points at the key) for each problem beyond the schema."""
+    from mlserve.backends import base
+
+    issues: list[tuple[SpecPath, str, bool]] = []
+
+    def add(path: SpecPath, message: str, at_key: bool = False) -> None:
+        issues.append((path, message, at_key))
+
+    gw = spec.gateway
+    raw_gateway: Mapping[str, Any] = data["gateway"]
+    raw_versions: list[Mapping[str, Any]] = data["versions"]
+    caps = base.CAPABILITIES[gw.type]
+
+    index: dict[str, int] = {}
+    for i, v in enumerate(spec.versions):
+        if v.name in index:
+            add(
+                ("versions", i, "name"),
+                f"duplicate version name '{v.name}' (also versions[{index[v.name]}])",
+            )
+        else:
+            index[v.name] = i
+        if v.image is not None and not caps.image_versions:
+            add(
+                ("versions", i, "image"),
+                f"gateway {gw.type} only routes to existing backends: give a url, not an image",
+            )
+        if v.url is not None and not caps.url_versions:
+            add(
+                ("versions", i, "url"),
+                f"gateway {gw.type} deploys images: give an image, not a url",
+            )
+        if v.url is not None:
+            for key in _IMAGE_ONLY_KEYS:
+                if key in raw_versions[i]:
+                    add(
+                        ("versions", i, key), f"{key} applies only to a version with an image", True
+                    )
+        if v.image is not None:
+            name = f"{spec.name}-{v.name}"
+            if len(name) > 63:
+                add(
+                    ("versions", i, "name"),
+                    f"the Kubernetes name '{name}' is longer than 63 "
+                    "characters; shorten the name or the version name",
+                )
+
+    t = spec.traffic
+    for role, wanted in (("stable", t.stable), ("canary", t.canary)):
+        if wanted is not None and wanted not in index:
+            close = difflib.get_close_matches(wanted, list(index), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            add(
+                ("traffic", role),
+                f"'{wanted}' is not one of the versions ({', '.join(index)}){hint}",
+            )
+    if t.canary is not None and t.canary == t.stable:
+        add(("traffic", "canary"), f"the canary must differ from the stable version '{t.stable}'")
+    if t.canary is None and t.weight > 0:
+        add(
+            ("traffic", "weight"),
+            "a weight needs a canary: set traffic.canary or remove the weight",
+        )
+    routes = [(t.stable, 100 - (t.weight if t.canary else 0)), (t.canary, t.weight)]
+    for routed, share in routes if t.canary != t.stable else routes[:1]:
+        at = index.get(routed or "")
+        if routed is not None and at is not None and share > 0:
+            v = spec.versions[at]
+            if v.image is not None and v.replicas == 0:
+                add(
+                    ("versions", at, "replicas"),
+                    f"'{routed}' receives {share}% of the traffic and needs at least 1 replica",
+                )
+
+    if caps.max_versions is not None and len(spec.versions) > caps.max_versions:
+        add(
+            ("versions", caps.max_versions),
+            f"gateway {gw.type} supports at most "
+            f"{caps.max_versions} versions (a stable and a canary); found {len(spec.versions)}",
+        )
+    if gw.version_header is not None and not caps.header_pinning:
+        add(
+            ("gateway", "versionHeader"),
+            f"gateway {gw.type} cannot pin a request to a version by header",
+        )
+    if caps.requires_host and gw.host is None:
+        add(("gateway",), f"'host' is required for gateway type {gw.type}")
+    for key, owner in _OPTION_KEYS.items():
+        if key in raw_gateway and owner != gw.type:
+            add(
+                ("gateway", key),
+                f"'{key}' holds options of gateway type {owner}, but type is {gw.type}",
+                True,
+            )
+    if gw.azure_apim is not None and gw.type == "azure-apim":
+        a = gw.azure_apim
+        for key, scheme, given in (
+            ("headerName", "Header", a.header_name),
+            ("queryName", "Query", a.query_name),
+        ):
+            if given is not None and a.versioning_scheme != scheme:
+                add(
+                    ("gateway", "azureApim", "versioning", key),
+                    f"{key} applies only to scheme {scheme}, not {a.versioning_scheme}",
+                    True,
+                )
+    for key in _RESERVED_LABELS:
+        if key in spec.labels:
+            add(("labels", key), f"label '{key}' is set by mlserve; remove it", True)
+
+    for where, message in base.module(gw.type).check(spec):
+        add(parse_path(where), message)
+    return issues

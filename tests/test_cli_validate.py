@@ -1,0 +1,218 @@
+"""`mlserve validate` and `mlserve schema`, through typer's CliRunner and a real process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlserve.cli import app
+from mlserve.spec import schema_text
+
+ROOT = Path(__file__).parent.parent
+SPECS = Path(__file__).parent / "specs"
+EXAMPLES = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "specs").glob("*.yaml"))
+MINIMAL_IMAGE = """\
+apiVersion: mlserve/v1
+name: fraud
+gateway:
+  type: istio
+  host: models.example.com
+versions:
+  - name: v1
+    image: {image}
+traffic:
+  stable: v1
+"""
+PULUMI_MODULES = ("pulumi", "pulumi_kubernetes", "pulumi_kong", "pulumi_azure_native")
+
+
+@pytest.fixture
+def in_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+
+
+def run(*args: str, cwd: Path = ROOT, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLSERVE_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "mlserve", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_valid_files_exit_0_and_say_valid(in_root: None) -> None:
+    result = CliRunner().invoke(app, ["validate", *EXAMPLES])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [f"{f}: valid" for f in EXAMPLES]
+    assert result.stderr == ""
+
+
+def test_invalid_file_exits_2_with_one_line_per_problem_and_a_summary(in_root: None) -> None:
+    spec = "tests/specs/invalid-unknown-keys.yaml"
+    expected = (SPECS / "invalid-unknown-keys.expected").read_text(encoding="utf-8")
+    result = CliRunner().invoke(app, ["validate", "specs/istio.yaml", spec])
+    assert result.exit_code == 2
+    assert result.stdout == "specs/istio.yaml: valid\n" + expected.replace(
+        "invalid-unknown-keys.yaml", spec
+    )
+    assert result.stderr == "6 problems in 1 of 2 files\n"
+
+
+def test_json_lists_every_problem_of_every_file(in_root: None) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["validate", "--json", "specs/kong.yaml", "tests/specs/invalid-traffic.yaml", "nope.yaml"],
+    )
+    assert result.exit_code == 2
+    problems = json.loads(result.stdout)
+    assert problems[0] == {
+        "file": "tests/specs/invalid-traffic.yaml",
+        "line": 12,
+        "column": 11,
+        "path": "versions[2].name",
+        "message": "duplicate version name 'v1' (also versions[0])",
+    }
+    assert [p["file"] for p in problems] == ["tests/specs/invalid-traffic.yaml"] * 3 + ["nope.yaml"]
+    assert problems[-1] == {
+        "file": "nope.yaml",
+        "line": 1,
+        "column": 1,
+        "path": "",
+        "message": "no such file",
+    }
+
+
+def test_json_of_valid_files_is_an_empty_list(in_root: None) -> None:
+    result = CliRunner().invoke(app, ["validate", "--json", *EXAMPLES])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == []
+
+
+def test_missing_file_exits_2_without_a_traceback() -> None:
+    result = run("validate", "does-not-exist.yaml")
+    assert result.returncode == 2
+    assert result.stdout == "does-not-exist.yaml:1:1: no such file\n"
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_in_a_real_process_exits_2_on_every_invalid_golden_spec() -> None:
+    for path in sorted(SPECS.glob("invalid-*.yaml")):
+        result = run("validate", path.name, cwd=SPECS)
+        assert result.returncode == 2, path.name
+        assert result.stdout == path.with_suffix(".expected").read_text(encoding="utf-8")
+
+
+def test_validate_in_a_real_process_accepts_the_examples() -> None:
+    result = run("validate", *EXAMPLES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": valid\n") == len(EXAMPLES)
+
+
+def test_schema_prints_the_packaged_schema() -> None:
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert result.stdout == schema_text()
+    assert json.loads(run("schema").stdout)["title"] == "mlserve spec (apiVersion mlserve/v1)"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["validate", *EXAMPLES], ["validate", "tests/specs/invalid-types.yaml"]],
+    ids=["help", "validate-valid", "validate-invalid"],
+)
+def test_help_and_validate_do_not_import_pulumi(args: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from mlserve.cli import app\n"
+        "try:\n"
+        "    app(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('\\nLOADED', sorted({m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=20,
+        check=True,
+    )
+    loaded = result.stdout.rsplit("LOADED", 1)[1]
+    assert "'mlserve'" in loaded
+    assert [m for m in PULUMI_MODULES if f"'{m}'" in loaded] == []
+
+
+# --- hostile files: rejected promptly; the timeout turns a hang into a failure -----------------
+
+
+def _billion_laughs() -> str:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        prev, this = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{this}: &{this} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "first_line"),
+    [
+        (
+            "laughs.yaml",
+            _billion_laughs(),
+            "laughs.yaml:1:4: anchor '&a': YAML anchors and aliases are not allowed; "
+            "write the value out",
+        ),
+        (
+            "deep.yaml",
+            "a: " + "[" * 100_000 + "]" * 100_000 + "\n",
+            "deep.yaml:1:67: nesting deeper than 64 levels",
+        ),
+        (
+            "deep-mappings.yaml",
+            "a: " + "{b: " * 100_000 + "}" * 100_000 + "\n",
+            "deep-mappings.yaml:1:256: nesting deeper than 64 levels",
+        ),
+        (
+            "big.yaml",
+            "a: " + "x" * (2 * 1024 * 1024) + "\n",
+            "big.yaml:1:1: the file is 2.0 MiB; a spec must be at most 1 MiB",
+        ),
+        (
+            "wide.yaml",
+            "labels: [" + "1," * 500_000 + "1]\n",
+            "wide.yaml:1:20004: more than 10000 values; a spec is much smaller",
+        ),
+        (
+            "long-value.yaml",
+            MINIMAL_IMAGE.format(image="a" * 900_000 + "!"),
+            "long-value.yaml:8:12: versions[0].image: '" + "a" * 57 + "...' "
+            "is not a container image reference such as ghcr.io/acme/fraud:1.4.2",
+        ),
+    ],
+    ids=[
+        "billion-laughs",
+        "100000-nested-lists",
+        "100000-nested-mappings",
+        "2-MiB",
+        "500000-values",
+        "900-KiB-value",
+    ],
+)
+def test_hostile_file_is_rejected_promptly(
+    tmp_path: Path, name: str, content: str, first_line: str
+) -> None:
+    (tmp_path / name).write_text(content, encoding="utf-8")
+    result = run("validate", name, cwd=tmp_path, timeout=10)
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[0] == first_line
+    assert "Traceback" not in result.stderr
