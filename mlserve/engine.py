@@ -467,6 +467,7 @@ class Engine:
 
     def workspace(self) -> auto.LocalWorkspace:
         if self._ws is None:
+            command = self.command()  # a missing CLI is the first thing to fix
             pp = self.passphrase()
             backend_dir = file_backend_dir(self.backend)
             if backend_dir is not None:
@@ -488,7 +489,7 @@ class Engine:
                     main=str(self.workdir),
                     backend=auto.ProjectBackend(url=self.backend),
                 ),
-                pulumi_command=self.command(),
+                pulumi_command=command,
             )
         return self._ws
 
