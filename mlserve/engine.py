@@ -608,7 +608,7 @@ class Engine:
             ),
             steps,
         )
-        return PreviewOutcome(_op_counts(result.change_summary), steps, list(self._warnings))
+        return PreviewOutcome(_op_counts(result.change_summary), steps, self._warning_lines())
 
     def up(
         self, program: Callable[[], None], message: str, target: list[str] | None = None
@@ -631,7 +631,7 @@ class Engine:
             outputs=self._outputs(result.outputs),
             changes=_op_counts(result.summary.resource_changes or {}),
             version=result.summary.version,
-            warnings=list(self._warnings),
+            warnings=self._warning_lines(),
         )
 
     def refresh(self) -> dict[str, int]:
@@ -655,6 +655,22 @@ class Engine:
             lambda on_event: stack.destroy(on_event=on_event, color="never", message=message),
         )
         return _op_counts(result.summary.resource_changes or {})
+
+    def pending_hint(self) -> str:
+        return (
+            "an interrupted update left pending operations: run "
+            f"`mlserve status --refresh --stack {self.target.stack}` to reconcile them"
+        )
+
+    def _warning_lines(self) -> list[str]:
+        """The engine's warnings, one line each; pending operations get the way out."""
+        lines = []
+        for w in dict.fromkeys(self._warnings):
+            line = summarize(w)
+            if "pending operations" in line:
+                line = f"{line} ({self.pending_hint()})"
+            lines.append(line)
+        return lines
 
     def _guard(self, program: Callable[[], None]) -> Callable[[], None]:
         """Keep the program's own exception: its message beats the engine's log of it."""
@@ -865,10 +881,7 @@ class Engine:
             if "pending operations" in text or any(
                 "pending operations" in w for w in self._warnings
             ):
-                message += (
-                    "\nan interrupted update left pending operations: run "
-                    f"`mlserve status --refresh --stack {self.target.stack}` to reconcile them"
-                )
+                message += "\n" + self.pending_hint()
             return OperationFailedError(self._with_debug(message, text))
         if isinstance(e, RuntimeError) and "summary event never found" in text:
             return OperationFailedError(

@@ -240,7 +240,12 @@ def deploy(
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     program, report = _prepare(spec, eng, reset_traffic)
     preview = eng.preview(program)
-    report = replace(report, changes=preview.changes, steps=preview.steps, warnings=report.warnings)
+    report = replace(
+        report,
+        changes=preview.changes,
+        steps=preview.steps,
+        warnings=report.warnings + preview.warnings,
+    )
     if on_plan is not None:
         on_plan(report)
     if confirm is not None and report.pending and not confirm(report):
@@ -253,7 +258,7 @@ def deploy(
         changes=up.changes,
         outputs=up.outputs,
         revision=up.version,
-        warnings=up.warnings,
+        warnings=[w for w in up.warnings if w not in report.warnings],
     )
 
 

@@ -453,3 +453,14 @@ def test_no_process_sees_the_passphrase_in_argv(
     for argv in fake.argvs():
         assert not any("hunter2" in a for a in argv)
     assert os.environ["PULUMI_CONFIG_PASSPHRASE"] == "hunter2-correct-horse"
+
+
+def test_pending_operations_from_an_interrupted_update_come_with_the_way_out(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
+    fake.set(pending=True)
+    report = ops.deploy(make_spec(weight=20), TARGET, reset_traffic=True)
+    assert report.warnings == [
+        "Attempting to deploy or update resources with 1 pending operations from previous "
+        "deployment. (an interrupted update left pending operations: run "
+        "`mlserve status --refresh --stack dev` to reconcile them)"
+    ]
