@@ -159,7 +159,17 @@ def render(
 ) -> None:
     """Run the program offline under Pulumi's mocks and print the resources it declares."""
     with _errors(debug):
-        _not_yet("render")
+        if output not in ("yaml", "json"):
+            raise UsageError(f"-o must be yaml or json, not {output!r}")
+        from mlserve import render as rendering
+        from mlserve.spec import load_spec
+
+        resources = rendering.render(load_spec(file))
+        if out is None:
+            typer.echo(rendering.format_resources(resources, output), nl=False)
+        else:
+            for path in rendering.write_files(resources, out, output):
+                typer.echo(f"wrote {path}")
 
 
 # --- engine: plan, deploy, status, history, destroy, doctor, setup -------------------------

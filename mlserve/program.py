@@ -9,9 +9,27 @@ from mlserve.traffic import TrafficState
 
 
 def build_program(spec: Spec, traffic: TrafficState) -> Callable[[], None]:
-    """Return the inline program that declares the workloads and the gateway's routing."""
+    """Return the inline program that declares the workloads and the gateway's routing.
+
+    `spec` lists every version to keep deployed (the caller adds `traffic.previous` and the live
+    versions); `traffic` is the split to apply.
+    """
 
     def program() -> None:
-        raise NotImplementedError("build_program")
+        import pulumi
+
+        from mlserve.backends import base, workloads
+
+        backend = base.load(spec.gateway.type)
+        deployed = workloads.declare(spec)
+        declared = backend.declare(spec, traffic, deployed)
+        pulumi.export("endpoint", declared.endpoint)
+        pulumi.export("traffic", traffic.to_dict())
+        pulumi.export("weights", traffic.weights())
+        pulumi.export("versions", [v.name for v in spec.versions])
+        # promote and rollback pass these as `target=`, so they touch routing only.
+        pulumi.export("routing", [r.urn for r in declared.routing])
+        for key, value in declared.extra.items():
+            pulumi.export(key, value)
 
     return program

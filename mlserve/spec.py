@@ -652,6 +652,10 @@ class _Composer:
 
     def _resolve(self, text: str, pos: Position, path: SpecPath | None) -> Any:
         tag = _resolve_tag(self.resolver, text)
+        if tag in ("int", "float") and _is_quantity(path):
+            # Kubernetes reads `cpu: 1` and `cpu: "1"` alike; keep the text as written, so
+            # `1.10` stays 1.10 rather than becoming 1.1.
+            return text
         node = yaml.ScalarNode(f"tag:yaml.org,2002:{tag}", text)
         if tag == "timestamp":
             self.report(pos, path, f'{text} is a date; quote it ("{text}")')
@@ -894,6 +898,16 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"{_show(instance)} is {side} of {value}{when}")
     else:
         yield doc.problem(path, error.message[:200] + when)
+
+
+def _is_quantity(path: SpecPath | None) -> bool:
+    return (
+        path is not None
+        and len(path) == 5
+        and path[0] == "versions"
+        and path[2] == "resources"
+        and path[3] in ("requests", "limits")
+    )
 
 
 def _at_key(doc: _Doc, path: SpecPath, key: str, message: str) -> Problem:

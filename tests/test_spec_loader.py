@@ -78,6 +78,18 @@ def test_minimal_spec_loads_with_defaults(tmp_path: Path) -> None:
     assert spec.source == str(tmp_path / "s.yaml")
 
 
+def test_numeric_resource_quantities_keep_their_text_as_written(tmp_path: Path) -> None:
+    resources = (
+        "    resources:\n"
+        "      requests: {cpu: 1.10, memory: 1Gi}\n"
+        "      limits: {nvidia.com/gpu: 1, cpu: 2}\n"
+    )
+    (tmp_path / "s.yaml").write_text(MINIMAL.replace("traffic:", resources + "traffic:"))
+    version = load_spec(tmp_path / "s.yaml").versions[0]
+    assert dict(version.requests) == {"cpu": "1.10", "memory": "1Gi"}
+    assert dict(version.limits) == {"nvidia.com/gpu": "1", "cpu": "2"}
+
+
 def test_utf8_byte_order_mark_is_accepted(problems: Problems) -> None:
     assert problems(b"\xef\xbb\xbf" + MINIMAL.encode()) == []
 

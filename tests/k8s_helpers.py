@@ -1,0 +1,165 @@
+"""Helpers for the Kubernetes-gateway tests: spec builders, upstream-schema validation, and a
+render that also records what the engine would receive (dependencies, stack outputs)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pulumi
+import pytest
+from pulumi.runtime.mocks import MockMonitor
+
+from mlserve import render as render_module
+from mlserve.render import RenderedResource
+from mlserve.spec import Spec
+from mlserve.traffic import TrafficState
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMAS = REPO.parent / "shared" / "schemas"
+K8S_GATEWAYS = ("istio", "gateway-api", "ingress-nginx")
+CORE_KINDS = {"Deployment", "Service", "Ingress"}
+CRD_SCHEMAS = {
+    "VirtualService": "istio-virtualservice.strict.json",
+    "DestinationRule": "istio-destinationrule.strict.json",
+    "HTTPRoute": "gateway-httproute.strict.json",
+}
+
+
+def spec_dict(
+    gateway: str,
+    versions: int = 2,
+    canary: bool = True,
+    weight: int = 10,
+    header: str | None = "x-model-version",
+    rich: bool = False,
+    name: str = "fraud-detector",
+    version_prefix: str = "v",
+    istio_gateways: tuple[str, ...] = ("istio-system/public",),
+) -> dict[str, Any]:
+    """A schema-shaped spec document; `rich` adds labels, resources, env and a health path."""
+    vs: list[dict[str, Any]] = []
+    for i in range(1, versions + 1):
+        v: dict[str, Any] = {"name": f"{version_prefix}{i}", "image": f"ghcr.io/acme/fraud:1.{i}.0"}
+        if rich:
+            v.update(
+                port=9000 + i,
+                replicas=3,
+                resources={
+                    "requests": {"cpu": "500m", "memory": "1Gi"},
+                    "limits": {"memory": "2Gi", "nvidia.com/gpu": "1"},
+                },
+                env={"MODEL_URI": f"s3://models/fraud/1.{i}.0", "LOG_LEVEL": "info"},
+                healthPath="/healthz",
+            )
+        vs.append(v)
+    gw: dict[str, Any] = {"type": gateway, "host": "models.example.com", "path": "/fraud"}
+    if header is not None:
+        gw["versionHeader"] = header
+    if gateway == "istio" and istio_gateways:
+        gw["istio"] = {"gateways": list(istio_gateways)}
+    if gateway == "gateway-api":
+        gw["gatewayApi"] = {
+            "parentRefs": [{"name": "public", "namespace": "infra", "sectionName": "https"}]
+        }
+    if gateway == "ingress-nginx":
+        gw["ingressNginx"] = {"className": "nginx-public"}
+    traffic: dict[str, Any] = {"stable": vs[0]["name"]}
+    if canary and versions > 1:
+        traffic.update(canary=vs[-1]["name"], weight=weight)
+    doc: dict[str, Any] = {
+        "apiVersion": "mlserve/v1",
+        "name": name,
+        "namespace": "ml",
+        "gateway": gw,
+        "versions": vs,
+        "traffic": traffic,
+    }
+    if rich:
+        doc["labels"] = {"team": "risk", "cost-center": "ml-42"}
+    return doc
+
+
+def make_spec(gateway: str, **kw: Any) -> Spec:
+    return Spec.from_dict(spec_dict(gateway, **kw))
+
+
+def kind(r: RenderedResource) -> str:
+    return r.type.rsplit(":", 1)[-1]
+
+
+def of_kind(resources: list[RenderedResource], k: str) -> list[RenderedResource]:
+    return [r for r in resources if kind(r) == k]
+
+
+@cache
+def _crd_validator(kind_: str) -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[kind_]).read_text())
+    return Draft202012Validator(schema)
+
+
+def validate_manifest(doc: dict[str, Any]) -> None:
+    """Fail the test unless `doc` passes its upstream schema (strict)."""
+    k = doc["kind"]
+    if k in CORE_KINDS:
+        import kubernetes_validate
+
+        kubernetes_validate.validate(doc, "1.30", strict=True)
+    elif k in CRD_SCHEMAS:
+        if not SCHEMAS.is_dir():
+            pytest.skip(f"upstream schemas not found at {SCHEMAS} (shared/ beside the repo)")
+        errors = sorted(_crd_validator(k).iter_errors(doc), key=lambda e: list(e.path))
+        assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+    else:
+        raise AssertionError(f"no upstream schema for kind {k}")
+
+
+def urn_key(urn: str) -> tuple[str, str]:
+    """(type, name) from `urn:pulumi:stack::project::type::name`."""
+    parts = urn.split("::")
+    return parts[2].split("$")[-1], parts[3]
+
+
+class RecordingMonitor(MockMonitor):  # type: ignore[misc]
+    """The mock monitor, also keeping what the Python SDK sends that MockResourceArgs drops."""
+
+    def __init__(self, mocks: Any) -> None:
+        super().__init__(mocks)
+        self.dependencies: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        self.outputs: dict[str, Any] = {}  # the stack outputs, as the program exported them
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.dependencies[(request.type, request.name)] = {urn_key(u) for u in request.dependencies}
+        return super().RegisterResource(request)
+
+
+def render_recorded(
+    spec: Spec, traffic: TrafficState | None = None
+) -> tuple[list[RenderedResource], RecordingMonitor]:
+    """mlserve.render.render, with the monitor it creates swapped for a RecordingMonitor."""
+    monitors: list[RecordingMonitor] = []
+
+    def factory(mocks: Any) -> RecordingMonitor:
+        monitors.append(RecordingMonitor(mocks))
+        return monitors[-1]
+
+    exported: dict[str, Any] = {}
+
+    def export(name: str, value: Any) -> None:
+        # Under mocks the root stack registers its outputs before the program runs, so exports
+        # never reach the monitor: record their resolved values here instead.
+        pulumi.Output.from_input(value).apply(lambda v: exported.__setitem__(name, v))
+
+    with (
+        mock.patch.object(render_module, "MockMonitor", factory),
+        mock.patch.object(pulumi, "export", export),
+    ):
+        resources = render_module.render(spec, traffic)
+    assert len(monitors) == 1
+    monitors[0].outputs = exported
+    return resources, monitors[0]

@@ -1,0 +1,165 @@
+"""`render` output: declaration order, -o json, -o yaml (kubectl-ready), --out DIR."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mlserve.errors import UsageError
+from mlserve.render import (
+    RenderedResource,
+    file_name,
+    render,
+    to_json,
+    to_yaml,
+    write_files,
+)
+from tests.k8s_helpers import K8S_GATEWAYS, make_spec, validate_manifest
+
+KONG_TARGET = RenderedResource(
+    "kong:index/target:Target", "fraud-v1", {"target": "fraud-v1.ml:80", "weight": 90}
+)
+
+
+def test_resources_come_in_declaration_order_every_time() -> None:
+    spec = make_spec("gateway-api", versions=10)
+    expected = [
+        (k, f"fraud-detector-v{i}") for i in range(1, 11) for k in ("Deployment", "Service")
+    ] + [("HTTPRoute", "fraud-detector")]
+    for _ in range(5):
+        got = [(r.type.rsplit(":", 1)[-1], r.name) for r in render(spec)]
+        assert got == expected
+
+
+def test_json_is_the_resources_with_type_name_and_inputs() -> None:
+    resources = render(make_spec("ingress-nginx"))
+    body = json.loads(to_json(resources))
+    assert list(body) == ["resources"]
+    assert [(r["type"], r["name"]) for r in body["resources"]] == [
+        (r.type, r.name) for r in resources
+    ]
+    for entry, r in zip(body["resources"], resources, strict=True):
+        assert list(entry) == ["type", "name", "inputs"]
+        assert entry["inputs"] == r.inputs
+
+
+def test_json_keys_are_in_manifest_order() -> None:
+    body = json.loads(to_json(render(make_spec("istio"))))
+    for entry in body["resources"]:
+        assert list(entry["inputs"]) == ["apiVersion", "kind", "metadata", "spec"]
+        assert list(entry["inputs"]["metadata"])[:2] == ["name", "namespace"]
+
+
+@pytest.mark.parametrize("gw", K8S_GATEWAYS)
+def test_yaml_is_a_multi_document_stream_of_valid_manifests(gw: str) -> None:
+    text = to_yaml(render(make_spec(gw, rich=True)))
+    assert text.startswith("---\n")
+    assert "!!" not in text  # no Python or explicit tags
+    docs = list(yaml.safe_load_all(text))
+    assert len(docs) == text.count("---\n")
+    for doc in docs:
+        assert list(doc)[:3] == ["apiVersion", "kind", "metadata"]
+        assert set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+        validate_manifest(doc)
+
+
+def test_yaml_uses_block_style_and_keeps_annotation_values_strings() -> None:
+    text = to_yaml(render(make_spec("ingress-nginx", weight=10)))
+    assert "{" not in text and "[" not in text
+    assert "nginx.ingress.kubernetes.io/canary: 'true'" in text
+    assert "nginx.ingress.kubernetes.io/canary-weight: '10'" in text
+    [*_, canary] = yaml.safe_load_all(text)
+    assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
+
+
+def test_yaml_puts_kubernetes_resources_first_then_others_as_type_name_inputs() -> None:
+    k8s = render(make_spec("gateway-api", versions=1, canary=False))
+    docs = list(yaml.safe_load_all(to_yaml([KONG_TARGET, *k8s])))
+    assert [d.get("kind") for d in docs] == ["Deployment", "Service", "HTTPRoute", None]
+    assert docs[-1] == {
+        "type": "kong:index/target:Target",
+        "name": "fraud-v1",
+        "inputs": {"target": "fraud-v1.ml:80", "weight": 90},
+    }
+
+
+def test_yaml_does_not_fold_long_lines() -> None:
+    long_image = "registry.example.com/" + "a" * 200 + ":1.0"
+    doc = make_spec("gateway-api", versions=1, canary=False).to_dict()
+    doc["versions"][0]["image"] = long_image
+    from mlserve.spec import Spec
+
+    text = to_yaml(render(Spec.from_dict(doc)))
+    assert f"image: {long_image}\n" in text
+
+
+def test_file_names_are_numbered_kind_and_name() -> None:
+    r = RenderedResource("kubernetes:apps/v1:Deployment", "fraud-v1", {})
+    assert file_name(3, r, "yaml") == "03-deployment-fraud-v1.yaml"
+    assert file_name(12, KONG_TARGET, "json") == "12-target-fraud-v1.json"
+    odd = RenderedResource("azure-native:apimanagement:Api", "Fraud API/v1", {})
+    assert file_name(1, odd, "yaml") == "01-api-fraud-api-v1.yaml"
+
+
+def _read(path: Path) -> Any:
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    [doc] = yaml.safe_load_all(path.read_text())
+    return doc
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+def test_out_dir_gets_one_file_per_resource_in_apply_order(tmp_path: Path, fmt: str) -> None:
+    resources = [KONG_TARGET, *render(make_spec("ingress-nginx"))]
+    written = write_files(resources, tmp_path / "out", fmt)
+    assert [p.name for p in written] == [
+        f"01-deployment-fraud-detector-v1.{fmt}",
+        f"02-service-fraud-detector-v1.{fmt}",
+        f"03-deployment-fraud-detector-v2.{fmt}",
+        f"04-service-fraud-detector-v2.{fmt}",
+        f"05-ingress-fraud-detector.{fmt}",
+        f"06-ingress-fraud-detector-canary.{fmt}",
+        f"07-target-fraud-v1.{fmt}",
+    ]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in written]
+    for path in written[:-1]:
+        validate_manifest(_read(path))
+    assert _read(written[-1])["type"] == "kong:index/target:Target"
+
+
+def test_out_dir_rewrites_its_own_files(tmp_path: Path) -> None:
+    resources = render(make_spec("ingress-nginx"))
+    first = write_files(resources, tmp_path, "yaml")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert write_files(resources, tmp_path, "yaml") == first
+
+
+def test_out_dir_refuses_to_leave_a_stale_manifest_from_an_earlier_render(tmp_path: Path) -> None:
+    write_files(render(make_spec("ingress-nginx")), tmp_path, "yaml")
+    with pytest.raises(UsageError) as e:
+        write_files(render(make_spec("ingress-nginx", canary=False)), tmp_path, "yaml")
+    assert str(e.value) == (
+        f"{tmp_path} holds files this render does not write "
+        "(06-ingress-fraud-detector-canary.yaml); "
+        "remove them or choose an empty directory"
+    )
+
+
+def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    target = tmp_path / "f"
+    target.write_text("")
+    with pytest.raises(UsageError, match="not a directory"):
+        write_files(render(make_spec("istio")), target, "yaml")
+
+
+def test_render_closes_its_worker_threads_and_leaves_the_event_loop_usable() -> None:
+    render(make_spec("istio"))
+    assert not [t for t in threading.enumerate() if t.name.startswith("mlserve-render")]
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    assert loop.run_until_complete(loop.run_in_executor(None, lambda: 42)) == 42
