@@ -190,7 +190,23 @@ def plan(
 ) -> None:
     """Preview what a deploy would create, update, replace or delete, weights included."""
     with _errors(debug):
-        _not_yet("plan")
+        from mlserve import ops, output
+        from mlserve.errors import PendingChangesError
+        from mlserve.spec import load_spec
+
+        timeout = ops.parse_duration(lock_timeout)
+        spec = load_spec(file)
+        target = ops.target_for(spec, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.plan(
+                spec, target, sink=ui.sink(), lock_timeout=timeout, debug=debug or _debug_env()
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_plan(report, ui.plain), report.to_json())
+        if exit_code and report.pending:
+            raise PendingChangesError("changes are pending (plan --exit-code)")
 
 
 @app.command()
@@ -209,7 +225,29 @@ def deploy(
 ) -> None:
     """Preview, confirm, then deploy the spec."""
     with _errors(debug):
-        _not_yet("deploy")
+        from mlserve import ops, output
+        from mlserve.spec import load_spec
+
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("deploy needs --yes when there is no terminal")
+        timeout = ops.parse_duration(lock_timeout)
+        spec = load_spec(file)
+        target = ops.target_for(spec, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.deploy(
+                spec,
+                target,
+                sink=ui.sink(),
+                confirm=None if yes else lambda plan: ui.confirm("Deploy these changes?"),
+                on_plan=lambda plan: ui.show_plan(output.render_plan(plan, ui.plain)),
+                lock_timeout=timeout,
+                reset_traffic=reset_traffic,
+                debug=debug or _debug_env(),
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_deploy(report, ui.plain), report.to_json())
 
 
 @app.command()
@@ -225,7 +263,17 @@ def status(
 ) -> None:
     """Versions, live weights, endpoint and last update of a stack."""
     with _errors(debug):
-        _not_yet("status")
+        from mlserve import ops, output
+
+        target = ops.target_for(None, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.status(
+                target, refresh=refresh, sink=ui.sink(), debug=debug or _debug_env()
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_status(report, ui.plain), report.to_json())
 
 
 @app.command()
@@ -238,7 +286,11 @@ def history(
 ) -> None:
     """The stack's deployments: revision, time, kind, result, stable/canary/weight."""
     with _errors(debug):
-        _not_yet("history")
+        from mlserve import ops, output
+
+        target = ops.target_for(None, project, stack, backend)
+        rows = ops.history(target, debug=debug or _debug_env())
+        output.Ui(json_out).show(output.render_history(rows), [r.to_json() for r in rows])
 
 
 @app.command()
@@ -253,7 +305,24 @@ def destroy(
 ) -> None:
     """Remove everything the stack created."""
     with _errors(debug):
-        _not_yet("destroy")
+        from mlserve import ops, output
+
+        if not yes and not sys.stdin.isatty():
+            raise UsageError("destroy needs --yes when there is no terminal")
+        timeout = ops.parse_duration(lock_timeout)
+        target = ops.target_for(None, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.destroy(
+                target,
+                sink=ui.sink(),
+                confirm=None if yes else lambda what: ui.confirm(f"Destroy everything in {what}?"),
+                lock_timeout=timeout,
+                debug=debug or _debug_env(),
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_destroy(report), report.to_json())
 
 
 @app.command()
@@ -268,7 +337,16 @@ def doctor(
 ) -> None:
     """Check the Pulumi CLI, plugins, backend, passphrase and credentials."""
     with _errors(debug):
-        _not_yet("doctor")
+        from mlserve import ops, output
+        from mlserve.errors import EngineUnavailableError
+        from mlserve.spec import load_spec
+
+        spec = load_spec(file) if file is not None else None
+        checks = ops.doctor(spec, backend)
+        output.Ui(json_out).show(output.render_doctor(checks), [c.to_json() for c in checks])
+        failed = [c.name for c in checks if not c.ok]
+        if failed:
+            raise EngineUnavailableError(f"not ready: {', '.join(failed)}")
 
 
 @app.command()
@@ -280,7 +358,13 @@ def setup(
 ) -> None:
     """Install the pinned Pulumi CLI and the provider plugins."""
     with _errors(debug):
-        _not_yet("setup")
+        from mlserve import ops, output
+        from mlserve.spec import load_spec
+
+        spec = load_spec(file) if file is not None else None
+        ui = output.Ui(False)
+        report = ops.setup(spec, sink=ui.sink())
+        ui.show(output.render_setup(report), report.to_json())
 
 
 # --- traffic: promote, rollback ------------------------------------------------------------

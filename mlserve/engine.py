@@ -1,0 +1,976 @@
+"""The only door to `pulumi.automation`: workspace, stack, operations, events and error mapping.
+
+One `Engine` serves one mlserve command: one `PulumiCommand` (one `pulumi version` check), one
+persistent workspace per project under MLSERVE_HOME, one `Stack` object reused by every
+operation. Every failure of the Automation API is turned into an mlserve error in `map_error`,
+with secret values scrubbed from the text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol, TypeVar
+
+from pulumi import automation as auto
+from semver import VersionInfo
+
+from mlserve.errors import (
+    EngineUnavailableError,
+    Interrupted,
+    MlserveError,
+    OperationFailedError,
+    PreconditionError,
+    StackBusyError,
+    UsageError,
+)
+
+# refresh and destroy of an inline program need `--client`, added in 3.181 (_check_inline_support).
+MIN_CLI_VERSION = "3.181.0"
+INSTALL_HINT = "run `mlserve setup`, or install Pulumi from https://www.pulumi.com/docs/install/"
+# Provider plugin -> the Python SDK whose version it must match.
+PLUGIN_PACKAGES: Mapping[str, str] = {
+    "kubernetes": "pulumi-kubernetes",
+    "kong": "pulumi-kong",
+    "azure-native": "pulumi-azure-native",
+}
+# Environment variables whose values are credentials: scrubbed from every message.
+_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY)", re.IGNORECASE)
+_GENERIC_ERRORS = re.compile(
+    r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[^%]*%\}>")
+
+T = TypeVar("T")
+
+
+# --- settings: home, backend, passphrase, durations ---------------------------------------
+
+
+def mlserve_home() -> Path:
+    return Path(os.environ.get("MLSERVE_HOME") or "~/.mlserve").expanduser().absolute()
+
+
+def pinned_cli_version() -> str:
+    """The CLI version `mlserve setup` installs: the one the installed Pulumi SDK was built with."""
+    return importlib.metadata.version("pulumi")
+
+
+def parse_duration(text: str) -> float:
+    """`0`, `45s`, `5m`, `1h` or plain seconds, as seconds; anything else is a usage error."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise UsageError(
+            f"--lock-timeout: {text!r} is not a duration (use 0, 45s, 5m or 1h; "
+            "a plain number is seconds)"
+        )
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def default_backend(home: Path) -> str:
+    return (home / "state").as_uri()
+
+
+def resolve_backend(flag: str | None, home: Path) -> tuple[str, bool]:
+    """(backend URL, whether it is the local default): --backend, env, then the default."""
+    url = flag or os.environ.get("MLSERVE_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL")
+    if not url:
+        return default_backend(home), True
+    if url.startswith("file://"):
+        # The CLI runs in the workspace directory: make `file://./state` mean the user's ./state.
+        raw = urllib.parse.unquote(url[len("file://") :])
+        return Path(raw).expanduser().absolute().as_uri(), url == default_backend(home)
+    return url, False
+
+
+def is_cloud_backend(url: str) -> bool:
+    return url.startswith(("https://", "http://"))
+
+
+def file_backend_dir(url: str) -> Path | None:
+    if not url.startswith("file://"):
+        return None
+    return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+
+
+def workspace_dir(home: Path, project: str, backend: str, is_default: bool) -> Path:
+    # Pulumi.<stack>.yaml (config and the passphrase salt) lives here, so one per backend.
+    suffix = "" if is_default else "." + hashlib.sha256(backend.encode()).hexdigest()[:8]
+    return home / "workspaces" / f"{project}{suffix}"
+
+
+@dataclass(frozen=True)
+class Passphrase:
+    env: Mapping[str, str]  # what to add to the CLI's environment
+    secrets_provider: str | None  # for `stack init`; None: the backend's default
+    secret: str | None  # the passphrase itself, to scrub from messages
+    created: Path | None = None  # set when this call created the passphrase file
+
+
+def passphrase_path(home: Path) -> Path:
+    return home / "passphrase"
+
+
+def resolve_passphrase(home: Path, backend: str, is_default: bool) -> Passphrase:
+    """Passphrase from the environment; for the local default backend, a generated 0600 file."""
+    if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
+        # Inherited by the CLI from os.environ; never copied into env_vars (it shows in reprs).
+        return Passphrase({}, "passphrase", os.environ["PULUMI_CONFIG_PASSPHRASE"])
+    given = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if given:
+        path = Path(given).expanduser().absolute()
+        try:
+            secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise EngineUnavailableError(
+                f"PULUMI_CONFIG_PASSPHRASE_FILE={given}: cannot read it ({e.strerror})"
+            ) from None
+        return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret)
+    if is_cloud_backend(backend):
+        return Passphrase({}, None, None)
+    if not is_default:
+        raise EngineUnavailableError(
+            f"the backend {backend} keeps stack secrets with a passphrase and none is set: "
+            "export PULUMI_CONFIG_PASSPHRASE_FILE=<file holding the team's passphrase> "
+            "(or PULUMI_CONFIG_PASSPHRASE)"
+        )
+    path = passphrase_path(home)
+    created = None
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+            created = path
+    secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+    return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret, created)
+
+
+def plugin_dir(name: str, version: str) -> Path:
+    home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
+    return home / "plugins" / f"resource-{name}-v{version}"
+
+
+def sdk_version(plugin: str) -> str | None:
+    try:
+        return importlib.metadata.version(PLUGIN_PACKAGES[plugin])
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def cli_root(home: Path) -> Path:
+    """Where `mlserve setup` installs the pinned CLI (used before the one on PATH)."""
+    return home / "pulumi"
+
+
+def load_command(home: Path) -> auto.PulumiCommand:
+    """The Pulumi CLI, version-checked once (one `pulumi version` process)."""
+    root = cli_root(home)
+    use_root = (root / "bin" / "pulumi").exists()
+    where = str(root / "bin" / "pulumi") if use_root else "`pulumi` on PATH"
+    try:
+        return auto.PulumiCommand(
+            root=str(root) if use_root else None, version=VersionInfo.parse(MIN_CLI_VERSION)
+        )
+    except FileNotFoundError:
+        raise EngineUnavailableError(
+            f"the Pulumi CLI was not found ({where}): {INSTALL_HINT}"
+        ) from None
+    except PermissionError:
+        raise EngineUnavailableError(
+            f"the Pulumi CLI ({where}) cannot be run: {INSTALL_HINT}"
+        ) from None
+    except subprocess.CalledProcessError as e:
+        raise EngineUnavailableError(
+            f"`pulumi version` failed with exit code {e.returncode} ({where}): {INSTALL_HINT}"
+        ) from None
+    except auto.InvalidVersionError as e:
+        raise EngineUnavailableError(f"{e} ({where}): {INSTALL_HINT}") from None
+
+
+def install_cli(home: Path, version: str | None = None) -> auto.PulumiCommand:
+    """Install the pinned CLI under MLSERVE_HOME/pulumi (kept if already there)."""
+    version = version or pinned_cli_version()
+    root = cli_root(home)
+    try:
+        return auto.PulumiCommand.install(root=str(root), version=VersionInfo.parse(version))
+    except urllib.error.URLError as e:
+        raise EngineUnavailableError(
+            f"no network ({e.reason}): install Pulumi {version} by hand from "
+            f"https://www.pulumi.com/docs/install/ (or copy its `pulumi` binaries into "
+            f"{root / 'bin'}), then run `mlserve setup` again for the plugins"
+        ) from None
+    except (subprocess.CalledProcessError, OSError, auto.InvalidVersionError) as e:
+        raise EngineUnavailableError(
+            f"installing Pulumi {version} into {root} failed: {e}; install it by hand from "
+            "https://www.pulumi.com/docs/install/"
+        ) from None
+
+
+def plugin_workspace(home: Path, command: auto.PulumiCommand) -> auto.LocalWorkspace:
+    """A workspace without a project, for plugin commands (`mlserve setup`, `doctor`)."""
+    workdir = home / "workspaces"
+    workdir.mkdir(parents=True, exist_ok=True)
+    return auto.LocalWorkspace(
+        work_dir=str(workdir),
+        env_vars={"PULUMI_SKIP_UPDATE_CHECK": "true"},
+        pulumi_command=command,
+    )
+
+
+def installed_plugins(ws: auto.LocalWorkspace) -> set[tuple[str, str]]:
+    return {(p.name, p.version or "") for p in ws.list_plugins() if p.kind == "resource"}
+
+
+def ensure_plugins(ws: auto.LocalWorkspace, names: Iterable[str], sink: Sink) -> list[str]:
+    """Install each plugin at its SDK's version unless present; returns what it installed."""
+    wanted = {n: v for n in names if (v := sdk_version(n)) is not None}
+    missing = {n: v for n, v in wanted.items() if not plugin_dir(n, v).is_dir()}
+    if not missing:
+        return []
+    try:
+        listed = installed_plugins(ws)
+    except auto.CommandError as e:
+        raise EngineUnavailableError(f"`pulumi plugin ls` failed: {_first_error(str(e))}") from None
+    installed = []
+    for name, version in missing.items():
+        if (name, version) in listed:
+            continue
+        sink.note(f"installing the {name} plugin v{version}")
+        try:
+            ws.install_plugin(name, f"v{version}")
+        except auto.CommandError as e:
+            raise EngineUnavailableError(
+                f"could not install the {name} plugin v{version}: {_first_error(str(e))}; "
+                "run `mlserve setup` "
+                "where there is network, or copy ~/.pulumi/plugins from a machine that has it"
+            ) from None
+        installed.append(f"{name} v{version}")
+    return installed
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """An engine event, reduced to what the progress display and the plan need."""
+
+    kind: str  # start | done | failed | diag | summary
+    op: str = ""
+    urn: str = ""
+    type: str = ""
+    name: str = ""
+    weights: tuple[tuple[str, Any, Any], ...] = ()  # (input path, old, new)
+    severity: str = ""
+    message: str = ""
+    changes: Mapping[str, int] = field(default_factory=dict)
+    planning: bool = False
+
+
+class Sink(Protocol):
+    """Receives engine events (from another thread) and notes for the user."""
+
+    def event(self, event: Event) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class NullSink:
+    def event(self, event: Event) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def _find_weights(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    if isinstance(obj, Mapping):
+        for key, value in obj.items():
+            p = f"{path}.{key}" if path else str(key)
+            if str(key).lower() == "weight" or str(key).endswith("canary-weight"):
+                if isinstance(value, int | str):
+                    yield p, value
+            else:
+                yield from _find_weights(value, p)
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _find_weights(value, f"{path}[{i}]")
+
+
+def weight_changes(old: Any, new: Any) -> tuple[tuple[str, Any, Any], ...]:
+    """The weights a step sets: every `weight` (or nginx canary-weight) in its inputs."""
+    before, after = dict(_find_weights(old or {})), dict(_find_weights(new or {}))
+    paths = list(before) + [p for p in after if p not in before]
+    if all(before.get(p) == after.get(p) for p in paths):
+        return ()
+    return tuple((p, before.get(p), after.get(p)) for p in paths)
+
+
+def _name(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
+
+
+def clean(text: str) -> str:
+    return _ANSI.sub("", text).strip()
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreviewOutcome:
+    changes: Mapping[str, int]
+    steps: list[Event]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class UpOutcome:
+    outputs: Mapping[str, Any]
+    changes: Mapping[str, int]
+    version: int | None
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    version: int | None
+    kind: str
+    result: str
+    start: datetime
+    end: datetime | None
+    message: str
+    config: Mapping[str, str]  # non-secret config values at that update
+    changes: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What the last successful update recorded in its config: the live traffic and spec."""
+
+    traffic: dict[str, Any]
+    spec: dict[str, Any] | None
+    version: int | None
+
+
+# --- the engine -----------------------------------------------------------------------------
+
+
+def _noop_program() -> None:
+    """refresh and destroy never run the program; inline mode only needs one to exist."""
+
+
+@dataclass(frozen=True)
+class Target:
+    project: str
+    stack: str
+    backend: str | None = None  # --backend; None: environment, then the local default
+
+
+class Engine:
+    def __init__(
+        self,
+        target: Target,
+        *,
+        sink: Sink | None = None,
+        lock_timeout: float = 0.0,
+        debug: bool = False,
+    ) -> None:
+        self.target = target
+        self.sink: Sink = sink or NullSink()
+        self.lock_timeout = lock_timeout
+        self.debug = debug
+        self.poll = float(os.environ.get("MLSERVE_LOCK_POLL_SECONDS", "2"))  # tests shorten it
+        self.home = mlserve_home()
+        self.backend, self.default_backend = resolve_backend(target.backend, self.home)
+        self.workdir = workspace_dir(self.home, target.project, self.backend, self.default_backend)
+        self._secrets: set[str] = {
+            v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6
+        }
+        self._pass: Passphrase | None = None
+        self._cmd: auto.PulumiCommand | None = None
+        self._ws: auto.LocalWorkspace | None = None
+        self._stack: auto.Stack | None = None
+        self._program_error: BaseException | None = None
+        self._errors: list[str] = []  # error diagnostics of the running operation
+        self._warnings: list[str] = []
+        self._lock = threading.Lock()
+        self.interrupted = False
+
+    # -- secrets
+
+    def scrub(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if len(secret) >= 2:
+                text = text.replace(secret, "[secret]")
+        return text
+
+    def _remember_secret(self, value: Any) -> None:
+        if isinstance(value, str) and value:
+            self._secrets.add(value)
+        elif isinstance(value, Mapping):
+            for v in value.values():
+                self._remember_secret(v)
+        elif isinstance(value, list):
+            for v in value:
+                self._remember_secret(v)
+        elif value is not None and not isinstance(value, bool):
+            self._secrets.add(str(value))
+
+    # -- workspace and stack
+
+    def passphrase(self) -> Passphrase:
+        if self._pass is None:
+            self._pass = resolve_passphrase(self.home, self.backend, self.default_backend)
+            if self._pass.secret:
+                self._secrets.add(self._pass.secret)
+            if self._pass.created:
+                self.sink.note(
+                    f"created a passphrase for stack secrets in {self._pass.created} (mode 0600); "
+                    "keep it: every later command on this backend needs it"
+                )
+        return self._pass
+
+    def command(self) -> auto.PulumiCommand:
+        if self._cmd is None:
+            self._cmd = load_command(self.home)
+        return self._cmd
+
+    def workspace(self) -> auto.LocalWorkspace:
+        if self._ws is None:
+            command = self.command()  # a missing CLI is the first thing to fix
+            pp = self.passphrase()
+            backend_dir = file_backend_dir(self.backend)
+            if backend_dir is not None:
+                backend_dir.mkdir(parents=True, exist_ok=True)
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            env = {
+                "PULUMI_SKIP_UPDATE_CHECK": "true",
+                "PULUMI_BACKEND_URL": self.backend,
+                **pp.env,
+            }
+            self._ws = auto.LocalWorkspace(
+                work_dir=str(self.workdir),
+                program=_noop_program,
+                env_vars=env,
+                secrets_provider=pp.secrets_provider,
+                project_settings=auto.ProjectSettings(
+                    name=self.target.project,
+                    runtime="python",
+                    main=str(self.workdir),
+                    backend=auto.ProjectBackend(url=self.backend),
+                ),
+                pulumi_command=command,
+            )
+        return self._ws
+
+    def stack(self, create: bool = False) -> auto.Stack:
+        """Select the stack (or create it); one process, then reused by every operation."""
+        if self._stack is None:
+            ws = self.workspace()
+            try:
+                if create:
+                    self._stack = auto.Stack.create_or_select(self.target.stack, ws)
+                else:
+                    self._stack = auto.Stack.select(self.target.stack, ws)
+            except Exception as e:
+                raise self.map_error(e, "selecting the stack") from None
+        return self._stack
+
+    def describe(self) -> str:
+        return (
+            f"stack '{self.target.stack}' of project '{self.target.project}' "
+            f"(backend {self.backend})"
+        )
+
+    # -- plugins
+
+    def ensure_plugins(self, names: Iterable[str]) -> list[str]:
+        """Install plugins at the installed SDKs' versions; returns what it installed."""
+        names = list(names)
+        if all(plugin_dir(n, v).is_dir() for n in names if (v := sdk_version(n)) is not None):
+            return []  # the usual case costs no process
+        try:
+            return ensure_plugins(self.workspace(), names, self.sink)
+        except auto.CommandError as e:
+            raise self.map_error(e, "listing plugins") from None
+
+    # -- config and history
+
+    def set_config(self, values: Mapping[str, str]) -> None:
+        stack = self.stack()
+        try:
+            stack.set_all_config({k: auto.ConfigValue(value=v) for k, v in values.items()})
+        except Exception as e:
+            raise self.map_error(e, "setting the stack config") from None
+
+    def history(self, page_size: int | None = None) -> list[HistoryEntry]:
+        """Newest first; secret config values are never fetched."""
+        stack = self.stack()
+        try:
+            summaries = stack.history(page_size=page_size, show_secrets=False)
+        except Exception as e:
+            raise self.map_error(e, "reading the stack history") from None
+        return [
+            HistoryEntry(
+                version=s.version,
+                kind=s.kind,
+                result=s.result,
+                start=s.start_time,
+                end=s.end_time,
+                message=s.message or "",
+                config={k: v.value for k, v in s.config.items() if not v.secret},
+                changes=_op_counts(s.resource_changes or {}),
+            )
+            for s in summaries
+        ]
+
+    def deployed(self, entries: list[HistoryEntry] | None = None) -> Deployed | None:
+        """The live state, from the backend's history (a fresh CI workspace has no local config).
+
+        The newest successful update that recorded `mlserve:traffic` wins; a successful destroy
+        after it means nothing is live.
+        """
+        pages = [entries] if entries is not None else [self.history(page_size=10)]
+        if entries is None and len(pages[0]) == 10:
+            pages.append(self.history())
+        for page in pages:
+            for e in page:
+                if e.result != "succeeded":
+                    continue
+                if e.kind == "destroy":
+                    return None
+                if e.kind == "update" and "mlserve:traffic" in e.config:
+                    spec = e.config.get("mlserve:spec")
+                    return Deployed(
+                        traffic=json.loads(e.config["mlserve:traffic"]),
+                        spec=json.loads(spec) if spec else None,
+                        version=e.version,
+                    )
+        return None
+
+    def outputs(self) -> dict[str, Any]:
+        stack = self.stack()
+        try:
+            outputs = stack.outputs()
+        except Exception as e:
+            raise self.map_error(e, "reading the stack outputs") from None
+        return self._outputs(outputs)
+
+    def _outputs(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, out in outputs.items():
+            if out.secret:
+                self._remember_secret(out.value)
+                result[key] = "[secret]"
+            else:
+                result[key] = out.value
+        return result
+
+    # -- operations
+
+    def preview(self, program: Callable[[], None]) -> PreviewOutcome:
+        steps: list[Event] = []
+        stack = self.stack()
+        result = self._operation(
+            "preview",
+            lambda on_event: stack.preview(
+                program=self._guard(program), on_event=on_event, color="never"
+            ),
+            steps,
+        )
+        return PreviewOutcome(_op_counts(result.change_summary), steps, self._warning_lines())
+
+    def up(
+        self, program: Callable[[], None], message: str, target: list[str] | None = None
+    ) -> UpOutcome:
+        stack = self.stack()
+        result = self._operation(
+            "update",
+            lambda on_event: stack.up(
+                program=self._guard(program),
+                on_event=on_event,
+                message=message,
+                target=target,
+                color="never",
+            ),
+        )
+        for value in result.summary.config.values():
+            if value.secret:
+                self._remember_secret(value.value)
+        return UpOutcome(
+            outputs=self._outputs(result.outputs),
+            changes=_op_counts(result.summary.resource_changes or {}),
+            version=result.summary.version,
+            warnings=self._warning_lines(),
+        )
+
+    def refresh(self) -> dict[str, int]:
+        """Refresh; pending creates from an interrupted update are cleared (they are re-read)."""
+        stack = self.stack()
+        result = self._operation(
+            "refresh",
+            lambda on_event: stack.refresh(
+                on_event=on_event,
+                color="never",
+                clear_pending_creates=True,
+                message="mlserve status --refresh",
+            ),
+        )
+        return _op_counts(result.summary.resource_changes or {})
+
+    def destroy(self, message: str) -> dict[str, int]:
+        stack = self.stack()
+        result = self._operation(
+            "destroy",
+            lambda on_event: stack.destroy(on_event=on_event, color="never", message=message),
+        )
+        return _op_counts(result.summary.resource_changes or {})
+
+    def pending_hint(self) -> str:
+        return (
+            "an interrupted update left pending operations: run "
+            f"`mlserve status --refresh --stack {self.target.stack}` to reconcile them"
+        )
+
+    def _warning_lines(self) -> list[str]:
+        """The engine's warnings, one line each; pending operations get the way out."""
+        lines = []
+        for w in dict.fromkeys(self._warnings):
+            line = summarize(w)
+            if "pending operations" in line:
+                line = f"{line} ({self.pending_hint()})"
+            lines.append(line)
+        return lines
+
+    def _guard(self, program: Callable[[], None]) -> Callable[[], None]:
+        """Keep the program's own exception: its message beats the engine's log of it."""
+
+        def guarded() -> None:
+            try:
+                program()
+            except BaseException as e:
+                self._program_error = e
+                raise
+
+        return guarded
+
+    def _operation(
+        self,
+        what: str,
+        run: Callable[[Callable[[auto.EngineEvent], None]], T],
+        steps: list[Event] | None = None,
+    ) -> T:
+        """Run one engine operation: events, Ctrl-C, lock retries and error mapping."""
+
+        def on_event(raw: auto.EngineEvent) -> None:
+            # Called on a gRPC or log-watcher thread.
+            try:
+                event = self._convert(raw)
+                if event is None:
+                    return
+                with self._lock:
+                    if event.kind == "diag" and event.severity == "error":
+                        prefix = f"{event.name}: " if event.name else ""
+                        self._errors.append(prefix + summarize(event.message))
+                    elif event.kind == "diag" and event.severity == "warning":
+                        self._warnings.append(event.message)
+                    if steps is not None and event.kind == "start" and event.op != "same":
+                        steps.append(event)
+                self.sink.event(event)
+            except Exception:  # a display bug must not break the deployment
+                pass
+
+        deadline = time.monotonic() + self.lock_timeout
+        delay, waited = self.poll, False
+        self._program_error = None
+        with self._interruptible():
+            while True:
+                self._errors, self._warnings = [], []
+                try:
+                    result = run(on_event)
+                except auto.ConcurrentUpdateError as e:
+                    remaining = deadline - time.monotonic()
+                    if self.interrupted or remaining <= 0:
+                        raise self.map_error(e, what) from None
+                    if not waited:
+                        self.sink.note(
+                            f"{self.describe()} is locked by another update; waiting up to "
+                            f"{format_duration(self.lock_timeout)}"
+                        )
+                        waited = True
+                    time.sleep(min(delay, remaining))
+                    delay = min(delay * 2, 15.0)
+                    continue
+                except Exception as e:
+                    raise self.map_error(e, what) from None
+                if self.interrupted:
+                    raise self._interrupted(what, finished=True)
+                return result
+
+    def _convert(self, raw: auto.EngineEvent) -> Event | None:
+        if raw.resource_pre_event or raw.res_outputs_event or raw.res_op_failed_event:
+            if raw.resource_pre_event:
+                kind, meta = "start", raw.resource_pre_event.metadata
+                planning = bool(raw.resource_pre_event.planning)
+            elif raw.res_outputs_event:
+                kind, meta = "done", raw.res_outputs_event.metadata
+                planning = bool(raw.res_outputs_event.planning)
+            else:
+                assert raw.res_op_failed_event is not None
+                kind, meta, planning = "failed", raw.res_op_failed_event.metadata, False
+            if meta.type in ("pulumi:pulumi:Stack", "pulumi:providers:kubernetes") or (
+                meta.type.startswith("pulumi:providers:")
+            ):
+                return None
+            op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
+            return Event(
+                kind=kind,
+                op=op,
+                urn=meta.urn,
+                type=meta.type,
+                name=_name(meta.urn),
+                weights=weight_changes(
+                    meta.old.inputs if meta.old else None, meta.new.inputs if meta.new else None
+                ),
+                planning=planning,
+            )
+        if raw.diagnostic_event:
+            d = raw.diagnostic_event
+            if d.severity not in ("warning", "error") or d.ephemeral:
+                return None
+            return Event(
+                kind="diag",
+                severity=d.severity,
+                urn=d.urn or "",
+                name=_name(d.urn) if d.urn and "pulumi:pulumi:Stack" not in d.urn else "",
+                message=self.scrub(clean(d.message)),
+            )
+        if raw.summary_event:
+            return Event(kind="summary", changes=_op_counts(raw.summary_event.resource_changes))
+        return None
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """Ctrl-C only sets a flag: the CLI, in our process group, gets it and cancels cleanly."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop at once, as the CLI does
+            self.interrupted = True
+            self.sink.note(
+                "interrupted: letting Pulumi cancel the operation cleanly "
+                "(Ctrl-C again to stop at once)"
+            )
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            # A CI runner's cancel: the CLI is not in a terminal's group, so pass Ctrl-C on.
+            for pid in _child_pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGINT)
+            on_sigint(signum, frame)
+
+        old_int = signal.signal(signal.SIGINT, on_sigint)
+        old_term = signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+
+    # -- errors
+
+    def _interrupted(self, what: str, finished: bool = False) -> Interrupted:
+        if finished:
+            return Interrupted(f"interrupted; the {what} had already finished")
+        return Interrupted(
+            f"interrupted: the {what} was cancelled. If the next command finds the stack "
+            "locked, or warns about pending operations, it says how to recover"
+        )
+
+    def busy_message(self, detail: str = "") -> str:
+        stack = self.target.stack
+        waited = (
+            f" within --lock-timeout {format_duration(self.lock_timeout)}"
+            if self.lock_timeout
+            else ""
+        )
+        return (
+            f"{self.describe()} is locked by another update and was not released{waited}"
+            f"{': ' + detail if detail else ''}. Wait for that update to finish, or retry with "
+            f"--lock-timeout 5m. If no update is running (an interrupted one left its lock), "
+            f"remove the lock with: pulumi cancel --yes --stack {stack} --cwd {self.workdir}"
+        )
+
+    def map_error(self, e: BaseException, what: str) -> MlserveError:
+        """Every Automation API failure -> an mlserve error with a short, scrubbed message."""
+        if isinstance(e, MlserveError):
+            return e
+        if self.interrupted:
+            return self._interrupted(what)
+        text = str(e)
+        if isinstance(e, auto.ConcurrentUpdateError):
+            holder = next(
+                (clean(line) for line in _stderr(text).splitlines() if "created by" in line), ""
+            )
+            holder = holder.split(": ", 1)[-1] if holder else ""
+            return StackBusyError(self.scrub(self.busy_message(holder)))
+        if isinstance(e, auto.StackNotFoundError):
+            return PreconditionError(
+                f"no {self.describe()}: deploy it first, or check --stack, --project and --backend"
+            )
+        if isinstance(e, FileNotFoundError | PermissionError | auto.InvalidVersionError):
+            return EngineUnavailableError(self.scrub(f"{e}: {INSTALL_HINT}"))
+        if isinstance(e, auto.CommandError):
+            if "passphrase must be set" in text:
+                return EngineUnavailableError(
+                    f"{self.describe()} needs its passphrase: export PULUMI_CONFIG_PASSPHRASE_FILE "
+                    "(or PULUMI_CONFIG_PASSPHRASE)"
+                )
+            if "incorrect passphrase" in text:
+                return EngineUnavailableError(
+                    f"the passphrase does not open {self.describe()}: set "
+                    "PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE) to the one it "
+                    "was created with"
+                )
+            if re.search(r"no resource plugin .* found|could not (find|download) plugin", text):
+                return EngineUnavailableError(
+                    f"a provider plugin is missing: {self._reasons(text)}; run `mlserve setup`"
+                )
+            if isinstance(e, auto.InlineSourceRuntimeError) or self._program_error is not None:
+                err = self._program_error
+                if isinstance(err, MlserveError):
+                    return err
+                reason = f"{type(err).__name__}: {err}" if err is not None else self._reasons(text)
+                return OperationFailedError(
+                    self._with_debug(f"the program failed during the {what}: {reason}", text)
+                )
+            message = f"the {what} failed: {self._reasons(text)}"
+            if "pending operations" in text or any(
+                "pending operations" in w for w in self._warnings
+            ):
+                message += "\n" + self.pending_hint()
+            return OperationFailedError(self._with_debug(message, text))
+        if isinstance(e, RuntimeError) and "summary event never found" in text:
+            return OperationFailedError(
+                self._with_debug(f"the {what} ended without a summary from the engine", text)
+            )
+        if isinstance(e, OSError):
+            return EngineUnavailableError(self.scrub(f"{what}: {e}"))
+        return OperationFailedError(
+            self._with_debug(f"the {what} failed: {type(e).__name__}", text)
+        )
+
+    def _reasons(self, text: str) -> str:
+        """The engine's own reason in a line or two: its error diagnostics or `error:` lines."""
+        found = list(dict.fromkeys(self._errors)) or _error_lines(text)
+        specific = [r for r in found if not _GENERIC_ERRORS.search(r)]
+        chosen = (specific or found)[:2]
+        if not chosen:
+            last = [x for x in _lines(_stderr(text)) if x]
+            chosen = last[-1:] or ["no reason given (run with --debug for the engine's output)"]
+        return self.scrub("; ".join(r[:400] for r in chosen))
+
+    def _with_debug(self, message: str, text: str) -> str:
+        if self.debug:
+            return self.scrub(f"{message}\n--- engine output ---{text}")
+        return self.scrub(message) + " (run with --debug for the engine's full output)"
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The lines of a CommandError's text ("\n code: N\n stdout: ...\n stderr: ..."), cleaned."""
+    for line in text.splitlines():
+        line = clean(line)
+        for prefix in ("stdout:", "stderr:"):
+            if line.startswith(prefix):
+                line = line[len(prefix) :].strip()
+        yield line
+
+
+def summarize(message: str) -> str:
+    """One line from an engine message; "N errors occurred:" lists expand to their items."""
+    lines = [clean(x) for x in message.splitlines() if clean(x)]
+    if not lines:
+        return ""
+    if re.fullmatch(r"\d+ errors? occurred:?", lines[0]):
+        items = [x.lstrip("*").strip() for x in lines[1:] if x.startswith("*")]
+        return "; ".join(items) or lines[0]
+    return lines[0]
+
+
+def _error_lines(text: str) -> list[str]:
+    """`error:` lines of the CLI's output, each with the resource its Diagnostics block names."""
+    lines = list(_lines(text))
+    found = []
+    resource = ""
+    for i, line in enumerate(lines):
+        header = re.fullmatch(r"([\w.-]+:[\w./-]*:[\w.]+) \((.+)\):", line)
+        if header:
+            resource = "" if header.group(1) == "pulumi:pulumi:Stack" else header.group(2)
+            continue
+        m = re.match(r"error:\s*(.+)", line)
+        if m:
+            following = [m.group(1)] + [x for x in lines[i + 1 : i + 20] if x.startswith("*")]
+            reason = summarize("\n".join(following))
+            found.append(f"{resource}: {reason}" if resource else reason)
+    return list(dict.fromkeys(found))
+
+
+def _first_error(text: str) -> str:
+    return next(iter(_error_lines(text)), "the CLI gave no reason")
+
+
+def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
+    """OpType keys (a str Enum whose str() is 'OpType.CREATE') as plain op names."""
+    return {getattr(k, "value", k): n for k, n in changes.items()}
+
+
+def _stderr(text: str) -> str:
+    return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+def _child_pids() -> list[int]:
+    """Our child processes, from /proc (Linux); elsewhere none are known."""
+    me = str(os.getpid())
+    pids = []
+    with contextlib.suppress(OSError):
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                fields = f.read().rsplit(")", 1)[-1].split()
+                if len(fields) > 1 and fields[1] == me:
+                    pids.append(int(entry))
+    return pids

@@ -1,0 +1,622 @@
+"""plan, deploy, status, history, destroy, doctor and setup over the engine.
+
+Logic only: these functions never print and never exit. Progress goes to a `Sink`, questions to a
+`confirm` callback, and each returns a report that output.py renders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from mlserve import engine
+from mlserve.backends.base import CAPABILITIES
+from mlserve.engine import Deployed, Engine, Event, HistoryEntry, Sink, Target
+from mlserve.errors import MlserveError, PreconditionError, UsageError
+from mlserve.program import build_program
+from mlserve.spec import Spec
+from mlserve.traffic import TrafficState, reconcile
+
+parse_duration = engine.parse_duration
+TRAFFIC_KEY = "mlserve:traffic"
+SPEC_KEY = "mlserve:spec"
+
+
+def target_for(spec: Spec | None, project: str | None, stack: str, backend: str | None) -> Target:
+    """Project from the spec's name when a spec is given, else from --project."""
+    if spec is not None:
+        if project and project != spec.name:
+            raise UsageError(
+                f"--project {project!r} does not match the spec's name {spec.name!r} "
+                "(the project is taken from the spec)"
+            )
+        project = spec.name
+    if not project:
+        raise UsageError("--project is needed without a spec file (or set MLSERVE_PROJECT)")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", project):
+        raise UsageError(f"--project {project!r}: use letters, digits, '-', '_' and '.'")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}", stack):
+        raise UsageError(f"--stack {stack!r}: use letters, digits, '-', '_' and '.'")
+    return Target(project, stack, backend)
+
+
+def plugins_for(spec: Spec) -> list[str]:
+    """The provider plugins a spec's program uses."""
+    names = []
+    if spec.gateway.type in ("istio", "gateway-api", "ingress-nginx") or any(
+        v.image for v in spec.versions
+    ):
+        names.append("kubernetes")
+    if spec.gateway.type == "kong":
+        names.append("kong")
+    if spec.gateway.type == "azure-apim":
+        names.append("azure-native")
+    return names
+
+
+def _live_traffic(deployed: Deployed | None) -> TrafficState | None:
+    if deployed is None:
+        return None
+    try:
+        return TrafficState.from_dict(deployed.traffic)
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreconditionError(
+            f"the stack's recorded traffic ({TRAFFIC_KEY}) is not valid: {e}; "
+            "deploy with --reset-traffic to replace it"
+        ) from None
+
+
+def effective_spec(
+    spec: Spec, new: TrafficState, live: TrafficState | None, deployed: Deployed | None
+) -> tuple[Spec, list[str]]:
+    """The spec plus the versions it dropped that must stay deployed (DESIGN.md section 4).
+
+    `previous` and the live stable and canary stay; their definitions come from the spec the
+    stack recorded at its last update.
+    """
+    roles: dict[str, str] = {}
+    for name, role in (
+        (new.stable, "stable"),
+        (new.canary, "canary"),
+        (new.previous, "the previous stable, kept at 0% for an instant rollback"),
+        (live.stable if live else None, "the live stable"),
+        (live.canary if live else None, "the live canary"),
+    ):
+        if name is not None and name not in spec.version_names:
+            roles.setdefault(name, role)
+    if not roles:
+        return spec, []
+    stored = Spec.from_dict(deployed.spec) if deployed and deployed.spec else None
+    extra, notes = [], []
+    for name, role in roles.items():
+        if stored is not None and name in stored.version_names:
+            extra.append(stored.version(name))
+            notes.append(f"{name} is not in the spec but stays deployed: it is {role}")
+        elif name in new.versions():
+            raise PreconditionError(
+                f"version {name} carries traffic ({role}) but neither the spec nor the stack's "
+                "record defines it: add it to the spec's versions"
+            )
+    return replace(spec, versions=spec.versions + tuple(extra)), notes
+
+
+# --- plan and deploy ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    project: str
+    stack: str
+    backend: str
+    live: TrafficState | None
+    traffic: TrafficState
+    versions: tuple[str, ...]  # every version the update deploys
+    changes: Mapping[str, int]
+    steps: list[Event]
+    warnings: list[str]
+
+    @property
+    def pending(self) -> bool:
+        return any(op != "same" and n for op, n in self.changes.items())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "backend": self.backend,
+            "pendingChanges": self.pending,
+            "changes": {k: v for k, v in self.changes.items() if k != "same"},
+            "unchanged": self.changes.get("same", 0),
+            "traffic": {
+                "live": self.live.to_dict() if self.live else None,
+                "new": self.traffic.to_dict(),
+                "liveWeights": self.live.weights() if self.live else {},
+                "newWeights": self.traffic.weights(),
+            },
+            "versions": list(self.versions),
+            "steps": [
+                {
+                    "op": s.op,
+                    "type": s.type,
+                    "name": s.name,
+                    "urn": s.urn,
+                    "weights": [{"path": p, "old": o, "new": n} for p, o, n in s.weights],
+                }
+                for s in self.steps
+            ],
+            "warnings": self.warnings,
+        }
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    plan: PlanReport
+    applied: bool
+    changes: Mapping[str, int] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    revision: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "revision": self.revision,
+            "changes": {k: v for k, v in self.changes.items() if k != "same"},
+            "outputs": dict(self.outputs),
+            "plan": self.plan.to_json(),
+            "warnings": self.warnings,
+        }
+
+
+def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> tuple[Callable[[], None], PlanReport]:
+    """Select the stack, install plugins, reconcile traffic and record it in the stack config."""
+    eng.stack(create=True)
+    eng.ensure_plugins(plugins_for(spec))
+    deployed = eng.deployed()
+    live = _live_traffic(deployed)
+    new, warnings = reconcile(spec, live, reset=reset_traffic)
+    effective, notes = effective_spec(spec, new, live, deployed)
+    # Recorded before the update, so every history entry holds what was live after it.
+    eng.set_config(
+        {
+            TRAFFIC_KEY: json.dumps(new.to_dict(), sort_keys=True),
+            SPEC_KEY: json.dumps(effective.to_dict(), sort_keys=True),
+        }
+    )
+    report = PlanReport(
+        project=eng.target.project,
+        stack=eng.target.stack,
+        backend=eng.backend,
+        live=live,
+        traffic=new,
+        versions=effective.version_names,
+        changes={},
+        steps=[],
+        warnings=warnings + notes,
+    )
+    return build_program(effective, new), report
+
+
+def plan(
+    spec: Spec,
+    target: Target,
+    *,
+    sink: Sink | None = None,
+    lock_timeout: float = 0.0,
+    reset_traffic: bool = False,
+    debug: bool = False,
+) -> PlanReport:
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    program, report = _prepare(spec, eng, reset_traffic)
+    preview = eng.preview(program)
+    return replace(
+        report,
+        changes=preview.changes,
+        steps=preview.steps,
+        warnings=report.warnings + preview.warnings,
+    )
+
+
+def deploy(
+    spec: Spec,
+    target: Target,
+    *,
+    sink: Sink | None = None,
+    confirm: Callable[[PlanReport], bool] | None = None,
+    lock_timeout: float = 0.0,
+    reset_traffic: bool = False,
+    debug: bool = False,
+    on_plan: Callable[[PlanReport], None] | None = None,
+) -> DeployReport:
+    """Preview, show (on_plan), confirm (None: --yes), then update."""
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    program, report = _prepare(spec, eng, reset_traffic)
+    preview = eng.preview(program)
+    report = replace(
+        report,
+        changes=preview.changes,
+        steps=preview.steps,
+        warnings=report.warnings + preview.warnings,
+    )
+    if on_plan is not None:
+        on_plan(report)
+    if confirm is not None and report.pending and not confirm(report):
+        return DeployReport(plan=report, applied=False)
+    message = "mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy"
+    up = eng.up(program, message=message)
+    return DeployReport(
+        plan=report,
+        applied=True,
+        changes=up.changes,
+        outputs=up.outputs,
+        revision=up.version,
+        warnings=[w for w in up.warnings if w not in report.warnings],
+    )
+
+
+# --- status, history, destroy ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    revision: int | None
+    time: datetime
+    kind: str
+    result: str
+    command: str
+    traffic: TrafficState | None
+    changes: Mapping[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "time": self.time.isoformat() + "Z",
+            "kind": self.kind,
+            "result": self.result,
+            "command": self.command,
+            "stable": self.traffic.stable if self.traffic else None,
+            "canary": self.traffic.canary if self.traffic else None,
+            "weight": self.traffic.weight if self.traffic else None,
+            "previous": self.traffic.previous if self.traffic else None,
+            "changes": dict(self.changes),
+        }
+
+
+def _row(entry: HistoryEntry) -> HistoryRow:
+    state = None
+    raw = entry.config.get(TRAFFIC_KEY)
+    if raw:
+        try:
+            state = TrafficState.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError):
+            state = None
+    return HistoryRow(
+        revision=entry.version,
+        time=entry.start,
+        kind=entry.kind,
+        result=entry.result,
+        command=entry.message,
+        traffic=state,
+        changes=entry.changes,
+    )
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    project: str
+    stack: str
+    backend: str
+    endpoint: str | None
+    traffic: TrafficState | None
+    weights: Mapping[str, int]
+    versions: tuple[str, ...]
+    last: HistoryRow | None
+    drift: Mapping[str, int] | None  # with --refresh: what the refresh changed
+    outputs: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "backend": self.backend,
+            "endpoint": self.endpoint,
+            "traffic": self.traffic.to_dict() if self.traffic else None,
+            "weights": dict(self.weights),
+            "versions": list(self.versions),
+            "lastUpdate": self.last.to_json() if self.last else None,
+            "drift": dict(self.drift) if self.drift is not None else None,
+        }
+
+
+def status(
+    target: Target, *, refresh: bool = False, sink: Sink | None = None, debug: bool = False
+) -> StatusReport:
+    eng = Engine(target, sink=sink, debug=debug)
+    eng.stack()
+    drift = None
+    if refresh:
+        changes = eng.refresh()
+        drift = {op: n for op, n in changes.items() if op != "same" and n}
+    outputs = eng.outputs()
+    entries = eng.history(page_size=10)
+    deployed = eng.deployed(entries)
+    live = _live_traffic(deployed)
+    traffic_out = outputs.get("traffic")
+    if isinstance(traffic_out, Mapping):
+        live = TrafficState.from_dict(dict(traffic_out))
+    weights = outputs.get("weights")
+    versions: tuple[str, ...] = ()
+    if deployed is not None and deployed.spec:
+        versions = tuple(v["name"] for v in deployed.spec.get("versions", []))
+    endpoint = outputs.get("endpoint")
+    return StatusReport(
+        project=target.project,
+        stack=target.stack,
+        backend=eng.backend,
+        endpoint=str(endpoint) if endpoint is not None else None,
+        traffic=live,
+        weights=dict(weights) if isinstance(weights, Mapping) else (live.weights() if live else {}),
+        versions=versions,
+        last=_row(entries[0]) if entries else None,
+        drift=drift,
+        outputs=outputs,
+    )
+
+
+def history(target: Target, *, debug: bool = False) -> list[HistoryRow]:
+    eng = Engine(target, debug=debug)
+    return [_row(e) for e in eng.history()]
+
+
+@dataclass(frozen=True)
+class DestroyReport:
+    project: str
+    stack: str
+    applied: bool
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "stack": self.stack,
+            "applied": self.applied,
+            "deleted": self.changes.get("delete", 0),
+        }
+
+
+def destroy(
+    target: Target,
+    *,
+    sink: Sink | None = None,
+    confirm: Callable[[str], bool] | None = None,
+    lock_timeout: float = 0.0,
+    debug: bool = False,
+) -> DestroyReport:
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    eng.stack()
+    deployed = eng.deployed()
+    if deployed is not None and deployed.spec:
+        eng.ensure_plugins(plugins_for(Spec.from_dict(deployed.spec)))
+    if confirm is not None and not confirm(eng.describe()):
+        return DestroyReport(target.project, target.stack, applied=False)
+    changes = eng.destroy(message="mlserve destroy")
+    return DestroyReport(target.project, target.stack, applied=True, changes=changes)
+
+
+# --- doctor and setup -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
+
+
+def _kube_config() -> str | None:
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "in-cluster service account"
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    for p in paths or [str(Path.home() / ".kube" / "config")]:
+        if Path(p).expanduser().is_file():
+            return p
+    return None
+
+
+def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
+    """Check what the engine needs, changing nothing (no passphrase file, no directories)."""
+    home = engine.mlserve_home()
+    checks: list[Check] = []
+    command = None
+    try:
+        command = engine.load_command(home)
+        checks.append(
+            Check(
+                "pulumi CLI",
+                True,
+                f"v{command.version} ({command.command}); needs >= {engine.MIN_CLI_VERSION}",
+            )
+        )
+    except MlserveError as e:
+        checks.append(Check("pulumi CLI", False, str(e).split(":")[0], engine.INSTALL_HINT))
+
+    names = plugins_for(spec) if spec is not None else ["kubernetes"]
+    if spec is not None:
+        caps = CAPABILITIES[spec.gateway.type]
+        found = importlib.util.find_spec(caps.sdk_module) is not None
+        checks.append(
+            Check(
+                f"Python SDK for {spec.gateway.type}",
+                found,
+                caps.sdk_module + (" installed" if found else " missing"),
+                "" if found else f"pip install 'mlserve[{caps.sdk_extra}]'",
+            )
+        )
+    listed: set[tuple[str, str]] | None = None
+    for name in names:
+        version = engine.sdk_version(name)
+        if version is None:
+            continue
+        present = engine.plugin_dir(name, version).is_dir()
+        if not present and command is not None:
+            if listed is None:
+                try:
+                    listed = engine.installed_plugins(engine.plugin_workspace(home, command))
+                except Exception:
+                    listed = set()
+            present = (name, version) in listed
+        checks.append(
+            Check(
+                f"plugin {name}",
+                present,
+                f"v{version} {'installed' if present else 'missing'}",
+                "" if present else "run `mlserve setup` (needs network once)",
+            )
+        )
+
+    url, is_default = engine.resolve_backend(backend, home)
+    checks.append(_backend_check(url))
+    checks.append(_passphrase_check(home, url, is_default))
+    if spec is not None:
+        checks.extend(_credential_checks(spec))
+    return checks
+
+
+def _backend_check(url: str) -> Check:
+    directory = engine.file_backend_dir(url)
+    if directory is not None:
+        probe = directory
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        ok = os.access(probe, os.W_OK)
+        return Check(
+            "backend",
+            ok,
+            f"{url} ({'writable' if ok else 'not writable'})",
+            "" if ok else f"make {directory} writable, or pass --backend",
+        )
+    if engine.is_cloud_backend(url):
+        token = (
+            bool(os.environ.get("PULUMI_ACCESS_TOKEN"))
+            or (Path.home() / ".pulumi" / "credentials.json").is_file()
+        )
+        return Check(
+            "backend",
+            token,
+            f"{url} ({'credentials found' if token else 'no PULUMI_ACCESS_TOKEN'})",
+            "" if token else "export PULUMI_ACCESS_TOKEN, or run `pulumi login`",
+        )
+    return Check("backend", True, f"{url} (not contacted; its cloud credentials are used)")
+
+
+def _passphrase_check(home: Path, url: str, is_default: bool) -> Check:
+    if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
+        return Check("passphrase", True, "PULUMI_CONFIG_PASSPHRASE is set")
+    given = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
+    if given:
+        ok = os.access(Path(given).expanduser(), os.R_OK)
+        return Check(
+            "passphrase",
+            ok,
+            f"PULUMI_CONFIG_PASSPHRASE_FILE={given}" + ("" if ok else " cannot be read"),
+            "" if ok else "point PULUMI_CONFIG_PASSPHRASE_FILE at a readable file",
+        )
+    if engine.is_cloud_backend(url):
+        return Check("passphrase", True, "not needed: the Pulumi Cloud backend keeps secrets")
+    if is_default:
+        path = engine.passphrase_path(home)
+        detail = f"{path}" if path.exists() else f"{path} is created on first use"
+        return Check("passphrase", True, detail)
+    return Check(
+        "passphrase",
+        False,
+        f"none set for {url}",
+        "export PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE)",
+    )
+
+
+def _credential_checks(spec: Spec) -> list[Check]:
+    checks = []
+    if "kubernetes" in plugins_for(spec):
+        found = _kube_config()
+        checks.append(
+            Check(
+                "kubernetes context",
+                found is not None,
+                found or "no KUBECONFIG and no ~/.kube/config",
+                "" if found else "export KUBECONFIG, or create ~/.kube/config",
+            )
+        )
+    if spec.gateway.type == "kong":
+        addr = os.environ.get("KONG_ADMIN_ADDR") or spec.gateway.kong.admin_url
+        checks.append(
+            Check(
+                "kong admin API",
+                bool(addr),
+                addr or "no KONG_ADMIN_ADDR and no gateway.kong.adminUrl",
+                "" if addr else "export KONG_ADMIN_ADDR or set gateway.kong.adminUrl",
+            )
+        )
+    if spec.gateway.type == "azure-apim":
+        env = sorted(k for k in os.environ if k.startswith(("AZURE_", "ARM_")) and os.environ[k])
+        az = shutil.which("az")
+        ok = bool(env) or az is not None
+        detail = (", ".join(env[:4]) + " set") if env else (f"az CLI at {az}" if az else "none")
+        checks.append(
+            Check(
+                "azure credentials",
+                ok,
+                detail,
+                ""
+                if ok
+                else "run `az login`, or export ARM_CLIENT_ID, ARM_CLIENT_SECRET, "
+                "ARM_TENANT_ID and ARM_SUBSCRIPTION_ID",
+            )
+        )
+    return checks
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    cli: str
+    version: str
+    plugins_installed: list[str]
+    plugins: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cli": self.cli,
+            "version": self.version,
+            "pluginsInstalled": self.plugins_installed,
+            "plugins": self.plugins,
+        }
+
+
+def setup(spec: Spec | None, *, sink: Sink | None = None) -> SetupReport:
+    """Install the pinned CLI under MLSERVE_HOME/pulumi, then the plugins the spec needs."""
+    home = engine.mlserve_home()
+    command = engine.install_cli(home)
+    if spec is not None:
+        names = plugins_for(spec)
+    else:
+        names = [n for n in engine.PLUGIN_PACKAGES if engine.sdk_version(n) is not None]
+    ws = engine.plugin_workspace(home, command)
+    installed = engine.ensure_plugins(ws, names, sink or engine.NullSink())
+    return SetupReport(
+        cli=command.command,
+        version=str(command.version),
+        plugins_installed=installed,
+        plugins=[f"{n} v{engine.sdk_version(n)}" for n in names],
+    )

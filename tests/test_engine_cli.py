@@ -1,0 +1,184 @@
+"""The engine commands as a user or a CI step runs them: exit codes, messages, JSON, no secrets."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fake_pulumi import fixture
+from tests.fake_pulumi.fixture import Fake
+
+fake = fixture.fake
+no_pulumi = fixture.no_pulumi
+REPO = Path(__file__).resolve().parents[1]
+SPEC = str(REPO / "specs" / "istio.yaml")
+K8S = importlib.metadata.version("pulumi-kubernetes")
+NO_CLI = (
+    "error: the Pulumi CLI was not found (`pulumi` on PATH): run `mlserve setup`, or install "
+    "Pulumi from https://www.pulumi.com/docs/install/\n"
+)
+
+
+def mlserve(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI without a terminal (stdin is /dev/null), as a CI step does."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlserve", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", SPEC],
+        ["deploy", SPEC, "--yes"],
+        ["status", "--project", "fraud-detector"],
+        ["history", "--project", "fraud-detector"],
+        ["destroy", "--yes", "--project", "fraud-detector"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_without_a_pulumi_cli_every_engine_command_exits_4_with_the_way_out(
+    no_pulumi: Path, args: list[str]
+) -> None:
+    result = mlserve(*args)
+    assert (result.returncode, result.stderr, result.stdout) == (4, NO_CLI, "")
+
+
+def test_doctor_without_a_pulumi_cli_exits_4_after_the_table(no_pulumi: Path) -> None:
+    result = mlserve("doctor")
+    home = no_pulumi / "mlserve-home"
+    assert result.returncode == 4
+    assert result.stdout == (
+        "CHECK              STATUS   DETAIL\n"
+        "pulumi CLI         MISSING  the Pulumi CLI was not found (`pulumi` on PATH)\n"
+        f"plugin kubernetes  MISSING  v{K8S} missing\n"
+        f"backend            ok       {(home / 'state').as_uri()} (writable)\n"
+        f"passphrase         ok       {home / 'passphrase'} is created on first use\n"
+        "\n"
+        "To fix:\n"
+        "  pulumi CLI: run `mlserve setup`, or install Pulumi from "
+        "https://www.pulumi.com/docs/install/\n"
+        "  plugin kubernetes: run `mlserve setup` (needs network once)\n"
+    )
+    assert result.stderr == "error: not ready: pulumi CLI, plugin kubernetes\n"
+
+
+@pytest.mark.parametrize("command", ["deploy", "destroy"])
+def test_no_terminal_and_no_yes_is_a_usage_error(fake: Fake, command: str) -> None:
+    args = [SPEC] if command == "deploy" else ["--project", "fraud-detector"]
+    result = mlserve(command, *args)
+    assert result.returncode == 2
+    assert result.stderr == f"error: {command} needs --yes when there is no terminal\n"
+    assert fake.calls() == []
+
+
+def test_deploy_then_status_history_and_plan_exit_code(fake: Fake) -> None:
+    deployed = mlserve("deploy", SPEC, "--yes")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "Deployed revision 1 of stack 'dev': 6 created" in deployed.stdout
+    assert "  + create    kubernetes:apps/v1:Deployment  fraud-detector-v1  created" in (
+        deployed.stdout
+    )
+    assert "  v2  ###...........................   10%" in deployed.stdout
+
+    status = mlserve("status", "--project", "fraud-detector")
+    assert status.returncode == 0, status.stderr
+    assert "endpoint     http://fraud.models.example.com/fraud" in status.stdout
+    assert "traffic      v1 90%, v2 10%" in status.stdout
+
+    history = mlserve("history", "--project", "fraud-detector", "--json")
+    rows = json.loads(history.stdout)
+    assert [
+        (r["revision"], r["kind"], r["result"], r["stable"], r["canary"], r["weight"], r["command"])
+        for r in rows
+    ] == [(1, "update", "succeeded", "v1", "v2", 10, "mlserve deploy")]
+
+    unchanged = mlserve("plan", SPEC, "--exit-code")
+    assert unchanged.returncode == 0, unchanged.stderr
+    changed = mlserve("plan", SPEC, "--exit-code", "--stack", "prod")
+    assert changed.returncode == 10
+    assert changed.stderr.endswith("error: changes are pending (plan --exit-code)\n")
+
+
+def test_json_output_is_one_document_on_stdout(fake: Fake) -> None:
+    result = mlserve("deploy", SPEC, "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["applied"] is True
+    assert document["outputs"]["weights"] == {"v1": 90, "v2": 10}
+    assert document["plan"]["changes"] == {"create": 6}
+    assert "created a passphrase" in result.stderr
+
+
+def test_a_held_lock_exits_3_and_a_failed_update_exits_5(fake: Fake) -> None:
+    fake.set(locked=-1)
+    busy = mlserve("deploy", SPEC, "--yes", "--lock-timeout", "0.2")
+    assert busy.returncode == 3
+    assert "is locked by another update and was not released within --lock-timeout 0.2s" in (
+        busy.stderr
+    )
+    assert "pulumi cancel --yes --stack dev --cwd" in busy.stderr
+
+    fake.set(fail={"up": "Deployment ml/fraud-detector-v2 never became ready"})
+    failed = mlserve("deploy", SPEC, "--yes")
+    assert failed.returncode == 5
+    assert failed.stderr.endswith(
+        "error: the update failed: fraud-detector-v1: Deployment ml/fraud-detector-v2 never "
+        "became ready (run with --debug for the engine's full output)\n"
+    )
+
+
+def test_a_bad_lock_timeout_exits_2(fake: Fake) -> None:
+    result = mlserve("deploy", SPEC, "--yes", "--lock-timeout", "soon")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --lock-timeout: 'soon' is not a duration (use 0, 45s, 5m or 1h; a plain number "
+        "is seconds)\n"
+    )
+
+
+def test_project_must_match_the_spec(fake: Fake) -> None:
+    result = mlserve("plan", SPEC, "--project", "other")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --project 'other' does not match the spec's name 'fraud-detector' "
+        "(the project is taken from the spec)\n"
+    )
+
+
+def test_the_passphrase_never_appears_in_any_output(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = "Pa55phrase-that-must-never-print"
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", secret)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # doctor fails: exit 4
+    runs = [
+        mlserve("plan", SPEC),
+        mlserve("deploy", SPEC, "--yes", "--debug"),
+        mlserve("status", "--project", "fraud-detector", "--refresh", "--debug"),
+        mlserve("history", "--project", "fraud-detector", "--json"),
+        mlserve("doctor", SPEC, "--debug"),
+    ]
+    fake.set(fail={"up": "engine dumped its environment"}, leak=True)
+    runs.append(mlserve("deploy", SPEC, "--yes", "--debug", "--stack", "prod"))
+    runs.append(mlserve("deploy", SPEC, "--yes", "--stack", "prod"))
+    fake.set(program_error="boom", leak=True)
+    runs.append(mlserve("plan", SPEC, "--debug", "--json"))
+    fake.set()
+    runs.append(mlserve("destroy", "--yes", "--project", "fraud-detector", "--debug"))
+
+    assert [r.returncode for r in runs] == [0, 0, 0, 0, 4, 5, 5, 5, 0]
+    assert "passphrase was [secret]" in runs[5].stderr  # the leak was there, and scrubbed
+    for r in runs:
+        assert secret not in r.stdout
+        assert secret not in r.stderr
