@@ -391,7 +391,26 @@ def promote(
 ) -> None:
     """Move the canary to a new weight, or complete the promotion."""
     with _errors(debug):
-        _not_yet("promote")
+        from mlserve import ops, output
+
+        ops.promote_weight(weight, complete)  # usage errors before any engine work
+        ops.check_expect_weight(expect_weight)
+        timeout = ops.parse_duration(lock_timeout)
+        target = ops.target_for(None, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.promote(
+                target,
+                weight=weight,
+                complete=complete,
+                expect_weight=expect_weight,
+                sink=ui.sink(),
+                lock_timeout=timeout,
+                debug=debug or _debug_env(),
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
 @app.command()
@@ -408,7 +427,18 @@ def rollback(
 ) -> None:
     """Send all traffic back to the last known-good stable version."""
     with _errors(debug):
-        _not_yet("rollback")
+        from mlserve import ops, output
+
+        timeout = ops.parse_duration(lock_timeout)
+        target = ops.target_for(None, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.rollback(
+                target, to=to, sink=ui.sink(), lock_timeout=timeout, debug=debug or _debug_env()
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlserve import engine
+from mlserve import engine, traffic
 from mlserve.backends.base import CAPABILITIES
 from mlserve.engine import Deployed, Engine, Event, HistoryEntry, Sink, Target
 from mlserve.errors import MlserveError, PreconditionError, UsageError
@@ -259,6 +259,256 @@ def deploy(
         outputs=up.outputs,
         revision=up.version,
         warnings=[w for w in up.warnings if w not in report.warnings],
+    )
+
+
+# --- promote and rollback ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficReport:
+    """What promote or rollback changed: the split before and after, and the update that did it."""
+
+    command: str  # the update message, e.g. "mlserve promote --weight 50"
+    project: str
+    stack: str
+    backend: str
+    before: TrafficState | None  # None: nothing was live (rollback --to after a destroy)
+    after: TrafficState
+    revision: int | None
+    changes: Mapping[str, int]
+    targets: tuple[str, ...] | None  # the routing URNs updated; None: a full update
+    reapplied: int | None = None  # rollback --to: the revision re-applied
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        def state(s: TrafficState | None) -> dict[str, Any] | None:
+            return {**s.to_dict(), "weights": s.weights()} if s is not None else None
+
+        return {
+            "command": self.command,
+            "project": self.project,
+            "stack": self.stack,
+            "backend": self.backend,
+            "before": state(self.before),
+            "after": state(self.after),
+            "revision": self.revision,
+            "reappliedRevision": self.reapplied,
+            "changes": {k: v for k, v in self.changes.items() if k != "same"},
+            "targets": list(self.targets) if self.targets is not None else None,
+            "warnings": self.warnings,
+        }
+
+
+def promote_weight(weight: int | None, complete: bool) -> int:
+    """The weight `promote` moves the canary to, from --weight/--complete; 100 completes."""
+    if weight is not None and complete:
+        raise UsageError("give either --weight or --complete, not both")
+    if weight is None and not complete:
+        raise UsageError("give --weight N (1..99, or 100 to complete) or --complete")
+    if weight is None:
+        return 100
+    if not 0 < weight <= 100:
+        raise UsageError(f"--weight must be between 1 and 100, not {weight}")
+    return weight
+
+
+def check_expect_weight(expect_weight: int | None) -> None:
+    if expect_weight is not None and not 0 <= expect_weight <= 100:
+        raise UsageError(f"--expect-weight must be between 0 and 100, not {expect_weight}")
+
+
+@dataclass(frozen=True)
+class _Live:
+    """What a routing-only change starts from: the live state and spec, read from the stack."""
+
+    state: TrafficState
+    spec: Spec
+    newest: int | None  # the newest finished update: the stack must not move past it
+    routing: tuple[str, ...]
+
+
+def _finished(entries: list[HistoryEntry]) -> int | None:
+    """The newest update that has finished (a service backend also lists the running one)."""
+    return next((e.version for e in entries if e.result in ("succeeded", "failed")), None)
+
+
+def _read_live(eng: Engine) -> _Live:
+    eng.stack()
+    entries = eng.history(page_size=10)
+    deployed = eng.deployed(entries)
+    live = _live_traffic(deployed)
+    if deployed is None or live is None:
+        raise PreconditionError(f"nothing is deployed in {eng.describe()}: run `mlserve deploy`")
+    try:
+        spec = Spec.from_dict(deployed.spec or {})
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreconditionError(
+            f"the stack's recorded spec ({SPEC_KEY}) is not usable: {e}; redeploy with "
+            "`mlserve deploy`"
+        ) from None
+    routing = eng.outputs().get("routing")
+    if not isinstance(routing, list) or not routing:
+        raise PreconditionError(
+            f"{eng.describe()} records no routing resources (output `routing`): redeploy "
+            "with `mlserve deploy` first"
+        )
+    return _Live(live, spec, _finished(entries), tuple(str(u) for u in routing))
+
+
+def _unchanged_since(eng: Engine, newest: int | None) -> Callable[[Callable[[], None]], None]:
+    """Run the program only if no update finished since the live state was read.
+
+    The program runs while the update holds the stack's lock: after waiting on another job's
+    lock (--lock-timeout), the state this command computed from may be stale. Refusing then is
+    what makes --expect-weight a guard between racing CI jobs, not only a check before the wait.
+    """
+
+    def run(program: Callable[[], None]) -> None:
+        entries = eng.history(page_size=5)
+        now = _finished(entries)
+        if now != newest:
+            entry = next((e for e in entries if e.version == now), None)
+            what = f" ({entry.message or entry.kind}, {entry.result})" if entry else ""
+            raise PreconditionError(
+                f"{eng.describe()} changed while this command waited for its lock: revision "
+                f"{now}{what}. Nothing was changed: check `mlserve status` and run the "
+                "command again"
+            )
+        program()
+
+    return run
+
+
+def _routing_update(
+    eng: Engine, command: str, live: _Live, new: TrafficState, warnings: list[str]
+) -> TrafficReport:
+    """Record the new state and update only the routing resources (DESIGN.md section 4)."""
+    eng.ensure_plugins(plugins_for(live.spec))
+    # A fresh CI workspace has no local config: set both, so this update's history entry
+    # records the whole live state like a deploy's does.
+    eng.set_config(
+        {
+            TRAFFIC_KEY: json.dumps(new.to_dict(), sort_keys=True),
+            SPEC_KEY: json.dumps(live.spec.to_dict(), sort_keys=True),
+        }
+    )
+    program = build_program(live.spec, new)
+    guard = _unchanged_since(eng, live.newest)
+    up = eng.up(lambda: guard(program), message=command, target=list(live.routing))
+    return TrafficReport(
+        command=command,
+        project=eng.target.project,
+        stack=eng.target.stack,
+        backend=eng.backend,
+        before=live.state,
+        after=new,
+        revision=up.version,
+        changes=up.changes,
+        targets=live.routing,
+        warnings=warnings + up.warnings,
+    )
+
+
+def promote(
+    target: Target,
+    *,
+    weight: int | None = None,
+    complete: bool = False,
+    expect_weight: int | None = None,
+    sink: Sink | None = None,
+    lock_timeout: float = 0.0,
+    debug: bool = False,
+) -> TrafficReport:
+    """Move the live canary to `weight` percent, or complete the promotion (weight 100).
+
+    With `expect_weight`, refuse unless the live canary weight is that; a stack with no canary
+    counts as weight 0.
+    """
+    percent = promote_weight(weight, complete)
+    check_expect_weight(expect_weight)
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    live = _read_live(eng)
+    if expect_weight is not None and live.state.weight != expect_weight:
+        where = (
+            f"the live canary {live.state.canary} is at {live.state.weight}%"
+            if live.state.canary
+            else f"no canary is live ({live.state.stable} takes 100%), which counts as 0%"
+        )
+        raise PreconditionError(f"--expect-weight {expect_weight}: {where}; nothing was changed")
+    new = traffic.promote(live.state, percent)
+    words = ["mlserve promote", "--complete" if complete else f"--weight {percent}"]
+    if expect_weight is not None:
+        words.append(f"--expect-weight {expect_weight}")
+    return _routing_update(eng, " ".join(words), live, new, [])
+
+
+def rollback(
+    target: Target,
+    *,
+    to: int | None = None,
+    sink: Sink | None = None,
+    lock_timeout: float = 0.0,
+    debug: bool = False,
+) -> TrafficReport:
+    """Send traffic back to the last known-good stable (routing only), or with `to`, re-apply
+    the spec and traffic an earlier revision recorded (a full update)."""
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    if to is not None:
+        return _reapply(eng, to)
+    live = _read_live(eng)
+    new = traffic.rollback(live.state)
+    return _routing_update(eng, "mlserve rollback", live, new, [])
+
+
+def _reapply(eng: Engine, revision: int) -> TrafficReport:
+    eng.stack()
+    entries = eng.history()
+    entry = next((e for e in entries if e.version == revision), None)
+    if entry is None:
+        known = sorted(e.version for e in entries if e.version is not None)
+        span = f"revisions {known[0]}..{known[-1]}" if known else "no revisions yet"
+        raise PreconditionError(
+            f"revision {revision} is not in the history of {eng.describe()} ({span}): "
+            "see `mlserve history`"
+        )
+    if entry.kind != "update" or entry.result != "succeeded":
+        raise PreconditionError(
+            f"revision {revision} was a {entry.kind} that {entry.result}: only a successful "
+            "update can be re-applied"
+        )
+    raw_traffic, raw_spec = entry.config.get(TRAFFIC_KEY), entry.config.get(SPEC_KEY)
+    if not raw_traffic or not raw_spec:
+        raise PreconditionError(
+            f"revision {revision} recorded no mlserve traffic and spec ({TRAFFIC_KEY}, "
+            f"{SPEC_KEY}): it was not made by mlserve deploy, promote or rollback"
+        )
+    try:
+        state = TrafficState.from_dict(json.loads(raw_traffic))
+        spec = Spec.from_dict(json.loads(raw_spec))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreconditionError(
+            f"revision {revision}'s recorded state is not usable: {e}"
+        ) from None
+    before = _live_traffic(eng.deployed(entries))
+    eng.ensure_plugins(plugins_for(spec))
+    eng.set_config({TRAFFIC_KEY: raw_traffic, SPEC_KEY: raw_spec})
+    command = f"mlserve rollback --to {revision}"
+    guard = _unchanged_since(eng, _finished(entries))
+    program = build_program(spec, state)
+    up = eng.up(lambda: guard(program), message=command)
+    return TrafficReport(
+        command=command,
+        project=eng.target.project,
+        stack=eng.target.stack,
+        backend=eng.backend,
+        before=before,
+        after=state,
+        revision=up.version,
+        changes=up.changes,
+        targets=None,
+        reapplied=revision,
+        warnings=up.warnings,
     )
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         PlanReport,
         SetupReport,
         StatusReport,
+        TrafficReport,
     )
     from mlserve.traffic import TrafficState
 
@@ -308,6 +309,31 @@ def render_history(rows: Sequence[HistoryRow]) -> str:
             for r in rows
         ],
     )
+
+
+def render_traffic_change(report: TrafficReport, plain: bool) -> str:
+    rev = f" revision {report.revision}" if report.revision is not None else ""
+    if report.reapplied is not None:
+        what = f"Re-applied revision {report.reapplied} as{rev}"
+    else:
+        what = f"{report.command.split()[1].capitalize()}d:{rev}"
+    scope = (
+        f"routing only ({len(report.targets)} "
+        f"resource{'' if len(report.targets) == 1 else 's'} targeted)"
+        if report.targets is not None
+        else "full update"
+    )
+    lines = [
+        f"{what} of stack '{report.stack}' of project '{report.project}', {scope}: "
+        f"{_counts(report.changes, planned=False)}",
+        f"  before: {describe_traffic(report.before)}",
+    ]
+    if report.before is not None:
+        lines.append(traffic_bars(report.before.weights(), plain))
+    lines.append(f"  after:  {describe_traffic(report.after)}")
+    lines.append(traffic_bars(report.after.weights(), plain))
+    lines += [f"warning: {w}" for w in report.warnings]
+    return "\n".join(lines)
 
 
 def render_destroy(report: DestroyReport) -> str:

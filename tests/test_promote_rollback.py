@@ -1,0 +1,355 @@
+"""promote and rollback at the CLI, through the REAL pulumi.automation code and the stand-in CLI.
+
+The stand-in records every invocation (argv) and keeps each stack's state and history, with the
+config every update recorded: that is what these tests read to check what each step declared.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fake_pulumi import fixture
+from tests.fake_pulumi.fixture import Fake
+
+fake = fixture.fake
+REPO = Path(__file__).resolve().parents[1]
+SPEC = str(REPO / "specs" / "istio.yaml")  # fraud-detector: v1 stable, v2 canary at 10%
+PROJECT = ("--project", "fraud-detector")
+ROUTE = (
+    "urn:pulumi:dev::fraud-detector::kubernetes:networking.istio.io/v1:VirtualService::"
+    "fraud-detector"
+)
+
+
+def mlserve(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI without a terminal, as a CI step does."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlserve", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def ok(*args: str) -> subprocess.CompletedProcess[str]:
+    result = mlserve(*args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def stack_state(fake: Fake, stack: str = "dev") -> dict[str, Any]:
+    """The stand-in's record of a stack: resources, outputs and history."""
+    (path,) = (fake.root / "fake-state" / "backends").glob(f"*/fraud-detector/{stack}.json")
+    state: dict[str, Any] = json.loads(path.read_text())
+    return state
+
+
+def recorded(fake: Fake, key: str = "mlserve:traffic") -> list[Any]:
+    """The value of `key` each update recorded in its config, oldest first."""
+    return [json.loads(e["config"][key]["value"]) for e in stack_state(fake)["history"]]
+
+
+def traffic(
+    stable: str, canary: str | None = None, weight: int = 0, previous: str | None = None
+) -> dict[str, Any]:
+    return {"stable": stable, "canary": canary, "weight": weight, "previous": previous}
+
+
+def up_targets(fake: Fake) -> list[list[str] | None]:
+    """Each `up` call's --target URNs (None: an untargeted update), oldest first."""
+    out: list[list[str] | None] = []
+    for argv in fake.argvs():
+        if argv[:1] == ["up"]:
+            targets = [argv[i + 1] for i, a in enumerate(argv) if a == "--target"]
+            out.append(targets or None)
+    return out
+
+
+def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
+    fake: Fake,
+) -> None:
+    ok("deploy", SPEC, "--yes")
+    routing = stack_state(fake)["outputs"]["routing"]
+    assert routing == [ROUTE]
+
+    first = ok("promote", "--weight", "25", *PROJECT)
+    assert first.stdout == (
+        "  ~ update    kubernetes:networking.istio.io/v1:VirtualService  fraud-detector  updating"
+        "  weights 90/10 -> 75/25\n"
+        "  ~ update    kubernetes:networking.istio.io/v1:VirtualService  fraud-detector  updated"
+        "  weights 90/10 -> 75/25\n"
+        "Promoted: revision 2 of stack 'dev' of project 'fraud-detector', routing only "
+        "(1 resource targeted): 1 updated, 5 unchanged\n"
+        "  before: v1 90%, v2 10%\n"
+        "  v1  ###########################...   90%\n"
+        "  v2  ###...........................   10%\n"
+        "  after:  v1 75%, v2 25%\n"
+        "  v1  ######################........   75%\n"
+        "  v2  ########......................   25%\n"
+    )
+    ok("promote", "--weight", "50", *PROJECT)
+    redeploy = ok("deploy", SPEC, "--yes")
+    assert (
+        "warning: keeping the live canary weight 50% for v2 (the spec says 10%); use "
+        "--reset-traffic to apply the spec's weight" in redeploy.stdout + redeploy.stderr
+    )
+    ok("promote", "--weight", "100", *PROJECT)
+    ok("rollback", *PROJECT)
+
+    assert recorded(fake) == [
+        traffic("v1", "v2", 10),
+        traffic("v1", "v2", 25),
+        traffic("v1", "v2", 50),
+        traffic("v1", "v2", 50),  # a routine redeploy keeps the live weight
+        traffic("v2", previous="v1"),  # completed: v1 kept at 0% for an instant rollback
+        traffic("v1"),  # rolled back to v1; no `previous`, so a second rollback has nothing
+    ]
+    # Each promote and rollback passed exactly the routing URNs; deploys update everything.
+    assert up_targets(fake) == [None, [ROUTE], [ROUTE], None, [ROUTE], [ROUTE]]
+    messages = [e["message"] for e in stack_state(fake)["history"]]
+    assert messages == [
+        "mlserve deploy",
+        "mlserve promote --weight 25",
+        "mlserve promote --weight 50",
+        "mlserve deploy",
+        "mlserve promote --weight 100",
+        "mlserve rollback",
+    ]
+    # After the completed promotion the previous stable is still deployed.
+    completed = stack_state(fake)["history"][4]["config"]
+    spec = json.loads(completed["mlserve:spec"]["value"])
+    assert [v["name"] for v in spec["versions"]] == ["v1", "v2"]
+    deployments = [r["name"] for r in stack_state(fake)["resources"].values()]
+    assert {"fraud-detector-v1", "fraud-detector-v2"} <= set(deployments)
+
+    history = ok("history", *PROJECT)
+    lines = history.stdout.splitlines()
+    assert lines[0].split() == [
+        "REV", "TIME", "(UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "COMMAND"
+    ]  # fmt: skip
+    rows = [line.split()[:1] + line.split()[3:] for line in lines[1:]]
+    assert rows == [
+        ["6", "update", "succeeded", "v1", "-", "-", "mlserve", "rollback"],
+        ["5", "update", "succeeded", "v2", "-", "-", "mlserve", "promote", "--weight", "100"],
+        ["4", "update", "succeeded", "v1", "v2", "50%", "mlserve", "deploy"],
+        ["3", "update", "succeeded", "v1", "v2", "50%", "mlserve", "promote", "--weight", "50"],
+        ["2", "update", "succeeded", "v1", "v2", "25%", "mlserve", "promote", "--weight", "25"],
+        ["1", "update", "succeeded", "v1", "v2", "10%", "mlserve", "deploy"],
+    ]
+
+
+def test_complete_is_the_same_as_weight_100(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    done = ok("promote", "--complete", *PROJECT, "--json")
+    assert json.loads(done.stdout)["after"] == {
+        **traffic("v2", previous="v1"),
+        "weights": {"v2": 100},
+    }
+    assert recorded(fake)[-1] == traffic("v2", previous="v1")
+    assert stack_state(fake)["history"][-1]["message"] == "mlserve promote --complete"
+
+
+def test_json_output_has_before_and_after(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    result = ok("promote", "--weight", "40", "--expect-weight", "10", *PROJECT, "--json")
+    document = json.loads(result.stdout)
+    assert document == {
+        "command": "mlserve promote --weight 40 --expect-weight 10",
+        "project": "fraud-detector",
+        "stack": "dev",
+        "backend": document["backend"],
+        "before": {**traffic("v1", "v2", 10), "weights": {"v1": 90, "v2": 10}},
+        "after": {**traffic("v1", "v2", 40), "weights": {"v1": 60, "v2": 40}},
+        "revision": 2,
+        "reappliedRevision": None,
+        "changes": {"update": 1},
+        "targets": [ROUTE],
+        "warnings": [],
+    }
+    back = json.loads(ok("rollback", *PROJECT, "--json").stdout)
+    assert (back["before"]["weights"], back["after"]["weights"]) == (
+        {"v1": 60, "v2": 40},
+        {"v1": 100, "v2": 0},
+    )
+
+
+def test_expect_weight_mismatch_exits_6_and_changes_nothing(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    fake.clear_log()
+    result = mlserve("promote", "--weight", "50", "--expect-weight", "25", *PROJECT)
+    assert result.returncode == 6
+    assert result.stderr == (
+        "error: --expect-weight 25: the live canary v2 is at 10%; nothing was changed\n"
+    )
+    assert "up" not in fake.commands()
+    assert recorded(fake) == [traffic("v1", "v2", 10)]
+
+
+def test_expect_weight_counts_no_canary_as_zero(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("promote", "--complete", *PROJECT)
+    result = mlserve("promote", "--weight", "50", "--expect-weight", "10", *PROJECT)
+    assert result.returncode == 6
+    assert result.stderr == (
+        "error: --expect-weight 10: no canary is live (v2 takes 100%), which counts as 0%; "
+        "nothing was changed\n"
+    )
+    # At 0 the guard passes, and the promote itself finds nothing to promote.
+    nothing = mlserve("promote", "--weight", "50", "--expect-weight", "0", *PROJECT)
+    assert nothing.returncode == 6
+    assert nothing.stderr == "error: nothing to promote: no canary is live (stable v2)\n"
+
+
+def test_promote_without_a_canary_exits_6(fake: Fake, tmp_path: Path) -> None:
+    no_canary = tmp_path / "spec.yaml"
+    no_canary.write_text(
+        Path(SPEC).read_text().replace("  canary: v2", "").replace("  weight: 10", "")
+    )
+    ok("deploy", str(no_canary), "--yes")
+    fake.clear_log()
+    result = mlserve("promote", "--weight", "20", *PROJECT)
+    assert result.returncode == 6
+    assert result.stderr == "error: nothing to promote: no canary is live (stable v1)\n"
+    assert "up" not in fake.commands()
+
+
+def test_promote_on_a_stack_never_deployed_exits_6(fake: Fake) -> None:
+    result = mlserve("promote", "--weight", "20", *PROJECT)
+    assert result.returncode == 6
+    assert "no stack 'dev' of project 'fraud-detector'" in result.stderr
+
+
+def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("promote", "--complete", *PROJECT)
+    first = ok("rollback", *PROJECT)
+    assert "  after:  v1 100%\n" in first.stdout
+    fake.clear_log()
+    second = mlserve("rollback", *PROJECT)
+    assert second.returncode == 6
+    assert second.stderr == "error: nothing to roll back: v1 100%\n"
+    assert "up" not in fake.commands()
+
+
+def test_rollback_of_a_canary_at_zero_has_nothing_to_roll_back(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("rollback", *PROJECT)
+    again = mlserve("rollback", *PROJECT)
+    assert again.returncode == 6
+    assert again.stderr == "error: nothing to roll back: v1 100%, v2 0%\n"
+
+
+def test_rollback_to_a_revision_re_applies_its_spec_and_traffic(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("promote", "--weight", "25", *PROJECT)
+    ok("promote", "--complete", *PROJECT)
+    result = ok("rollback", "--to", "2", *PROJECT)
+    assert result.stdout.splitlines()[2:4] == [
+        "Re-applied revision 2 as revision 4 of stack 'dev' of project 'fraud-detector', "
+        "full update: 1 updated, 5 unchanged",
+        "  before: v2 100% (previous v1 at 0%)",
+    ]
+    assert "  after:  v1 75%, v2 25%" in result.stdout
+    assert recorded(fake)[-1] == traffic("v1", "v2", 25)
+    assert recorded(fake, "mlserve:spec")[-1] == recorded(fake, "mlserve:spec")[1]
+    assert up_targets(fake)[-1] is None  # a redeploy of an old state, not routing only
+    assert stack_state(fake)["history"][-1]["message"] == "mlserve rollback --to 2"
+
+
+@pytest.mark.parametrize(
+    ("revision", "message"),
+    [
+        (
+            "9",
+            "revision 9 is not in the history of stack 'dev' of project 'fraud-detector' "
+            "(backend {backend}) (revisions 1..2): see `mlserve history`",
+        ),
+        ("2", "revision 2 was a update that failed: only a successful update can be re-applied"),
+    ],
+    ids=["missing", "failed"],
+)
+def test_rollback_to_a_revision_that_cannot_be_re_applied_exits_6(
+    fake: Fake, revision: str, message: str
+) -> None:
+    ok("deploy", SPEC, "--yes")
+    fake.set(fail={"up": "admission webhook denied the request"})
+    assert mlserve("promote", "--weight", "30", *PROJECT).returncode == 5
+    fake.set()
+    fake.clear_log()
+    result = mlserve("rollback", "--to", revision, *PROJECT)
+    assert result.returncode == 6
+    backend = (fake.home / "state").as_uri()
+    assert result.stderr == f"error: {message.format(backend=backend)}\n"
+    assert "up" not in fake.commands()
+
+
+def test_a_failed_promote_leaves_the_live_state_as_it_was(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    fake.set(fail={"up": "admission webhook denied the request"})
+    failed = mlserve("promote", "--weight", "30", *PROJECT)
+    assert failed.returncode == 5
+    fake.set()
+    # The next promote reads the last successful update, not the failed one's config.
+    result = ok("promote", "--weight", "40", "--expect-weight", "10", *PROJECT, "--json")
+    assert json.loads(result.stdout)["before"]["weight"] == 10
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--weight", "150"], "--weight must be between 1 and 100, not 150"),
+        (["--weight", "0"], "--weight must be between 1 and 100, not 0"),
+        (["--weight", "-5"], "--weight must be between 1 and 100, not -5"),
+        (["--weight", "50", "--complete"], "give either --weight or --complete, not both"),
+        ([], "give --weight N (1..99, or 100 to complete) or --complete"),
+        (["--weight", "50", "--expect-weight", "101"], "--expect-weight must be between 0 and 100, not 101"),
+        (["--weight", "50", "--lock-timeout", "soon"], None),
+        (["--weight", "50", "--project", "bad name"], None),
+    ],
+    ids=["150", "0", "negative", "both", "neither", "expect-101", "lock-timeout", "project"],
+)  # fmt: skip
+def test_invalid_promote_exits_2_before_any_engine_work(
+    fake: Fake, args: list[str], message: str | None
+) -> None:
+    project = [] if "--project" in args else list(PROJECT)
+    result = mlserve("promote", *args, *project)
+    assert result.returncode == 2, result.stderr
+    if message is not None:
+        assert result.stderr == f"error: {message}\n"
+    assert fake.calls() == []
+
+
+def test_a_weight_that_is_not_a_number_exits_2_before_any_engine_work(fake: Fake) -> None:
+    result = mlserve("promote", "--weight", "fifty", *PROJECT)
+    assert result.returncode == 2
+    assert "Invalid value for '--weight'" in result.stderr
+    assert fake.calls() == []
+
+
+def test_promote_waits_for_the_lock_like_deploy(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    fake.set(locked=2)
+    waited = ok("promote", "--weight", "30", "--lock-timeout", "30s", *PROJECT)
+    assert "is locked by another update; waiting up to 30s" in waited.stderr
+    fake.set(locked=1)
+    busy = mlserve("rollback", *PROJECT)
+    assert busy.returncode == 3
+    assert recorded(fake)[-1] == traffic("v1", "v2", 30)
+
+
+def test_a_fresh_workspace_promotes_from_the_stacks_record(fake: Fake) -> None:
+    """A CI runner has no local Pulumi.<stack>.yaml: the state comes from the backend."""
+    ok("deploy", SPEC, "--yes")
+    for f in fake.workspace("fraud-detector").glob("Pulumi.*.yaml"):
+        f.unlink()
+    ok("promote", "--weight", "60", "--expect-weight", "10", *PROJECT)
+    assert recorded(fake)[-1] == traffic("v1", "v2", 60)
+    assert recorded(fake, "mlserve:spec")[-1] == recorded(fake, "mlserve:spec")[0]
