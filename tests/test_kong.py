@@ -159,9 +159,9 @@ def test_a_canary_at_zero_keeps_its_target_at_weight_zero() -> None:
     assert weights(res) == {"fraud-v1": 100, "fraud-v2": 0}
 
 
-def test_previous_is_not_routed_so_a_rollback_creates_its_target() -> None:
+def test_previous_keeps_its_target_at_weight_zero_so_a_rollback_only_updates_it() -> None:
     res = render(Spec.from_dict(IMAGES), TrafficState("v2", previous="v1"))
-    assert weights(res) == {"fraud-v2": 100}
+    assert weights(res) == {"fraud-v2": 100, "fraud-v1": 0}
 
 
 @pytest.mark.parametrize("weight", [0, 1, 33, 50, 99])

@@ -309,7 +309,11 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     # Unpinned traffic: the version set's original Api, through a weighted pool.
     singles = []
     items = []
-    for version, percent in traffic.weights().items():
+    weights = traffic.weights()
+    # `previous` gets its Single backend too, outside the pool: promote and rollback update
+    # only the routing resources that exist (Pulumi `target`), so a rollback to `previous`
+    # must find its backend there.
+    for version in traffic.versions():
         single = apim.Backend(
             api_id(spec, version),
             backend_id=api_id(spec, version),
@@ -321,8 +325,11 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             **common,
         )
         singles.append(single)
-        # One priority: weights split traffic within a priority group.
-        items.append(apim.BackendPoolItemArgs(id=single.id, weight=percent, priority=0))
+        if version in weights:
+            # One priority: weights split traffic within a priority group.
+            items.append(
+                apim.BackendPoolItemArgs(id=single.id, weight=weights[version], priority=0)
+            )
     pool_id = f"{name}-pool"
     pool = apim.Backend(
         pool_id,

@@ -318,15 +318,16 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     upstream = kong.Upstream(spec.name, name=upstream_name(spec), tags=tags, opts=opts)
     routing: list[pulumi.Resource] = [upstream]
     weights = traffic.weights()
-    # Only the routed versions get targets: a version that leaves the split (a rollback, a
-    # completed promotion) has its target deleted after the new one exists, never replaced.
-    for version, percent in weights.items():
+    # Every version of the state has a target, `previous` at weight 0 (Kong sends it nothing):
+    # promote and rollback update only the routing resources that exist (Pulumi `target`), so
+    # a rollback to `previous` must find its target there.
+    for version in traffic.versions():
         backend = backend_of(spec, workloads, version)
         routing.append(
             kong.Target(
                 f"{spec.name}-{version}",
                 target=backend.address,
-                weight=percent,  # 0..100 within Kong's 0..65535
+                weight=weights.get(version, 0),  # 0..100 within Kong's 0..65535
                 upstream_id=upstream.id,
                 tags=tags,
                 opts=target_options(provider, needs(version)),
