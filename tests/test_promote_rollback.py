@@ -354,3 +354,46 @@ def test_a_fresh_workspace_promotes_from_the_stacks_record(fake: Fake) -> None:
     ok("promote", "--weight", "60", "--expect-weight", "10", *PROJECT)
     assert recorded(fake)[-1] == traffic("v1", "v2", 60)
     assert recorded(fake, "mlserve:spec")[-1] == recorded(fake, "mlserve:spec")[0]
+
+
+# --- the re-check under the lock --------------------------------------------------------------
+
+
+def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothing(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job B read weight 10, then waited on job A's lock; A moved the canary to 50. B's program,
+    run under the lock, finds a newer revision and stops: --expect-weight 10 is not silently
+    applied over A's 50. (The stand-in never runs the program: here the program runs under
+    Pulumi's mocks just before the stand-in's update, as the real CLI would run it.)"""
+    from mlserve import ops
+    from mlserve.engine import Engine, Target
+    from mlserve.errors import PreconditionError
+    from mlserve.render import render_program
+    from mlserve.spec import load_spec
+
+    target = Target("fraud-detector", "dev")
+    ops.deploy(load_spec(Path(SPEC)), target)
+    real_up = Engine.up
+    other_job_ran = []
+
+    def up(self: Engine, program: Any, message: str, target: Any = None) -> Any:
+        if not other_job_ran:
+            other_job_ran.append(True)
+            ops.promote(Target("fraud-detector", "dev"), weight=50)
+        render_program(program, "fraud-detector", "dev")
+        return real_up(self, program, message, target)
+
+    monkeypatch.setattr(Engine, "up", up)
+    with pytest.raises(PreconditionError) as e:
+        ops.promote(target, weight=25, expect_weight=10)
+    backend = (fake.home / "state").as_uri()
+    assert str(e.value) == (
+        f"stack 'dev' of project 'fraud-detector' (backend {backend}) changed while this "
+        "command waited for its lock: revision 2 (mlserve promote --weight 50, succeeded). "
+        "Nothing was changed: check `mlserve status` and run the command again"
+    )
+    assert recorded(fake) == [traffic("v1", "v2", 10), traffic("v1", "v2", 50)]
+    # With nothing in between, the same check passes and the update runs.
+    ops.promote(target, weight=75, expect_weight=50)
+    assert recorded(fake)[-1] == traffic("v1", "v2", 75)
