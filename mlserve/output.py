@@ -316,7 +316,8 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
     if report.reapplied is not None:
         what = f"Re-applied revision {report.reapplied} as{rev}"
     else:
-        what = f"{report.command.split()[1].capitalize()}d:{rev}"
+        verb = {"promote": "Promoted", "rollback": "Rolled back"}[report.command.split()[1]]
+        what = f"{verb}:{rev}"
     scope = (
         f"routing only ({len(report.targets)} "
         f"resource{'' if len(report.targets) == 1 else 's'} targeted)"

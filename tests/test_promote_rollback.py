@@ -231,7 +231,14 @@ def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake)
     ok("deploy", SPEC, "--yes")
     ok("promote", "--complete", *PROJECT)
     first = ok("rollback", *PROJECT)
-    assert "  after:  v1 100%\n" in first.stdout
+    assert first.stdout.splitlines()[2:] == [
+        "Rolled back: revision 3 of stack 'dev' of project 'fraud-detector', routing only "
+        "(1 resource targeted): 1 updated, 5 unchanged",
+        "  before: v2 100% (previous v1 at 0%)",
+        "  v2  ##############################  100%",
+        "  after:  v1 100%",
+        "  v1  ##############################  100%",
+    ]
     fake.clear_log()
     second = mlserve("rollback", *PROJECT)
     assert second.returncode == 6
