@@ -94,10 +94,6 @@ def _errors(debug: bool) -> Iterator[None]:
         _fail(f"unexpected error: {type(e).__name__}: {e} (run with --debug for details)", 1)
 
 
-def _not_yet(command: str) -> NoReturn:
-    raise UsageError(f"'{command}' is not available in this build yet")
-
-
 # --- validate / schema (spec) --------------------------------------------------------------
 
 
