@@ -4,36 +4,23 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
+from tests.helpers import REPO
+from tests.helpers import run_mlserve as mlserve
 
 fake = fixture.fake
 no_pulumi = fixture.no_pulumi
-REPO = Path(__file__).resolve().parents[1]
 SPEC = str(REPO / "specs" / "istio.yaml")
 K8S = importlib.metadata.version("pulumi-kubernetes")
 NO_CLI = (
     "error: the Pulumi CLI was not found (`pulumi` on PATH): run `mlserve setup`, or install "
     "Pulumi from https://www.pulumi.com/docs/install/\n"
 )
-
-
-def mlserve(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI without a terminal (stdin is /dev/null), as a CI step does."""
-    return subprocess.run(
-        [sys.executable, "-m", "mlserve", *args],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize(

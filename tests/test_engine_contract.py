@@ -9,23 +9,17 @@ written where no Pulumi CLI can be installed: on the first machine with one, run
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from mlserve.engine import Engine, Target
 from mlserve.errors import PreconditionError, StackBusyError
+from tests.helpers import real_engine_only, real_target
 
-REAL = shutil.which("pulumi")
-pytestmark = [
-    pytest.mark.engine,
-    pytest.mark.skipif(
-        REAL is None or "fake_pulumi" in REAL, reason="needs a real Pulumi CLI on PATH"
-    ),
-]
+pytestmark = real_engine_only
+target = real_target
 TRAFFIC = {"stable": "v1", "canary": "v2", "weight": 10, "previous": None}
 
 
@@ -42,16 +36,6 @@ def slow_program() -> None:
 
     time.sleep(8)
     pulumi.export("endpoint", "http://slow.example.test/")
-
-
-@pytest.fixture
-def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
-    monkeypatch.setenv("MLSERVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "contract-passphrase")
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
-    monkeypatch.delenv("MLSERVE_BACKEND_URL", raising=False)
-    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
-    return Target("mlserve-contract", "dev", backend=(tmp_path / "state").as_uri())
 
 
 def test_deploy_outputs_history_destroy_on_a_real_engine(target: Target) -> None:

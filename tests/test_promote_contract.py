@@ -7,38 +7,22 @@ Written where no Pulumi CLI can be installed: on the first machine with one, run
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 from mlserve import ops
 from mlserve.engine import Engine, Target
 from mlserve.errors import PreconditionError
+from tests.helpers import real_engine_only, real_target
 
-REAL = shutil.which("pulumi")
-pytestmark = [
-    pytest.mark.engine,
-    pytest.mark.skipif(
-        REAL is None or "fake_pulumi" in REAL, reason="needs a real Pulumi CLI on PATH"
-    ),
-]
+pytestmark = real_engine_only
+target = real_target
 
 
 def program() -> None:
     import pulumi
 
     pulumi.export("routing", ["urn:example"])
-
-
-@pytest.fixture
-def target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
-    monkeypatch.setenv("MLSERVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "contract-passphrase")
-    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
-    monkeypatch.delenv("MLSERVE_BACKEND_URL", raising=False)
-    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
-    return Target("mlserve-contract", "dev", backend=(tmp_path / "state").as_uri())
 
 
 def test_the_guard_reads_history_inside_a_running_update(target: Target) -> None:

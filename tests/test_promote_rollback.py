@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +15,16 @@ import pytest
 
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
+from tests.helpers import REPO
+from tests.helpers import run_mlserve as mlserve
 
 fake = fixture.fake
-REPO = Path(__file__).resolve().parents[1]
 SPEC = str(REPO / "specs" / "istio.yaml")  # fraud-detector: v1 stable, v2 canary at 10%
 PROJECT = ("--project", "fraud-detector")
 ROUTE = (
     "urn:pulumi:dev::fraud-detector::kubernetes:networking.istio.io/v1:VirtualService::"
     "fraud-detector"
 )
-
-
-def mlserve(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run the CLI without a terminal, as a CI step does."""
-    return subprocess.run(
-        [sys.executable, "-m", "mlserve", *args],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def ok(*args: str) -> subprocess.CompletedProcess[str]:

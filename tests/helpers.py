@@ -1,0 +1,46 @@
+"""What several test modules share: running the CLI as a CI step does, and the real-engine setup."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlserve.engine import Target
+
+REPO = Path(__file__).resolve().parents[1]
+
+_real = shutil.which("pulumi")
+# Contract tests: marked `engine`, skipped unless a real Pulumi CLI (not the stand-in) is on PATH.
+real_engine_only = [
+    pytest.mark.engine,
+    pytest.mark.skipif(
+        _real is None or "fake_pulumi" in _real, reason="needs a real Pulumi CLI on PATH"
+    ),
+]
+
+
+def run_mlserve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a real process without a terminal (stdin is /dev/null), as a CI step does."""
+    return subprocess.run(
+        [sys.executable, "-m", "mlserve", *args],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def real_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Target:
+    """A stack on a file backend under tmp_path, with a passphrase from the environment."""
+    monkeypatch.setenv("MLSERVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "contract-passphrase")
+    monkeypatch.delenv("PULUMI_CONFIG_PASSPHRASE_FILE", raising=False)
+    monkeypatch.delenv("MLSERVE_BACKEND_URL", raising=False)
+    monkeypatch.delenv("PULUMI_BACKEND_URL", raising=False)
+    return Target("mlserve-contract", "dev", backend=(tmp_path / "state").as_uri())
