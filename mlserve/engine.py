@@ -380,6 +380,7 @@ class Deployed:
     traffic: dict[str, Any]
     spec: dict[str, Any] | None
     version: int | None
+    message: str = ""  # the command that made the update, e.g. "mlserve rollback"
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -575,6 +576,7 @@ class Engine:
                         traffic=json.loads(e.config["mlserve:traffic"]),
                         spec=json.loads(spec) if spec else None,
                         version=e.version,
+                        message=e.message or "",
                     )
         return None
 

@@ -74,6 +74,29 @@ def _live_traffic(deployed: Deployed | None) -> TrafficState | None:
         ) from None
 
 
+def _undoes_rollback(
+    deployed: Deployed | None, live: TrafficState | None, new: TrafficState
+) -> list[str]:
+    """A deploy right after a rollback that routes traffic back to a version: say so plainly.
+
+    The spec still names what was rolled back until someone edits it, so a routine deploy from
+    CI would quietly undo the rollback.
+    """
+    if deployed is None or live is None or not deployed.message.startswith("mlserve rollback"):
+        return []
+    before = live.weights()
+    raised = [
+        f"{v} {before.get(v, 0)}% -> {w}%" for v, w in new.weights().items() if w > before.get(v, 0)
+    ]
+    if not raised:
+        return []
+    return [
+        f"the last update (revision {deployed.version}, `{deployed.message}`) was a rollback; "
+        f"this deploy sends traffic back: {', '.join(raised)}. If that is not intended, update "
+        "the spec's traffic first"
+    ]
+
+
 def effective_spec(
     spec: Spec, new: TrafficState, live: TrafficState | None, deployed: Deployed | None
 ) -> tuple[Spec, list[str]]:
@@ -183,6 +206,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> tuple[Callable[[],
     deployed = eng.deployed()
     live = _live_traffic(deployed)
     new, warnings = reconcile(spec, live, reset=reset_traffic)
+    warnings += _undoes_rollback(deployed, live, new)
     effective, notes = effective_spec(spec, new, live, deployed)
     # Recorded before the update, so every history entry holds what was live after it.
     eng.set_config(

@@ -392,3 +392,27 @@ def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothin
     # With nothing in between, the same check passes and the update runs.
     ops.promote(target, weight=75, expect_weight=50)
     assert recorded(fake)[-1] == traffic("v1", "v2", 75)
+
+
+def test_a_deploy_that_would_undo_a_rollback_says_so(fake: Fake) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("promote", "--complete", *PROJECT)
+    ok("rollback", *PROJECT)  # revision 3: v1 100%; the spec still has v2 as canary at 10%
+    plan = ok("plan", SPEC)
+    assert (
+        "the last update (revision 3, `mlserve rollback`) was a rollback; this deploy sends "
+        "traffic back: v2 0% -> 10%. If that is not intended, update the spec's traffic first"
+        in plan.stdout + plan.stderr
+    )
+
+
+def test_a_deploy_that_keeps_a_rolled_back_canary_at_zero_does_not_warn_of_undoing(
+    fake: Fake,
+) -> None:
+    ok("deploy", SPEC, "--yes")
+    ok("promote", "--weight", "50", *PROJECT)
+    ok("rollback", *PROJECT)  # v2 stays deployed at 0%; a redeploy keeps the live 0%
+    redeploy = ok("deploy", SPEC, "--yes")
+    out = redeploy.stdout + redeploy.stderr
+    assert "keeping the live canary weight 0% for v2" in out
+    assert "was a rollback" not in out
