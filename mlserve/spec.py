@@ -390,6 +390,7 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     doc = _Composer(display).compose(text)
     problems = _schema_problems(doc)
     if problems:
+        problems += [doc.problem(p, m, at_key=k) for p, m, k in _reference_issues(doc.data)]
         raise SpecError(_capped(problems))
     spec = Spec.from_dict(doc.data, source=display)
     problems = [doc.problem(p, m, at_key=k) for p, m, k in _semantic_issues(spec, doc.data)]
@@ -944,6 +945,34 @@ def _ambiguous_scalars(doc: _Doc, reported: set[str]) -> Iterator[Problem]:
 # --- semantic checks: what the schema cannot express -----------------------------------------
 
 
+def _reference_issues(data: Any) -> list[tuple[SpecPath, str, bool]]:
+    """traffic.stable and traffic.canary must name versions. Read from the raw document, so a
+    wrong name is reported together with any schema problems, not only after they are fixed."""
+    versions = data.get("versions") if isinstance(data, dict) else None
+    traffic = data.get("traffic") if isinstance(data, dict) else None
+    if not isinstance(versions, list) or not isinstance(traffic, dict):
+        return []
+    if not versions or not all(
+        isinstance(v, dict) and isinstance(v.get("name"), str) for v in versions
+    ):
+        return []  # the schema reports the missing or mistyped names; a list of names would mislead
+    names = list(dict.fromkeys(v["name"] for v in versions))
+    issues: list[tuple[SpecPath, str, bool]] = []
+    for role in ("stable", "canary"):
+        wanted = traffic.get(role)
+        if isinstance(wanted, str) and wanted not in names:
+            close = difflib.get_close_matches(wanted, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            issues.append(
+                (
+                    ("traffic", role),
+                    f"'{wanted}' is not one of the versions ({', '.join(names)}){hint}",
+                    False,
+                )
+            )
+    return issues
+
+
 def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, bool]]:
     """(spec path, message, points at the key) for each problem beyond the schema."""
     from mlserve.backends import base
@@ -992,15 +1021,8 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
                     "characters; shorten the name or the version name",
                 )
 
+    issues.extend(_reference_issues(data))
     t = spec.traffic
-    for role, wanted in (("stable", t.stable), ("canary", t.canary)):
-        if wanted is not None and wanted not in index:
-            close = difflib.get_close_matches(wanted, list(index), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            add(
-                ("traffic", role),
-                f"'{wanted}' is not one of the versions ({', '.join(index)}){hint}",
-            )
     if t.canary is not None and t.canary == t.stable:
         add(("traffic", "canary"), f"the canary must differ from the stable version '{t.stable}'")
     if t.canary is None and t.weight > 0:

@@ -403,3 +403,15 @@ def test_header_pinning_is_refused_by_a_gateway_that_cannot_pin(
 def test_spec_paths_format_and_parse_back(path: tuple[str | int, ...], text: str) -> None:
     assert format_path(path) == text
     assert parse_path(text) == path
+
+
+def test_a_wrong_traffic_name_is_reported_together_with_schema_problems(
+    problems: Problems,
+) -> None:
+    text = MINIMAL.replace("    image:", "    replicas: three\n    image:").replace(
+        "  stable: v1", "  stable: v1\n  canary: v3\n  weight: 10"
+    )
+    assert problems(text) == [
+        "spec.yaml:8:15: versions[0].replicas: 'three' is not of type 'integer'",
+        "spec.yaml:12:11: traffic.canary: 'v3' is not one of the versions (v1)",
+    ]
