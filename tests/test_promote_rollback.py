@@ -402,7 +402,8 @@ def test_a_deploy_that_would_undo_a_rollback_says_so(fake: Fake) -> None:
     assert (
         "the last update (revision 3, `mlserve rollback`) was a rollback; this deploy sends "
         "traffic back: v2 0% -> 10%. If that is not intended, update the spec's traffic first"
-        in plan.stdout + plan.stderr
+        in plan.stdout
+        + plan.stderr
     )
 
 
