@@ -49,17 +49,10 @@ def target_for(spec: Spec | None, project: str | None, stack: str, backend: str 
 
 
 def plugins_for(spec: Spec) -> list[str]:
-    """The provider plugins a spec's program uses."""
-    names = []
-    if spec.gateway.type in ("istio", "gateway-api", "ingress-nginx") or any(
-        v.image for v in spec.versions
-    ):
-        names.append("kubernetes")
-    if spec.gateway.type == "kong":
-        names.append("kong")
-    if spec.gateway.type == "azure-apim":
-        names.append("azure-native")
-    return names
+    """The provider plugins a spec's program uses: its gateway's, and Kubernetes' for images."""
+    names = ["kubernetes"] if any(v.image for v in spec.versions) else []
+    gateway = CAPABILITIES[spec.gateway.type].plugin
+    return names if gateway in names else [*names, gateway]
 
 
 def _live_traffic(deployed: Deployed | None) -> TrafficState | None:

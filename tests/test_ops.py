@@ -464,3 +464,23 @@ def test_pending_operations_from_an_interrupted_update_come_with_the_way_out(fak
         "deployment. (an interrupted update left pending operations: run "
         "`mlserve status --refresh --stack dev` to reconcile them)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("example", "plugins"),
+    [
+        ("istio", ["kubernetes"]),
+        ("gateway-api", ["kubernetes"]),
+        ("ingress-nginx", ["kubernetes"]),
+        ("kong", ["kubernetes", "kong"]),  # the example mixes image and url versions
+        ("azure-apim", ["azure-native"]),
+    ],
+)
+def test_plugins_follow_the_gateway_and_the_image_versions(
+    example: str, plugins: list[str]
+) -> None:
+    from mlserve.ops import plugins_for
+    from mlserve.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    assert plugins_for(load_spec(repo / "specs" / f"{example}.yaml")) == plugins

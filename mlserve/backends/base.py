@@ -33,6 +33,7 @@ class Capabilities:
     max_versions: int | None = None  # None: as many as the spec allows
     sdk_module: str = "pulumi_kubernetes"
     sdk_extra: str | None = None  # the pip extra that installs sdk_module
+    plugin: str = "kubernetes"  # the Pulumi provider plugin the routing resources need
 
 
 CAPABILITIES: Mapping[str, Capabilities] = {
@@ -56,6 +57,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         requires_host=False,
         sdk_module="pulumi_kong",
         sdk_extra="kong",
+        plugin="kong",
     ),
     "azure-apim": Capabilities(
         image_versions=False,
@@ -64,6 +66,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         requires_host=False,
         sdk_module="pulumi_azure_native",
         sdk_extra="azure",
+        plugin="azure-native",
     ),
 }
 
