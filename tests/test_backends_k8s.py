@@ -260,9 +260,11 @@ def _istio_pins(resources: list[RenderedResource]) -> list[tuple[str | None, str
     [vs] = of_kind(resources, "VirtualService")
     out = []
     for route in vs.inputs["spec"]["http"]:
-        [match] = route["match"]
-        assert match["uri"] == {"prefix": "/fraud"}
-        header = match.get("headers", {}).get("x-model-version", {}).get("exact")
+        exact, prefix = route["match"]  # by segment: /fraud, or /fraud/ and what follows
+        assert (exact["uri"], prefix["uri"]) == ({"exact": "/fraud"}, {"prefix": "/fraud/"})
+        [header] = {
+            m.get("headers", {}).get("x-model-version", {}).get("exact") for m in route["match"]
+        }
         out.append((header, ",".join(d["destination"]["subset"] for d in route["route"])))
     return out
 

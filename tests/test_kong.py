@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -91,7 +92,8 @@ def test_image_versions_split_by_target_weights_on_their_cluster_services() -> N
         "fraud-v1": "fraud-v1.ml.svc.cluster.local:80",
         "fraud-v2": "fraud-v2.ml.svc.cluster.local:80",
     }
-    assert weights(res) == {"fraud-v1": 90, "fraud-v2": 10}
+    # 10%: 624 * 10 / 90 = 69.3, so 69 / (624 + 69) = 9.96% (kong.target_weights)
+    assert weights(res) == {"fraud-v1": 624, "fraud-v2": 69}
     assert {r.inputs["upstreamId"] for r in of_type(res, TARGET)} == {"fraud-id"}
 
 
@@ -111,9 +113,12 @@ def test_all_numeric_service_name_still_gives_a_hostname_kong_accepts() -> None:
 
 
 def test_route_carries_path_protocols_and_strip_path_from_the_spec() -> None:
-    spec = spec_of(IMAGES, **{"gateway.kong.stripPath": False})
+    spec = spec_of(IMAGES, **{"gateway.stripPath": False})
     route = one(render(spec), ROUTE, "fraud")
-    assert route.inputs["paths"] == ["/fraud"]
+    # A plain Kong path is a string prefix (kong/router/transform.lua `http.path ^=`); the
+    # anchored regex takes /fraud and /fraud/..., not /fraudulent.
+    assert route.inputs["paths"] == ["~/fraud(/|$)"]
+    assert route.inputs["name"] == "ml.fraud"
     assert route.inputs["protocols"] == ["https"]
     assert route.inputs["stripPath"] is False
     assert route.inputs["serviceId"] == "fraud-id"
@@ -141,7 +146,7 @@ def test_url_versions_target_their_host_and_port_with_the_scheme_default() -> No
         "fraud-v1": "fraud-v1.internal.example.com:443",
         "fraud-v2": "fraud-v2.internal.example.com:8443",
     }
-    assert weights(res) == {"fraud-v1": 75, "fraud-v2": 25}
+    assert weights(res) == {"fraud-v1": 624, "fraud-v2": 208}  # 208 / 832 = 25%
     service = one(res, SERVICE, "fraud")
     assert (service.inputs["protocol"], service.inputs["port"]) == ("https", 443)
     assert one(res, ROUTE).inputs["paths"] == ["/"]
@@ -149,27 +154,33 @@ def test_url_versions_target_their_host_and_port_with_the_scheme_default() -> No
     assert [r.type for r in res if not r.type.startswith("kong:")] == []
 
 
-def test_a_stable_without_canary_gets_one_target_at_100() -> None:
+def test_a_stable_without_canary_gets_one_target_at_the_stable_weight() -> None:
     res = render(spec_of(IMAGES, **{"traffic.canary": None, "traffic.weight": None}))
-    assert weights(res) == {"fraud-v1": 100}
+    assert weights(res) == {"fraud-v1": kong.STABLE_WEIGHT}
 
 
-def test_a_canary_at_zero_keeps_its_target_at_weight_zero() -> None:
+def test_a_canary_at_zero_gets_no_target_because_the_provider_would_send_100() -> None:
+    # terraform-provider-kong resource_reader.go reads weight with GetOk: 0 is never sent, and
+    # Kong's default is 100 (kong/db/schema/entities/targets.lua).
     res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", 0))
-    assert weights(res) == {"fraud-v1": 100, "fraud-v2": 0}
+    assert weights(res) == {"fraud-v1": kong.STABLE_WEIGHT}
 
 
-def test_previous_keeps_its_target_at_weight_zero_so_a_rollback_only_updates_it() -> None:
+def test_previous_gets_no_target_and_a_canary_at_100_replaces_the_stables() -> None:
     res = render(Spec.from_dict(IMAGES), TrafficState("v2", previous="v1"))
-    assert weights(res) == {"fraud-v2": 100, "fraud-v1": 0}
+    assert weights(res) == {"fraud-v2": kong.STABLE_WEIGHT}
+    res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", 100))
+    assert weights(res) == {"fraud-v2": kong.STABLE_WEIGHT}
 
 
-@pytest.mark.parametrize("weight", [0, 1, 33, 50, 99])
+@pytest.mark.parametrize("weight", range(1, 100))
 def test_target_weights_stay_in_kongs_range_and_carry_the_split(weight: int) -> None:
-    res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", weight))
-    w = weights(res)
-    assert all(0 <= x <= 65535 for x in w.values())
-    assert w == {"fraud-v1": 100 - weight, "fraud-v2": weight}
+    # Kong's round-robin wheel gives a target weight/gcd slots of weight_total/gcd
+    # (kong/runloop/balancer/round_robin.lua): its share is weight/(sum of weights).
+    w = kong.target_weights(TrafficState("v1", "v2", weight))
+    assert w["v1"] == kong.STABLE_WEIGHT
+    assert all(1 <= x <= 65535 for x in w.values())
+    assert abs(Fraction(w["v2"], w["v1"] + w["v2"]) - Fraction(weight, 100)) <= Fraction(1, 2000)
 
 
 def test_services_never_carry_a_port_in_host_and_routes_paths_start_with_slash() -> None:
@@ -187,7 +198,7 @@ def test_version_header_adds_a_route_and_service_per_version() -> None:
     res = render(spec)
     services = {s.name: s.inputs for s in of_type(res, SERVICE)}
     assert services["fraud-v1"] == {
-        "name": "fraud-v1",
+        "name": "ml.fraud.v1",  # Kong names are global: the namespace keeps them apart
         "protocol": "http",
         "host": "fraud-v1.ml.svc.cluster.local",
         "port": 80,
@@ -390,7 +401,6 @@ def test_bad_urls_are_rejected_with_the_reason(url: str, message: str) -> None:
         ("/a//b", "'/a//b' must not contain '//' (Kong rejects empty path segments)"),
         ("/a b", "'/a b' has characters Kong does not allow in a path: ' '"),
         ("/a/%zz", "'/a/%zz': '%' must be followed by two hex digits"),
-        ("/a/../b", "'/a/../b' is not normalized: remove '.' and '..' segments"),
     ],
 )
 def test_bad_gateway_paths_are_rejected(path: str, message: str) -> None:
