@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -246,6 +248,72 @@ def test_targets_are_deleted_before_replaced_so_kong_never_sees_two_for_one_addr
     assert {t.name for t in targets} == {"fraud-v1", "fraud-v2"}
     others = [r for r in regs if r.type.startswith("kong:") and r.type != TARGET]
     assert others and not any(r.delete_before_replace for r in others)
+
+
+def _targets(state: TrafficState) -> dict[str, dict[str, Any]]:
+    return {r.name: r.inputs for r in of_type(render(Spec.from_dict(IMAGES), state), TARGET)}
+
+
+def _update_moments(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """Every set of Targets Kong holds during a Pulumi update from `old` to `new`, in every order
+    Pulumi may take. While the program registers, a changed Target is replaced, deleted first
+    (delete_before_replace, as every kong_target field is ForceNew in terraform-provider-kong
+    resource_kong_target.go) and a new one created; a Target the program no longer declares is
+    deleted after every registration (pulumi/pulumi deployment_executor.go performDeletes)."""
+    steps = [n for n in new if n not in old or old[n] != new[n]]
+    gone = [n for n in old if n not in new]
+    for order in itertools.permutations(steps):
+        current = dict(old)
+        for name in order:
+            if name in current:
+                del current[name]
+                yield "registering", dict(current)
+            current[name] = new[name]
+            yield "registering", dict(current)
+        for deletes in itertools.permutations(gone):
+            after = dict(current)
+            for name in deletes:
+                del after[name]
+                yield "deleting", dict(after)
+
+
+@pytest.mark.parametrize(
+    ("live", "new"),
+    [
+        (TrafficState("v1", "v2", 0), TrafficState("v1", "v2", 10)),
+        (TrafficState("v1", "v2", 10), TrafficState("v1", "v2", 50)),
+        (TrafficState("v1", "v2", 50), TrafficState("v1", "v2", 99)),
+        (TrafficState("v1", "v2", 50), TrafficState("v1", "v2", 0)),  # rollback
+        (TrafficState("v1", "v2", 10), TrafficState("v2", previous="v1")),  # complete
+        (TrafficState("v1", "v2", 50), TrafficState("v2", previous="v1")),
+        (TrafficState("v2", previous="v1"), TrafficState("v1")),  # rollback to previous
+        (TrafficState("v1", "v2", 100), TrafficState("v2", previous="v1")),
+    ],
+)
+def test_no_weight_change_leaves_the_upstream_without_the_live_stables_target(
+    live: TrafficState, new: TrafficState
+) -> None:
+    old_targets, new_targets = _targets(live), _targets(new)
+    stable = f"fraud-{live.stable}"
+    if stable in old_targets and stable in new_targets:
+        assert old_targets[stable] == new_targets[stable], "the live stable's Target is replaced"
+    for phase, targets in _update_moments(old_targets, new_targets):
+        assert targets, f"{phase}: the upstream has no Target at all"
+        if stable in old_targets and phase == "registering":
+            assert stable in targets, f"{phase}: the live stable {live.stable} lost its Target"
+        if phase == "deleting":
+            assert {f"fraud-{live.stable}", f"fraud-{new.stable}"} & set(targets)
+
+
+def test_services_and_routes_of_one_name_in_two_namespaces_do_not_collide() -> None:
+    names = []
+    for namespace in ("team-a", "team-b"):
+        spec = spec_of(IMAGES, namespace=namespace, **{"gateway.versionHeader": "x-v"})
+        names.append({r.inputs["name"] for r in render(spec) if r.type in (SERVICE, ROUTE)})
+    assert names[0] and not names[0] & names[1]
+    assert "team-a.fraud" in names[0] and "team-a.fraud.v2" in names[0]
 
 
 def test_targets_and_pinned_services_depend_on_their_workloads() -> None:
