@@ -68,8 +68,9 @@ def test_kong_example_renders_resources_kong_accepts(
         assert ":" not in s.inputs["host"]
         assert s.inputs["protocol"] in ("http", "https")
     for r in of_type(res, "kong:index/route:Route"):
+        # typedefs.lua router_path: "/" (a prefix) or "~/" (a regex), never "//"
         assert r.inputs["paths"] and all(
-            p.startswith("/") and "//" not in p for p in r.inputs["paths"]
+            p.startswith(("/", "~/")) and "//" not in p for p in r.inputs["paths"]
         )
         assert set(r.inputs["protocols"]) <= {"http", "https"}
         for h in r.inputs.get("headers", []):

@@ -269,9 +269,11 @@ def entity_name(spec: Spec, version: str | None = None) -> str:
 
 # The stable's Target weight. The canary's share is c/(STABLE_WEIGHT + c) (Kong's round-robin
 # wheel gives each address weight/gcd slots: kong/runloop/balancer/round_robin.lua), so the canary
-# weight for w% is STABLE_WEIGHT * w / (100 - w), rounded; 99% needs 99 * 624 = 61776, within
-# Kong's 65535. 624 keeps every share within 0.05 percentage points of the spec's.
-STABLE_WEIGHT = 624
+# weight for w% is STABLE_WEIGHT * w / (100 - w), rounded: every share within 0.41 percentage
+# points of the spec's (0% and 100% exact). A larger weight would be closer (624: 0.05), but 100
+# is what a lone stable's Target had before: a stack deployed then does not get its stable's
+# Target replaced, which would leave the upstream empty for a moment, on its first update.
+STABLE_WEIGHT = 100
 
 
 def target_weights(traffic: TrafficState) -> dict[str, int]:
