@@ -114,13 +114,15 @@ def validate(
         invalid = 0
         for file in files:
             try:
-                load_spec(file)
+                spec = load_spec(file)
             except SpecError as e:
                 problems.extend(e.problems)
                 invalid += 1
                 if not json_out:
                     typer.echo("\n".join(str(p) for p in e.problems))
             else:
+                for note in spec.notes:  # notes and warnings: the spec stays valid (exit 0)
+                    typer.echo(str(note), err=True)
                 if not json_out:
                     typer.echo(f"{file}: valid")
         if json_out:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mlserve import engine, traffic
-from mlserve.backends.base import CAPABILITIES
+from mlserve.backends.base import CAPABILITIES, require_supported
+from mlserve.backends.base import notes as gateway_notes
 from mlserve.engine import Deployed, Engine, Event, HistoryEntry, Sink, Target
 from mlserve.errors import MlserveError, PreconditionError, UsageError
 from mlserve.program import build_program
@@ -200,6 +201,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> tuple[Callable[[],
     live = _live_traffic(deployed)
     new, warnings = reconcile(spec, live, reset=reset_traffic)
     warnings += _undoes_rollback(deployed, live, new)
+    warnings += [message for _, message in gateway_notes(spec, new)]
     effective, notes = effective_spec(spec, new, live, deployed)
     # Recorded before the update, so every history entry holds what was live after it.
     eng.set_config(
@@ -454,6 +456,7 @@ def promote(
         )
         raise PreconditionError(f"--expect-weight {expect_weight}: {where}; nothing was changed")
     new = traffic.promote(live.state, percent)
+    require_supported(live.spec, new)
     words = ["mlserve promote", "--complete" if complete else f"--weight {percent}"]
     if expect_weight is not None:
         words.append(f"--expect-weight {expect_weight}")

@@ -14,7 +14,8 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -29,14 +30,27 @@ if TYPE_CHECKING:
 
 API_VERSION = "mlserve/v1"
 
-GatewayType = Literal["istio", "gateway-api", "ingress-nginx", "kong", "azure-apim"]
+GatewayType = Literal["istio", "gateway-api", "ingress-nginx", "kong", "azure-apim", "service"]
 GATEWAY_TYPES: tuple[GatewayType, ...] = (
     "istio",
     "gateway-api",
     "ingress-nginx",
     "kong",
     "azure-apim",
+    "service",
 )
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+
+STRIP_PATH = True  # gateway.stripPath's default, the same on every gateway (the schema says so)
+# What a gateway did before gateway.stripPath existed: a stack's recorded spec without the key was
+# deployed that way, and a promote or rollback from that record must not change the model's path.
+_STRIP_PATH_BEFORE = {"kong": True, "azure-apim": True}
+
+
+def dns_safe(version: str) -> str:
+    """A version name (any Kubernetes label value) as a DNS-1123 label part: `1.10` -> `1-10`,
+    `V2_beta` -> `v2-beta`. Resource names use it; labels, pins and output keep the name."""
+    return version.lower().replace(".", "-").replace("_", "-")
 
 
 def _frozen(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -89,7 +103,11 @@ class IngressNginxOptions:
 class KongOptions:
     admin_url: str | None = None
     protocols: tuple[str, ...] = ("http", "https")
-    strip_path: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceOptions:
+    type: ServiceType = "LoadBalancer"
 
 
 @dataclass(frozen=True)
@@ -113,12 +131,14 @@ class Gateway:
     type: GatewayType
     host: str | None = None
     path: str = "/"
+    strip_path: bool = STRIP_PATH
     version_header: str | None = None
     istio: IstioOptions = IstioOptions()
     gateway_api: GatewayApiOptions = GatewayApiOptions()
     ingress_nginx: IngressNginxOptions = IngressNginxOptions()
     kong: KongOptions = KongOptions()
     azure_apim: AzureApimOptions | None = None
+    service: ServiceOptions = ServiceOptions()
 
 
 @dataclass(frozen=True)
@@ -130,6 +150,9 @@ class Spec:
     namespace: str = "default"
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
     source: str = "<spec>"  # the file it was loaded from, for messages
+    # What `validate` prints without failing (deprecations, versions that get no traffic, what
+    # the gateway cannot do): set by load_spec, not part of the spec's value.
+    notes: tuple[Problem, ...] = field(default=(), compare=False)
 
     def version(self, name: str) -> Version:
         for v in self.versions:
@@ -141,14 +164,25 @@ class Spec:
     def version_names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.versions)
 
+    def object_name(self, version: str) -> str:
+        """The Kubernetes (and gateway) object name of a version: `fraud-1-10` for `1.10`."""
+        return f"{self.name}-{dns_safe(version)}"
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<spec>") -> Spec:
-        """Build the model from a schema-valid document (YAML shape, camelCase keys)."""
+        """Build the model from a schema-valid document (YAML shape, camelCase keys).
+
+        Without `gateway.stripPath` (a spec recorded before it existed), each gateway keeps what
+        it did then; load_spec fills in the one documented default for a spec file.
+        """
         gw = data["gateway"]
         apim = gw.get("azureApim")
         sku = (apim or {}).get("sku") or {}
         versioning = (apim or {}).get("versioning") or {}
         kong = gw.get("kong") or {}
+        strip_path = gw.get("stripPath", kong.get("stripPath"))
+        if strip_path is None:
+            strip_path = _STRIP_PATH_BEFORE.get(gw["type"], False)
         return cls(
             name=data["name"],
             namespace=data.get("namespace", "default"),
@@ -158,6 +192,7 @@ class Spec:
                 type=gw["type"],
                 host=gw.get("host"),
                 path=gw.get("path", "/"),
+                strip_path=strip_path,
                 version_header=gw.get("versionHeader"),
                 istio=IstioOptions(gateways=tuple((gw.get("istio") or {}).get("gateways", ()))),
                 gateway_api=GatewayApiOptions(
@@ -176,8 +211,8 @@ class Spec:
                 kong=KongOptions(
                     admin_url=kong.get("adminUrl"),
                     protocols=tuple(kong.get("protocols", ("http", "https"))),
-                    strip_path=kong.get("stripPath", True),
                 ),
+                service=ServiceOptions(type=(gw.get("service") or {}).get("type", "LoadBalancer")),
                 azure_apim=None
                 if apim is None
                 else AzureApimOptions(
@@ -219,7 +254,7 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         """The normalized spec in YAML shape; `Spec.from_dict(s.to_dict()) == s` up to `source`."""
         gw = self.gateway
-        gateway: dict[str, Any] = {"type": gw.type, "path": gw.path}
+        gateway: dict[str, Any] = {"type": gw.type, "path": gw.path, "stripPath": gw.strip_path}
         if gw.host is not None:
             gateway["host"] = gw.host
         if gw.version_header is not None:
@@ -244,13 +279,12 @@ class Spec:
         elif gw.type == "ingress-nginx":
             gateway["ingressNginx"] = {"className": gw.ingress_nginx.class_name}
         elif gw.type == "kong":
-            kong: dict[str, Any] = {
-                "protocols": list(gw.kong.protocols),
-                "stripPath": gw.kong.strip_path,
-            }
+            kong: dict[str, Any] = {"protocols": list(gw.kong.protocols)}
             if gw.kong.admin_url is not None:
                 kong["adminUrl"] = gw.kong.admin_url
             gateway["kong"] = kong
+        elif gw.type == "service":
+            gateway["service"] = {"type": gw.service.type}
         if gw.azure_apim is not None:
             a = gw.azure_apim
             apim: dict[str, Any] = {
@@ -327,6 +361,10 @@ _YAML12_SAME = {
     "float": re.compile(r"[^_:]*"),
     "null": re.compile(r".*"),
 }
+# Numbers of the YAML 1.2 core schema (yaml.org/spec/1.2.2, 10.3.2) that YAML 1.1 (PyYAML)
+# reads as strings: 1e3, 1e-3, 1.5e3 (1.1 wants a dot and a signed exponent), 0o17.
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+_YAML12_OCTAL = re.compile(r"0o[0-7]+")
 _RESERVED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/version",
@@ -338,6 +376,7 @@ _OPTION_KEYS = {
     "ingressNginx": "ingress-nginx",
     "kong": "kong",
     "azureApim": "azure-apim",
+    "service": "service",
 }
 _IMAGE_ONLY_KEYS = ("port", "replicas", "resources", "env", "healthPath")
 
@@ -392,11 +431,16 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     if problems:
         problems += [doc.problem(p, m, at_key=k) for p, m, k in _reference_issues(doc.data)]
         raise SpecError(_capped(problems))
+    gateway = doc.data["gateway"]
+    if "stripPath" not in gateway and "stripPath" not in (gateway.get("kong") or {}):
+        # A spec file without it gets the one default; from_dict's fallback is for old records.
+        doc.data = {**doc.data, "gateway": {**gateway, "stripPath": STRIP_PATH}}
     spec = Spec.from_dict(doc.data, source=display)
     problems = [doc.problem(p, m, at_key=k) for p, m, k in _semantic_issues(spec, doc.data)]
     if problems:
         raise SpecError(_capped(problems))
-    return spec
+    notes = [doc.problem(p, m, at_key=k) for p, m, k in _notes(spec, doc.data)]
+    return replace(spec, notes=tuple(sorted(notes)))
 
 
 def _capped(problems: list[Problem]) -> list[Problem]:
@@ -471,6 +515,8 @@ class _Doc:
     pos: dict[SpecPath, Position] = field(default_factory=dict)  # value nodes
     keypos: dict[SpecPath, Position] = field(default_factory=dict)  # key nodes
     plain: dict[SpecPath, _Plain] = field(default_factory=dict)
+    # strings that YAML 1.2 reads as numbers: path -> (text, the number)
+    yaml12: dict[SpecPath, tuple[str, str]] = field(default_factory=dict)
 
     def position(self, path: SpecPath, at_key: bool = False) -> Position:
         """The node's position (its key's with at_key); for a missing node, where its parent
@@ -683,6 +729,9 @@ class _Composer:
         elif tag == "null":
             value, kind = None, "null"
         else:
+            yaml12 = _yaml12_number(text)
+            if yaml12 is not None and path is not None:
+                self.doc.yaml12[path] = (text, yaml12)
             return text
         if path is not None:
             self.doc.plain[path] = _Plain(text, value, kind)
@@ -704,6 +753,9 @@ class _Composer:
             if tag in ("bool", "int", "float", "null", "timestamp"):
                 kind = {"bool": "boolean", "null": "null", "timestamp": "date"}.get(tag, "number")
                 self.report(pos, parent, f'key {text} is a {kind}; quote it ("{text}")')
+                return
+            if _yaml12_number(text) is not None:
+                self.report(pos, parent, f'key {text} is a number in YAML 1.2; quote it ("{text}")')
                 return
         if text in top.container:
             first = self.doc.keypos.get((*parent, text)) if parent is not None else None
@@ -755,13 +807,38 @@ def _validator() -> Any:
         # so no pattern can backtrack for long on a hostile value. maxLength reports it instead.
         if not isinstance(instance, str) or len(instance) > subschema.get("maxLength", 0):
             return
-        if not re.search(regex, instance):
+        if not _ecma_pattern(regex).search(instance):
             yield ValidationError(f"{instance!r} does not match {regex!r}")
 
     cls = validators.extend(  # type: ignore[no-untyped-call]
         Draft202012Validator, validators={"pattern": pattern}, type_checker=checker
     )
     return cls(schema())
+
+
+@functools.cache
+def _ecma_pattern(regex: str) -> re.Pattern[str]:
+    """A JSON Schema pattern as ECMA-262 reads it (JSON Schema 2020-12, section 6.4): without
+    the m flag its `$` matches only at the very end, where Python's also matches before a final
+    newline (`"fraud\\n"` would pass `^[a-z]+$`). So every `$` outside a character class is
+    Python's `\\Z`."""
+    out: list[str] = []
+    i, in_class = 0, False
+    while i < len(regex):
+        c = regex[i]
+        if c == "\\":
+            out.append(regex[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "$":
+            c = r"\Z"
+        out.append(c)
+        i += 1
+    return re.compile("".join(out))
 
 
 @functools.cache
@@ -853,6 +930,11 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
+                if key == "weight" and len(path) == 2 and path[0] == "versions":
+                    hint = (
+                        ": a version has no weight of its own; the split is set under traffic "
+                        "(stable, canary, and weight: the canary's percent)"
+                    )
                 yield _at_key(doc, path, key, f"unknown key '{key}'{hint}")
     elif kind == "required":
         for name in value:
@@ -920,6 +1002,11 @@ def _type_message(doc: _Doc, path: SpecPath, expected: Any, instance: Any) -> st
     types = [expected] if isinstance(expected, str) else list(expected)
     wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
     plain = doc.plain.get(path)
+    if path in doc.yaml12 and "string" not in types:
+        text, number = doc.yaml12[path]
+        return (
+            f"{text} is a number only to YAML 1.2 readers (PyYAML reads a string); write {number}"
+        )
     if plain is not None and plain.kind == "null" and plain.text == "":
         return f"missing value (expected {wanted})"
     if plain is not None and "string" in types:
@@ -932,6 +1019,15 @@ def _type_message(doc: _Doc, path: SpecPath, expected: Any, instance: Any) -> st
     return f"{_show(instance)} is not of type {', '.join(repr(t) for t in types)}"
 
 
+def _yaml12_number(text: str) -> str | None:
+    """What YAML 1.2 reads a YAML 1.1 string as, if it reads a number: `1e3` -> `1000.0`."""
+    if _YAML12_OCTAL.fullmatch(text):
+        return str(int(text[2:], 8))
+    if _YAML12_FLOAT.fullmatch(text) and len(text) <= 40:
+        return str(float(text))
+    return None
+
+
 def _ambiguous_scalars(doc: _Doc, reported: set[str]) -> Iterator[Problem]:
     """YAML 1.1 (PyYAML) and 1.2 (editors, most other tools) read these differently."""
     for path, plain in doc.plain.items():
@@ -939,6 +1035,12 @@ def _ambiguous_scalars(doc: _Doc, reported: set[str]) -> Iterator[Problem]:
             shown = _show(plain.value)
             yield doc.problem(
                 path, f"{plain.text} is ambiguous (YAML 1.1 reads {shown}); write {shown}"
+            )
+    for path, (text, number) in doc.yaml12.items():
+        if format_path(path) not in reported and not _is_quantity(path):
+            yield doc.problem(
+                path,
+                f'{text} is ambiguous (YAML 1.2 reads the number {number}); quote it ("{text}")',
             )
 
 
@@ -988,6 +1090,7 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
     caps = base.CAPABILITIES[gw.type]
 
     index: dict[str, int] = {}
+    derived: dict[str, int] = {}
     for i, v in enumerate(spec.versions):
         if v.name in index:
             add(
@@ -996,6 +1099,13 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
             )
         else:
             index[v.name] = i
+            j = derived.setdefault(dns_safe(v.name), i)
+            if j != i:
+                add(
+                    ("versions", i, "name"),
+                    f"'{v.name}' and versions[{j}].name '{spec.versions[j].name}' both give the "
+                    f"resource name '{spec.object_name(v.name)}'; rename one",
+                )
         if v.image is not None and not caps.image_versions:
             add(
                 ("versions", i, "image"),
@@ -1012,8 +1122,9 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
                     add(
                         ("versions", i, key), f"{key} applies only to a version with an image", True
                     )
+        issues.extend(_resource_issues(i, v))
         if v.image is not None:
-            name = f"{spec.name}-{v.name}"
+            name = spec.object_name(v.name)
             if len(name) > 63:
                 add(
                     ("versions", i, "name"),
@@ -1054,6 +1165,12 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
         )
     if caps.requires_host and gw.host is None:
         add(("gateway",), f"'host' is required for gateway type {gw.type}")
+    if any(segment in (".", "..") for segment in gw.path.split("/")):
+        add(
+            ("gateway", "path"),
+            f"'{gw.path}' has a '.' or '..' segment, which Kubernetes Ingress, Gateway API and "
+            "Kong refuse; write the path without it",
+        )
     for key, owner in _OPTION_KEYS.items():
         if key in raw_gateway and owner != gw.type:
             add(
@@ -1077,6 +1194,112 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
         if key in spec.labels:
             add(("labels", key), f"label '{key}' is set by mlserve; remove it", True)
 
+    kong_strip = (raw_gateway.get("kong") or {}).get("stripPath")
+    if kong_strip is not None and raw_gateway.get("stripPath", kong_strip) != kong_strip:
+        add(
+            ("gateway", "kong", "stripPath"),
+            "contradicts gateway.stripPath; remove the deprecated kong.stripPath",
+            True,
+        )
     for where, message in base.module(gw.type).check(spec):
         add(parse_path(where), message)
     return issues
+
+
+def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, bool]]:
+    """What `validate` says about a valid spec: deprecations and traffic a user may not expect."""
+    from mlserve.backends import base
+    from mlserve.traffic import initial
+
+    notes: list[tuple[SpecPath, str, bool]] = []
+    if "stripPath" in (data["gateway"].get("kong") or {}):
+        notes.append(
+            (
+                ("gateway", "kong", "stripPath"),
+                "warning: kong.stripPath is deprecated; use gateway.stripPath, which applies "
+                "to every gateway",
+                True,
+            )
+        )
+    routed = (spec.traffic.stable, spec.traffic.canary)
+    idle = [i for i, v in enumerate(spec.versions) if v.name not in routed]
+    if idle:
+        *rest, last = [spec.versions[i].name for i in idle]
+        names = f"{', '.join(rest)} and {last}" if rest else last
+        header = spec.gateway.version_header
+        reach = f"; a request pinned with {header} still reaches them" if header else ""
+        notes.append(
+            (
+                ("versions", idle[0], "name"),
+                f"note: {names} {'is' if len(idle) == 1 else 'are'} neither traffic.stable nor "
+                f"traffic.canary, so {'it gets' if len(idle) == 1 else 'they get'} no unpinned "
+                f"traffic{reach}",
+                False,
+            )
+        )
+    for where, message in base.notes(spec, initial(spec)):
+        notes.append((parse_path(where), f"note: {message}", False))
+    return notes
+
+
+# Kubernetes quantities (k8s.io/apimachinery resource.Quantity): a number, then a binary or
+# decimal suffix or an exponent.
+_QUANTITY = re.compile(
+    r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?"
+)
+_SUFFIX = {
+    **{s: Fraction(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{
+        s: Fraction(10) ** e
+        for s, e in zip("numkMGTPE", (-9, -6, -3, 3, 6, 9, 12, 15, 18), strict=True)
+    },
+}
+
+
+def quantity(text: str) -> Fraction:
+    """A Kubernetes quantity's value: `500m` -> 1/2, `1Gi` -> 2**30, `1e3` -> 1000."""
+    m = _QUANTITY.fullmatch(text)
+    if m is None:
+        raise ValueError(f"{text!r} is not a Kubernetes quantity")
+    number, suffix = Fraction(m.group(1)), m.group(2) or ""
+    if suffix[:1] in ("e", "E") and len(suffix) > 1:
+        return number * Fraction(10) ** int(suffix[1:])
+    return number * _SUFFIX.get(suffix, Fraction(1))
+
+
+def overcommit_allowed(resource: str) -> bool:
+    """Whether a pod may request less of `resource` than its limit: native resources (cpu,
+    memory, ephemeral-storage, `*kubernetes.io/*`) but not hugepages-* and not extended ones
+    (nvidia.com/gpu), per Kubernetes pkg/apis/core/helper IsOvercommitAllowed."""
+    native = "/" not in resource or "kubernetes.io/" in resource
+    return native and not resource.startswith("hugepages-")
+
+
+def _resource_issues(i: int, v: Version) -> Iterator[tuple[SpecPath, str, bool]]:
+    """The API server's checks of a container's requests against its limits (Kubernetes
+    pkg/apis/core/validation ValidateResourceRequirements). A request of a resource that cannot
+    be overcommitted and has no limit is not a problem here: the rendered limit copies it."""
+    for kind, quantities in (("requests", v.requests), ("limits", v.limits)):
+        for resource, text in quantities.items():
+            # Extended resources (a domain outside kubernetes.io) are whole units.
+            extended = "/" in resource and "kubernetes.io/" not in resource
+            if extended and quantity(text).denominator != 1:
+                yield (
+                    ("versions", i, "resources", kind, resource),
+                    f"{text} is not a whole number; {resource} is counted in whole units",
+                    False,
+                )
+    for resource, text in v.requests.items():
+        limit = v.limits.get(resource)
+        if limit is None:
+            continue
+        at = ("versions", i, "resources", "requests", resource)
+        if not overcommit_allowed(resource) and quantity(text) != quantity(limit):
+            yield (
+                at,
+                f"{text} must equal the {resource} limit ({limit}): {resource} cannot be "
+                "overcommitted",
+                False,
+            )
+        elif quantity(text) > quantity(limit):
+            yield at, f"{text} is more than the {resource} limit ({limit})", False

@@ -39,8 +39,12 @@ def spec_dict(
     name: str = "fraud-detector",
     version_prefix: str = "v",
     istio_gateways: tuple[str, ...] = ("istio-system/public",),
+    strip_path: bool | None = None,
+    service_type: str = "LoadBalancer",
 ) -> dict[str, Any]:
-    """A schema-shaped spec document; `rich` adds labels, resources, env and a health path."""
+    """A schema-shaped spec document; `rich` adds labels, resources, env and a health path.
+    Without `strip_path` the document has no gateway.stripPath, like a spec recorded before it
+    existed: the Kubernetes gateways then pass the path through."""
     vs: list[dict[str, Any]] = []
     for i in range(1, versions + 1):
         v: dict[str, Any] = {"name": f"{version_prefix}{i}", "image": f"ghcr.io/acme/fraud:1.{i}.0"}
@@ -57,6 +61,10 @@ def spec_dict(
             )
         vs.append(v)
     gw: dict[str, Any] = {"type": gateway, "host": "models.example.com", "path": "/fraud"}
+    if gateway == "service":  # a Service routes by neither host nor path
+        gw = {"type": gateway, "service": {"type": service_type}}
+    if strip_path is not None:
+        gw["stripPath"] = strip_path
     if header is not None:
         gw["versionHeader"] = header
     if gateway == "istio" and istio_gateways:

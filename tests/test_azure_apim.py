@@ -73,7 +73,7 @@ def registered(spec: Spec) -> list[Registered]:
 
 
 def pool_items(res: list[RenderedResource]) -> list[dict[str, Any]]:
-    return one(res, BACKEND, "fraud-pool").inputs["pool"]["services"]
+    return one(res, BACKEND, "fraud--pool").inputs["pool"]["services"]
 
 
 # --- what declare builds -------------------------------------------------------------------
@@ -209,12 +209,36 @@ def test_unpinned_traffic_goes_through_a_weighted_pool_of_single_backends() -> N
     ]
 
 
-@pytest.mark.parametrize("weight", [0, 1, 50, 99])
+@pytest.mark.parametrize("weight", [1, 50, 99])
 def test_pool_weights_stay_in_0_to_100_and_sum_to_100(weight: int) -> None:
     items = pool_items(render(Spec.from_dict(EXISTING), TrafficState("v1", "v2", weight)))
     assert all(0 <= i["weight"] <= 100 and 0 <= i["priority"] <= 100 for i in items)
     assert sum(i["weight"] for i in items) == 100
     assert [i["weight"] for i in items] == [100 - weight, weight]
+
+
+@pytest.mark.parametrize(("weight", "left"), [(0, "fraud-v1-id"), (100, "fraud-v2-id")])
+def test_a_version_at_0_percent_is_left_out_of_the_pool(weight: int, left: str) -> None:
+    # A pool item's weight of 0 has no documented meaning (azure-apim.md, BackendPoolItem).
+    items = pool_items(render(Spec.from_dict(EXISTING), TrafficState("v1", "v2", weight)))
+    assert items == [{"id": left, "weight": 100, "priority": 0}]
+
+
+def test_a_version_named_pool_does_not_collide_with_the_pool() -> None:
+    spec = spec_of(EXISTING, **{"versions.1.name": "pool", "traffic.canary": "pool"})
+    backends = [r.name for r in of_type(render(spec), BACKEND)]
+    assert sorted(backends) == ["fraud--pool", "fraud-pool", "fraud-v1"]
+
+
+@pytest.mark.parametrize(("sku", "sent"), [("Developer", False), ("Consumption", True)])
+def test_enable_client_certificate_is_sent_only_for_consumption(sku: str, sent: bool) -> None:
+    # The SDK fills in enableClientCertificate: false, which Azure refuses for the Developer SKU
+    # and others (pulumi-azure-native#1865): leave it out unless the SKU is Consumption.
+    capacity = 0 if sku == "Consumption" else 1
+    spec = spec_of(CREATED, **{"gateway.azureApim.sku": {"name": sku, "capacity": capacity}})
+    service = one(render(spec), SERVICE).inputs
+    assert ("enableClientCertificate" in service) is sent
+    assert service["sku"] == {"name": sku, "capacity": capacity}
 
 
 def test_without_canary_the_pool_holds_the_stable_alone() -> None:
@@ -234,8 +258,8 @@ def test_the_sets_original_api_sends_unpinned_requests_to_the_pool() -> None:
     root = ET.fromstring(policy["value"])
     assert [c.tag for c in root] == ["inbound", "backend", "outbound", "on-error"]
     set_backend = root.find("inbound/set-backend-service")
-    assert set_backend is not None and set_backend.attrib == {"backend-id": "fraud-pool"}
-    assert one(res, BACKEND, "fraud-pool").inputs["backendId"] == "fraud-pool"
+    assert set_backend is not None and set_backend.attrib == {"backend-id": "fraud--pool"}
+    assert one(res, BACKEND, "fraud--pool").inputs["backendId"] == "fraud--pool"
 
 
 def test_every_api_has_pass_through_operations() -> None:
@@ -250,7 +274,7 @@ def test_every_api_has_pass_through_operations() -> None:
 def test_policy_waits_for_the_pool_and_the_original_api() -> None:
     regs = registered(Spec.from_dict(EXISTING))
     deps = one(regs, POLICY).dependencies
-    assert one(regs, BACKEND, "fraud-pool").urn in deps
+    assert one(regs, BACKEND, "fraud--pool").urn in deps
     assert one(regs, API, "fraud").urn in deps
 
 

@@ -3,6 +3,7 @@ Pulumi's mocks and checked against the upstream schemas."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -59,6 +60,25 @@ def _cases() -> list[Any]:
             ),
         ]
     cases.append(pytest.param("istio", {"istio_gateways": ()}, None, id="istio-mesh-only"))
+    for gw in K8S_GATEWAYS:
+        cases.append(pytest.param(gw, {"strip_path": True}, None, id=f"{gw}-strip-path"))
+        cases.append(
+            pytest.param(
+                gw,
+                {"versions": 3, "strip_path": True, "rich": True},
+                TrafficState("v2", "v3", 60, previous="v1"),
+                id=f"{gw}-strip-path-previous-and-canary",
+            )
+        )
+    for service_type in ("ClusterIP", "NodePort", "LoadBalancer"):
+        cases.append(
+            pytest.param(
+                "service",
+                {"versions": 3, "weight": 0, "header": None, "service_type": service_type},
+                TrafficState("v2", "v3", 0, previous="v1"),
+                id=f"service-{service_type}",
+            )
+        )
     return cases
 
 
@@ -223,6 +243,9 @@ def _weights(spec: Spec, resources: list[RenderedResource]) -> dict[str, int]:
         [route] = of_kind(resources, "HTTPRoute")
         refs = route.inputs["spec"]["rules"][-1]["backendRefs"]
         return {_service_version(spec, b["name"]): b["weight"] for b in refs}
+    if gw == "service":
+        [front] = [r for r in of_kind(resources, "Service") if r.name == spec.name]
+        return {front.inputs["spec"]["selector"]["app.kubernetes.io/version"]: 100}
     ingresses = {r.name: r.inputs for r in of_kind(resources, "Ingress")}
 
     def backend(ing: dict[str, Any]) -> str:
@@ -245,7 +268,10 @@ def test_weights_sum_to_100_and_match_the_traffic_state(
     spec = make_spec(gw, **kw)
     weights = _weights(spec, render(spec, traffic))
     assert sum(weights.values()) == 100
-    assert weights == _traffic(spec, traffic).weights()
+    expected = _traffic(spec, traffic).weights()
+    if gw == "service":  # one selector: the canary at 0% is in no routing resource at all
+        expected = {v: w for v, w in expected.items() if w}
+    assert weights == expected
 
 
 @pytest.mark.parametrize("gw", ["istio", "gateway-api"])
@@ -260,9 +286,11 @@ def _istio_pins(resources: list[RenderedResource]) -> list[tuple[str | None, str
     [vs] = of_kind(resources, "VirtualService")
     out = []
     for route in vs.inputs["spec"]["http"]:
-        [match] = route["match"]
-        assert match["uri"] == {"prefix": "/fraud"}
-        header = match.get("headers", {}).get("x-model-version", {}).get("exact")
+        exact, prefix = route["match"]  # by segment: /fraud, or /fraud/ and what follows
+        assert (exact["uri"], prefix["uri"]) == ({"exact": "/fraud"}, {"prefix": "/fraud/"})
+        [header] = {
+            m.get("headers", {}).get("x-model-version", {}).get("exact") for m in route["match"]
+        }
         out.append((header, ",".join(d["destination"]["subset"] for d in route["route"])))
     return out
 
@@ -443,6 +471,8 @@ def test_ingress_previous_version_keeps_its_workload_but_gets_no_ingress() -> No
 
 def _routed_versions(spec: Spec, r: RenderedResource) -> set[str]:
     k = kind(r)
+    if k == "Service":  # the service gateway's Service <name>
+        return {r.inputs["spec"]["selector"]["app.kubernetes.io/version"]}
     if k == "Ingress":
         svc = r.inputs["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
         return {_service_version(spec, svc)}
@@ -464,7 +494,13 @@ def test_routing_resources_depend_on_the_workloads_they_route_to(
 ) -> None:
     spec = make_spec(gw, **kw)
     resources, monitor = render_recorded(spec, traffic)
-    routing = [r for r in resources if kind(r) not in ("Deployment", "Service")]
+    workloads = {spec.object_name(v) for v in spec.version_names}
+    # Istio's Service <name> spans every version for the DestinationRule; it routes nothing.
+    routing = [
+        r
+        for r in resources
+        if r.name not in workloads and not (gw == "istio" and kind(r) == "Service")
+    ]
     assert routing
     for r in routing:
         deps = monitor.dependencies[(r.type, r.name)]
@@ -527,3 +563,88 @@ def test_workload_dns_name_is_the_cluster_local_service_name() -> None:
     spec = make_spec("istio")
     assert workloads.dns_name(spec, "fraud-detector-v1") == "fraud-detector-v1.ml.svc.cluster.local"
     assert workloads.endpoint(spec) == "http://models.example.com/fraud"
+
+
+# --- gateway-api: the deploy waits for every parent to accept the route -----------------------
+
+
+def _split_on_value(raw: str) -> list[str]:
+    """pulumi-kubernetes provider/pkg/jsonpath/jsonpath.go splitOnValue: split on '=' outside
+    braces and string literals."""
+    parts, element, depth, quote = [], "", 0, ""
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if quote:
+            if c == "\\" and i < len(raw) - 1:
+                element += c + raw[i + 1]
+                i += 2
+                continue
+            if c == quote:
+                quote = ""
+        elif depth > 0 and c in "'\"":
+            quote = c
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth = max(depth - 1, 0)
+        elif c == "=" and depth == 0:
+            parts.append(element)
+            element = ""
+            i += 1
+            continue
+        element += c
+        i += 1
+    return [*parts, element]
+
+
+def _ready(annotations: dict[str, str], route: dict[str, Any]) -> tuple[bool, list[str]]:
+    """pulumi-kubernetes provider/pkg/metadata/annotations.go ReadyCondition with the JSONPath
+    conditions of provider/pkg/await/condition/jsonpath.go: a JSON list of `jsonpath=` expressions,
+    all of which must match; a path compares its first selected value. The JSONPath itself is
+    RFC 9535 (the provider uses github.com/theory/jsonpath), evaluated here by jsonpath_rfc9535."""
+    import jsonpath_rfc9535
+
+    found = []
+    ready = True
+    for expr in json.loads(annotations["pulumi.com/waitFor"]):
+        assert expr.startswith("jsonpath=")
+        path, value = _split_on_value(expr.removeprefix("jsonpath="))
+        assert path.startswith("{") and path.endswith("}") and value
+        values = jsonpath_rfc9535.find("$" + path[1:-1], route).values()
+        found.append(str(values[0]) if values else "selected nothing")
+        ready = ready and bool(values) and str(values[0]) == value
+    return ready, found
+
+
+def _parent_status(ref: dict[str, str], reason: str) -> dict[str, Any]:
+    status = "True" if reason == "Accepted" else "False"
+    return {
+        "parentRef": ref,
+        "controllerName": "example.com/gateway",
+        "conditions": [
+            {"type": "Accepted", "status": status, "reason": reason},
+            {"type": "ResolvedRefs", "status": "True", "reason": "ResolvedRefs"},
+        ],
+    }
+
+
+def test_httproute_deploy_waits_until_each_parent_accepts_it_and_shows_the_refusal() -> None:
+    doc = spec_dict("gateway-api")
+    refs = [{"name": "public", "namespace": "infra", "sectionName": "https"}, {"name": "internal"}]
+    doc["gateway"]["gatewayApi"]["parentRefs"] = refs
+    [route] = of_kind(render(Spec.from_dict(doc)), "HTTPRoute")
+    annotations = route.inputs["metadata"]["annotations"]
+    assert annotations["pulumi.com/timeoutSeconds"] == "120"
+
+    def status(*reasons: str) -> dict[str, Any]:
+        parents = [_parent_status(r, why) for r, why in zip(refs, reasons, strict=False)]
+        return {**route.inputs, "status": {"parents": parents}}
+
+    assert _ready(annotations, status("Accepted", "Accepted")) == (True, ["Accepted"] * 2)
+    assert _ready(annotations, status("Accepted", "NotAllowedByListeners")) == (
+        False,
+        ["Accepted", "NotAllowedByListeners"],
+    )
+    assert _ready(annotations, status("Accepted")) == (False, ["Accepted", "selected nothing"])
+    assert _ready(annotations, {**route.inputs}) == (False, ["selected nothing"] * 2)

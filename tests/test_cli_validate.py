@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlserve.cli import app
-from mlserve.spec import schema_text
+from mlserve.spec import load_spec, schema_text
 
 ROOT = Path(__file__).parent.parent
 SPECS = Path(__file__).parent / "specs"
@@ -52,7 +52,22 @@ def test_valid_files_exit_0_and_say_valid(in_root: None) -> None:
     result = CliRunner().invoke(app, ["validate", *EXAMPLES])
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [f"{f}: valid" for f in EXAMPLES]
-    assert result.stderr == ""
+    # Notes (what a gateway cannot do, deprecations) go to stderr and keep exit 0.
+    assert result.stderr.splitlines() == [str(n) for f in EXAMPLES for n in load_spec(f).notes]
+
+
+def test_a_valid_spec_with_notes_exits_0_and_prints_them_on_stderr(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    text = MINIMAL_IMAGE.format(image="ghcr.io/a/b:1").replace("type: istio", "type: kong")
+    host = "  host: models.example.com\n"
+    spec.write_text(text.replace(host, host + "  kong: {stripPath: false}\n"), encoding="utf-8")
+    result = run("validate", str(spec), "--json")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == []
+    assert result.stderr == (
+        f"{spec}:6:10: gateway.kong.stripPath: warning: kong.stripPath is deprecated; use "
+        "gateway.stripPath, which applies to every gateway\n"
+    )
 
 
 def test_invalid_file_exits_2_with_one_line_per_problem_and_a_summary(in_root: None) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import pytest
@@ -91,7 +94,8 @@ def test_image_versions_split_by_target_weights_on_their_cluster_services() -> N
         "fraud-v1": "fraud-v1.ml.svc.cluster.local:80",
         "fraud-v2": "fraud-v2.ml.svc.cluster.local:80",
     }
-    assert weights(res) == {"fraud-v1": 90, "fraud-v2": 10}
+    # 10%: 100 * 10 / 90 = 11.1, so 11 / (100 + 11) = 9.91% (kong.target_weights)
+    assert weights(res) == {"fraud-v1": 100, "fraud-v2": 11}
     assert {r.inputs["upstreamId"] for r in of_type(res, TARGET)} == {"fraud-id"}
 
 
@@ -111,9 +115,12 @@ def test_all_numeric_service_name_still_gives_a_hostname_kong_accepts() -> None:
 
 
 def test_route_carries_path_protocols_and_strip_path_from_the_spec() -> None:
-    spec = spec_of(IMAGES, **{"gateway.kong.stripPath": False})
+    spec = spec_of(IMAGES, **{"gateway.stripPath": False})
     route = one(render(spec), ROUTE, "fraud")
-    assert route.inputs["paths"] == ["/fraud"]
+    # A plain Kong path is a string prefix (kong/router/transform.lua `http.path ^=`); the
+    # anchored regex takes /fraud and /fraud/..., not /fraudulent.
+    assert route.inputs["paths"] == ["~/fraud(/|$)"]
+    assert route.inputs["name"] == "ml.fraud"
     assert route.inputs["protocols"] == ["https"]
     assert route.inputs["stripPath"] is False
     assert route.inputs["serviceId"] == "fraud-id"
@@ -141,7 +148,7 @@ def test_url_versions_target_their_host_and_port_with_the_scheme_default() -> No
         "fraud-v1": "fraud-v1.internal.example.com:443",
         "fraud-v2": "fraud-v2.internal.example.com:8443",
     }
-    assert weights(res) == {"fraud-v1": 75, "fraud-v2": 25}
+    assert weights(res) == {"fraud-v1": 100, "fraud-v2": 33}  # 33 / 133 = 24.8%
     service = one(res, SERVICE, "fraud")
     assert (service.inputs["protocol"], service.inputs["port"]) == ("https", 443)
     assert one(res, ROUTE).inputs["paths"] == ["/"]
@@ -149,27 +156,33 @@ def test_url_versions_target_their_host_and_port_with_the_scheme_default() -> No
     assert [r.type for r in res if not r.type.startswith("kong:")] == []
 
 
-def test_a_stable_without_canary_gets_one_target_at_100() -> None:
+def test_a_stable_without_canary_gets_one_target_at_the_stable_weight() -> None:
     res = render(spec_of(IMAGES, **{"traffic.canary": None, "traffic.weight": None}))
-    assert weights(res) == {"fraud-v1": 100}
+    assert weights(res) == {"fraud-v1": kong.STABLE_WEIGHT}
 
 
-def test_a_canary_at_zero_keeps_its_target_at_weight_zero() -> None:
+def test_a_canary_at_zero_gets_no_target_because_the_provider_would_send_100() -> None:
+    # terraform-provider-kong resource_reader.go reads weight with GetOk: 0 is never sent, and
+    # Kong's default is 100 (kong/db/schema/entities/targets.lua).
     res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", 0))
-    assert weights(res) == {"fraud-v1": 100, "fraud-v2": 0}
+    assert weights(res) == {"fraud-v1": kong.STABLE_WEIGHT}
 
 
-def test_previous_keeps_its_target_at_weight_zero_so_a_rollback_only_updates_it() -> None:
+def test_previous_gets_no_target_and_a_canary_at_100_replaces_the_stables() -> None:
     res = render(Spec.from_dict(IMAGES), TrafficState("v2", previous="v1"))
-    assert weights(res) == {"fraud-v2": 100, "fraud-v1": 0}
+    assert weights(res) == {"fraud-v2": kong.STABLE_WEIGHT}
+    res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", 100))
+    assert weights(res) == {"fraud-v2": kong.STABLE_WEIGHT}
 
 
-@pytest.mark.parametrize("weight", [0, 1, 33, 50, 99])
+@pytest.mark.parametrize("weight", range(1, 100))
 def test_target_weights_stay_in_kongs_range_and_carry_the_split(weight: int) -> None:
-    res = render(Spec.from_dict(IMAGES), TrafficState("v1", "v2", weight))
-    w = weights(res)
-    assert all(0 <= x <= 65535 for x in w.values())
-    assert w == {"fraud-v1": 100 - weight, "fraud-v2": weight}
+    # Kong's round-robin wheel gives a target weight/gcd slots of weight_total/gcd
+    # (kong/runloop/balancer/round_robin.lua): its share is weight/(sum of weights).
+    w = kong.target_weights(TrafficState("v1", "v2", weight))
+    assert w["v1"] == kong.STABLE_WEIGHT
+    assert all(1 <= x <= 65535 for x in w.values())
+    assert abs(Fraction(w["v2"], w["v1"] + w["v2"]) - Fraction(weight, 100)) <= Fraction(41, 10000)
 
 
 def test_services_never_carry_a_port_in_host_and_routes_paths_start_with_slash() -> None:
@@ -187,7 +200,7 @@ def test_version_header_adds_a_route_and_service_per_version() -> None:
     res = render(spec)
     services = {s.name: s.inputs for s in of_type(res, SERVICE)}
     assert services["fraud-v1"] == {
-        "name": "fraud-v1",
+        "name": "ml.fraud.v1",  # Kong names are global: the namespace keeps them apart
         "protocol": "http",
         "host": "fraud-v1.ml.svc.cluster.local",
         "port": 80,
@@ -235,6 +248,72 @@ def test_targets_are_deleted_before_replaced_so_kong_never_sees_two_for_one_addr
     assert {t.name for t in targets} == {"fraud-v1", "fraud-v2"}
     others = [r for r in regs if r.type.startswith("kong:") and r.type != TARGET]
     assert others and not any(r.delete_before_replace for r in others)
+
+
+def _targets(state: TrafficState) -> dict[str, dict[str, Any]]:
+    return {r.name: r.inputs for r in of_type(render(Spec.from_dict(IMAGES), state), TARGET)}
+
+
+def _update_moments(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    """Every set of Targets Kong holds during a Pulumi update from `old` to `new`, in every order
+    Pulumi may take. While the program registers, a changed Target is replaced, deleted first
+    (delete_before_replace, as every kong_target field is ForceNew in terraform-provider-kong
+    resource_kong_target.go) and a new one created; a Target the program no longer declares is
+    deleted after every registration (pulumi/pulumi deployment_executor.go performDeletes)."""
+    steps = [n for n in new if n not in old or old[n] != new[n]]
+    gone = [n for n in old if n not in new]
+    for order in itertools.permutations(steps):
+        current = dict(old)
+        for name in order:
+            if name in current:
+                del current[name]
+                yield "registering", dict(current)
+            current[name] = new[name]
+            yield "registering", dict(current)
+        for deletes in itertools.permutations(gone):
+            after = dict(current)
+            for name in deletes:
+                del after[name]
+                yield "deleting", dict(after)
+
+
+@pytest.mark.parametrize(
+    ("live", "new"),
+    [
+        (TrafficState("v1", "v2", 0), TrafficState("v1", "v2", 10)),
+        (TrafficState("v1", "v2", 10), TrafficState("v1", "v2", 50)),
+        (TrafficState("v1", "v2", 50), TrafficState("v1", "v2", 99)),
+        (TrafficState("v1", "v2", 50), TrafficState("v1", "v2", 0)),  # rollback
+        (TrafficState("v1", "v2", 10), TrafficState("v2", previous="v1")),  # complete
+        (TrafficState("v1", "v2", 50), TrafficState("v2", previous="v1")),
+        (TrafficState("v2", previous="v1"), TrafficState("v1")),  # rollback to previous
+        (TrafficState("v1", "v2", 100), TrafficState("v2", previous="v1")),
+    ],
+)
+def test_no_weight_change_leaves_the_upstream_without_the_live_stables_target(
+    live: TrafficState, new: TrafficState
+) -> None:
+    old_targets, new_targets = _targets(live), _targets(new)
+    stable = f"fraud-{live.stable}"
+    if stable in old_targets and stable in new_targets:
+        assert old_targets[stable] == new_targets[stable], "the live stable's Target is replaced"
+    for phase, targets in _update_moments(old_targets, new_targets):
+        assert targets, f"{phase}: the upstream has no Target at all"
+        if stable in old_targets and phase == "registering":
+            assert stable in targets, f"{phase}: the live stable {live.stable} lost its Target"
+        if phase == "deleting":
+            assert {f"fraud-{live.stable}", f"fraud-{new.stable}"} & set(targets)
+
+
+def test_services_and_routes_of_one_name_in_two_namespaces_do_not_collide() -> None:
+    names = []
+    for namespace in ("team-a", "team-b"):
+        spec = spec_of(IMAGES, namespace=namespace, **{"gateway.versionHeader": "x-v"})
+        names.append({r.inputs["name"] for r in render(spec) if r.type in (SERVICE, ROUTE)})
+    assert names[0] and not names[0] & names[1]
+    assert "team-a.fraud" in names[0] and "team-a.fraud.v2" in names[0]
 
 
 def test_targets_and_pinned_services_depend_on_their_workloads() -> None:
@@ -390,7 +469,6 @@ def test_bad_urls_are_rejected_with_the_reason(url: str, message: str) -> None:
         ("/a//b", "'/a//b' must not contain '//' (Kong rejects empty path segments)"),
         ("/a b", "'/a b' has characters Kong does not allow in a path: ' '"),
         ("/a/%zz", "'/a/%zz': '%' must be followed by two hex digits"),
-        ("/a/../b", "'/a/../b' is not normalized: remove '.' and '..' segments"),
     ],
 )
 def test_bad_gateway_paths_are_rejected(path: str, message: str) -> None:

@@ -43,7 +43,12 @@ def make_spec(
         {
             "apiVersion": "mlserve/v1",
             "name": "fraud",
-            "gateway": {"type": "istio", "host": "models.example.com", "path": "/fraud"},
+            "gateway": {
+                "type": "istio",
+                "host": "models.example.com",
+                "path": "/fraud",
+                "istio": {"gateways": ["istio-system/public"]},  # not mesh-only: no note
+            },
             "versions": [{"name": v, "image": f"ghcr.io/acme/fraud:{v}"} for v in versions],
             "traffic": traffic,
         }

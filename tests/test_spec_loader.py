@@ -306,7 +306,7 @@ def test_required_for_a_gateway_type_names_the_type(problems: Problems) -> None:
 def test_enum_suggests_the_close_value(problems: Problems) -> None:
     assert problems(MINIMAL.replace("type: istio", "type: Istio")) == [
         "spec.yaml:4:9: gateway.type: 'Istio' is not one of istio, gateway-api, ingress-nginx, "
-        "kong, azure-apim (did you mean 'istio'?)"
+        "kong, azure-apim, service (did you mean 'istio'?)"
     ]
 
 
@@ -415,3 +415,199 @@ def test_a_wrong_traffic_name_is_reported_together_with_schema_problems(
         "spec.yaml:8:15: versions[0].replicas: 'three' is not of type 'integer'",
         "spec.yaml:12:11: traffic.canary: 'v3' is not one of the versions (v1)",
     ]
+
+
+# --- version names, header names, stripPath, notes (issues 10 and 13) --------------------------
+
+
+# "fraud-" + 57 characters is the longest derived name Kubernetes allows (63).
+@pytest.mark.parametrize("name", ["1.10", "2024-11", "v2.1.0", "V2_beta", "a" * 57])
+def test_any_kubernetes_label_value_is_a_version_name(problems: Problems, name: str) -> None:
+    text = MINIMAL.replace("  - name: v1", f'  - name: "{name}"').replace(
+        "stable: v1", f'stable: "{name}"'
+    )
+    assert problems(text) == []
+
+
+@pytest.mark.parametrize("name", ["a" * 64, "-v1", "v1.", "v 1", "v1\n"])
+def test_a_version_name_that_is_no_label_value_is_refused(problems: Problems, name: str) -> None:
+    quoted = name.replace("\n", "\\n")
+    text = MINIMAL.replace("  - name: v1", f'  - name: "{quoted}"')
+    lines = problems(text.replace("stable: v1", f'stable: "{quoted}"'))
+    assert [line.split(": ")[1] for line in lines] == ["versions[0].name", "traffic.stable"]
+    assert all("is not a version name: a Kubernetes label value of at most 63" in x for x in lines)
+
+
+def test_the_version_name_is_kept_as_written_and_objects_get_a_dns_safe_name(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.yaml"
+    text = MINIMAL.replace("name: v1", 'name: "V1.10_rc"').replace("stable: v1", "stable: V1.10_rc")
+    path.write_text(text, encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.version_names == ("V1.10_rc",)
+    assert spec.traffic.stable == "V1.10_rc"
+    assert spec.object_name("V1.10_rc") == "fraud-v1-10-rc"
+    assert spec.to_dict()["versions"][0]["name"] == "V1.10_rc"
+
+
+@pytest.mark.parametrize("header", ["X-Canary", "x_model.version", "X-Model-Version!"])
+def test_any_http_header_name_is_accepted_and_kept_as_written(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "s.yaml"
+    text = MINIMAL.replace(
+        "  host: models.example.com", f"  host: models.example.com\n  versionHeader: {header}"
+    )
+    path.write_text(text, encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.gateway.version_header == header
+    assert spec.to_dict()["gateway"]["versionHeader"] == header
+
+
+def test_a_trailing_newline_never_matches_a_pattern(problems: Problems) -> None:
+    # ECMA-262 `$` (JSON Schema patterns) ends the string; Python's also matches before "\n".
+    text = MINIMAL + 'labels:\n  "team\\n": "risk\\n"\n'
+    assert problems(text) == [
+        "spec.yaml:12:3: labels[\"team\\n\"]: key 'team\\n' is not a Kubernetes label key: an "
+        "optional DNS prefix and '/', then at most 63 letters, digits, '-', '_' and '.'",
+        "spec.yaml:12:13: labels[\"team\\n\"]: 'risk\\n' is not a Kubernetes label value: at most "
+        "63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+    ]
+
+
+def test_a_dollar_inside_a_character_class_stays_a_dollar() -> None:
+    from mlserve.spec import _ecma_pattern
+
+    assert _ecma_pattern(r"^/[$&]*$").pattern == r"^/[$&]*\Z"
+    assert _ecma_pattern(r"^a\$b$").search("a$b")
+    assert not _ecma_pattern(r"^ab$").search("ab\n")
+
+
+@pytest.mark.parametrize("key", ["1e3", "0o17"])
+def test_a_key_yaml_1_2_reads_as_a_number_is_refused(problems: Problems, key: str) -> None:
+    assert problems(MINIMAL + f"labels:\n  {key}: x\n") == [
+        f'spec.yaml:12:3: labels: key {key} is a number in YAML 1.2; quote it ("{key}")'
+    ]
+
+
+def test_gateway_strip_path_defaults_to_true_on_every_gateway(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(MINIMAL, encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.gateway.strip_path is True
+    assert spec.to_dict()["gateway"]["stripPath"] is True
+
+
+@pytest.mark.parametrize(
+    ("gateway", "stripped"),
+    [
+        ("istio", False),
+        ("gateway-api", False),
+        ("ingress-nginx", False),
+        ("kong", True),
+        ("azure-apim", True),
+    ],
+)
+def test_a_recorded_spec_without_strip_path_keeps_what_the_gateway_did_before(
+    gateway: str, stripped: bool
+) -> None:
+    # A promote or rollback re-renders from the stack's record: it must not move the model's path.
+    record = {
+        "name": "fraud",
+        "gateway": {"type": gateway, "host": "h.example.com"},
+        "versions": [{"name": "v1", "url": "https://a.example.com"}],
+        "traffic": {"stable": "v1"},
+    }
+    assert Spec.from_dict(record).gateway.strip_path is stripped
+
+
+def test_kong_strip_path_is_a_deprecated_alias(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = MINIMAL.replace("type: istio", "type: kong").replace(
+        "  host: models.example.com\n", "  kong: {stripPath: false}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    spec = load_spec(path)
+    assert spec.gateway.strip_path is False
+    assert "stripPath" not in spec.to_dict()["gateway"]["kong"]
+    assert [str(n) for n in spec.notes] == [
+        f"{path}:5:10: gateway.kong.stripPath: warning: kong.stripPath is deprecated; use "
+        "gateway.stripPath, which applies to every gateway"
+    ]
+
+
+def test_kong_strip_path_contradicting_gateway_strip_path_is_an_error(problems: Problems) -> None:
+    text = MINIMAL.replace("type: istio", "type: kong").replace(
+        "  host: models.example.com\n", "  stripPath: true\n  kong: {stripPath: false}\n"
+    )
+    assert problems(text) == [
+        "spec.yaml:6:10: gateway.kong.stripPath: contradicts gateway.stripPath; remove the "
+        "deprecated kong.stripPath"
+    ]
+
+
+def test_versions_without_traffic_get_one_note_and_the_spec_stays_valid(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    extra = "  - name: v2\n    image: ghcr.io/a/b:2\n  - name: v3\n    image: ghcr.io/a/b:3\n"
+    path.write_text(MINIMAL.replace("traffic:", extra + "traffic:"), encoding="utf-8")
+    notes = [str(n) for n in load_spec(path).notes if "traffic.stable" in n.message]
+    assert notes == [
+        f"{path}:9:11: versions[1].name: note: v2 and v3 are neither traffic.stable nor "
+        "traffic.canary, so they get no unpinned traffic"
+    ]
+
+
+def test_a_path_with_a_dot_segment_is_refused(problems: Problems) -> None:
+    text = MINIMAL.replace(
+        "  host: models.example.com", "  host: models.example.com\n  path: /a/./b"
+    )
+    assert problems(text) == [
+        "spec.yaml:6:9: gateway.path: '/a/./b' has a '.' or '..' segment, which Kubernetes "
+        "Ingress, Gateway API and Kong refuse; write the path without it"
+    ]
+
+
+def test_the_service_gateway_refuses_a_weighted_canary_a_path_and_a_host(
+    problems: Problems,
+) -> None:
+    text = (
+        MINIMAL.replace("type: istio", "type: service")
+        .replace("  host: models.example.com", "  host: models.example.com\n  path: /x")
+        .replace("traffic:", "  - name: v2\n    image: ghcr.io/a/b:2\ntraffic:")
+        .replace("stable: v1", "stable: v1\n  canary: v2\n  weight: 10")
+    )
+    assert problems(text) == [
+        "spec.yaml:5:9: gateway.host: gateway service does not route by host: clients reach "
+        "the Service's address (the endpoint output); remove gateway.host",
+        "spec.yaml:6:9: gateway.path: gateway service does not route by path: a Service "
+        "forwards every path to the model; remove gateway.path",
+        "spec.yaml:15:11: traffic.weight: gateway service cannot split traffic: a Service sends "
+        "every request to the pods it selects; keep the canary at 0 and switch to it with "
+        "`mlserve promote --complete` (blue-green)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "path",
+            "/fr~aud",
+            "gateway.path: '/fr~aud' has characters ingress-nginx refuses in a path ('~'): it "
+            "allows letters, digits, '.', '_', '-' and '/' (strict-validate-path-type)",
+        ),
+        (
+            "versionHeader",
+            "x-model!",
+            "gateway.versionHeader: 'x-model!' is not a header name ingress-nginx accepts in "
+            "canary-by-header: use letters, digits, '-', '_' and '.'",
+        ),
+    ],
+)
+def test_ingress_nginx_refuses_what_its_admission_rejects(
+    problems: Problems, field: str, value: str, message: str
+) -> None:
+    text = MINIMAL.replace("type: istio", "type: ingress-nginx").replace(
+        "  host: models.example.com", f"  host: models.example.com\n  {field}: {value}"
+    )
+    [line] = problems(text)
+    assert line.split(": ", 1)[1] == message

@@ -8,6 +8,11 @@ segment, header or query naming a version. That is exactly unpinned traffic; req
 version go to that version's own Api. So the unpinned entry is `<name>` in the set, and its policy
 sends it to the pool. (Real APIM has not seen this: it is rendered under mocks only.)
 
+The pool's weights split traffic by relative weight within a priority group (Microsoft docs,
+api-management/backends.md, "Load-balanced pool"); a weight of 0 has no documented meaning, so a
+version at 0% is left out of the pool. APIM strips the API's path before appending the rest to
+the backend URL; with stripPath false the backend URLs get the public path appended.
+
 The rules checked here are APIM 2024-05-01's (see shared/reference/azure-apim.md); `check` never
 imports Pulumi.
 """
@@ -46,7 +51,22 @@ _RESOURCE_GROUP = re.compile(r"^[-\w.()]+$")
 
 
 def api_id(spec: Spec, version: str) -> str:
-    return f"{spec.name}-{version}"
+    return spec.object_name(version)
+
+
+def pool_id(spec: Spec) -> str:
+    # A version id is `<name>-` and a letter or digit, so `<name>--pool` is never one: a version
+    # named "pool" must not collide with the pool (one URN for two Backends).
+    return f"{spec.name}--pool"
+
+
+def backend_url(spec: Spec, url: str) -> str:
+    """The URL APIM appends the rest of the request path to (after the API's path)."""
+    from mlserve.backends.workloads import prefix
+
+    if spec.gateway.strip_path or prefix(spec) == "/":
+        return url
+    return url.rstrip("/") + prefix(spec)
 
 
 def api_path(spec: Spec) -> str:
@@ -60,6 +80,10 @@ def header_name(spec: Spec) -> str | None:
 
 
 # --- check ---------------------------------------------------------------------------------
+
+
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    return []
 
 
 def check(spec: Spec) -> list[tuple[str, str]]:
@@ -210,6 +234,18 @@ def pool_policy(backend_id: str) -> str:
     )
 
 
+def _without_client_certificate_flag(
+    args: pulumi.ResourceTransformationArgs,
+) -> pulumi.ResourceTransformationResult:
+    """Send no enableClientCertificate: the SDK fills in false, which Azure refuses for every SKU
+    but Consumption ("Setting EnableClientCertificate flag to false is not supported for
+    Developer SKU", pulumi-azure-native#1865 and #1741); left out, Azure keeps its default."""
+    import pulumi
+
+    props = {k: v for k, v in args.props.items() if k != "enable_client_certificate"}
+    return pulumi.ResourceTransformationResult(props, args.opts)
+
+
 def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]) -> Declared:
     import pulumi
     import pulumi_azure_native.apimanagement as apim
@@ -239,6 +275,11 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             publisher_email=a.publisher_email,
             sku=apim.ApiManagementServiceSkuPropertiesArgs(
                 name=a.sku_name, capacity=a.sku_capacity
+            ),
+            opts=pulumi.ResourceOptions(
+                transformations=[_without_client_certificate_flag]
+                if a.sku_name != "Consumption"
+                else None
             ),
             **common,
         )
@@ -276,7 +317,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         url = next((v.url for v in spec.versions if v.name == version), None)
         if url is None:
             raise ValueError(f"version {version!r} has no url: azure-apim routes to urls only")
-        return url
+        return backend_url(spec, url)
 
     for v in spec.versions:
         if v.url is None:
@@ -289,7 +330,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             api_version_set_id=version_set.id,
             display_name=f"{name} {v.name}",
             path=api_path(spec),
-            service_url=v.url,
+            service_url=url_of(v.name),
             protocols=["https"],
             subscription_required=a.subscription_required,
             opts=opts(),
@@ -325,15 +366,14 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             **common,
         )
         singles.append(single)
-        if version in weights:
+        if weights.get(version, 0) > 0:
             # One priority: weights split traffic within a priority group.
             items.append(
                 apim.BackendPoolItemArgs(id=single.id, weight=weights[version], priority=0)
             )
-    pool_id = f"{name}-pool"
     pool = apim.Backend(
-        pool_id,
-        backend_id=pool_id,
+        pool_id(spec),
+        backend_id=pool_id(spec),
         type="Pool",
         pool=apim.BackendBaseParametersPoolArgs(services=items),
         title=f"{name} stable/canary",
@@ -358,7 +398,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         api_id=name,
         policy_id="policy",
         format="xml",
-        value=pool_policy(pool_id),
+        value=pool_policy(pool_id(spec)),
         opts=opts(original, pool),
         **common,
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from mlserve.errors import EngineUnavailableError
+from mlserve.errors import EngineUnavailableError, PreconditionError
 
 if TYPE_CHECKING:
     import pulumi
@@ -31,6 +31,7 @@ class Capabilities:
     header_pinning: bool
     requires_host: bool
     max_versions: int | None = None  # None: as many as the spec allows
+    weighted: bool = True  # False: the canary stays at 0% until promote --complete (blue-green)
     sdk_module: str = "pulumi_kubernetes"
     sdk_extra: str | None = None  # the pip extra that installs sdk_module
     plugin: str = "kubernetes"  # the Pulumi provider plugin the routing resources need
@@ -46,7 +47,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
     "ingress-nginx": Capabilities(
         image_versions=True,
         url_versions=False,
-        header_pinning=True,  # canary-by-header: the canary only
+        header_pinning=True,  # canary-by-header: the canary only (ingress_nginx.notes says so)
         requires_host=True,
         max_versions=2,
     ),
@@ -68,6 +69,13 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         sdk_extra="azure",
         plugin="azure-native",
     ),
+    "service": Capabilities(
+        image_versions=True,
+        url_versions=False,
+        header_pinning=False,
+        requires_host=False,
+        weighted=False,
+    ),
 }
 
 MODULES: Mapping[str, str] = {
@@ -76,6 +84,7 @@ MODULES: Mapping[str, str] = {
     "ingress-nginx": "mlserve.backends.ingress_nginx",
     "kong": "mlserve.backends.kong",
     "azure-apim": "mlserve.backends.azure_apim",
+    "service": "mlserve.backends.service",
 }
 
 
@@ -104,6 +113,11 @@ class Backend(Protocol):
         """Gateway-specific semantic checks: (spec path such as `gateway.host`, message)."""
         ...
 
+    def notes(self, spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+        """What this gateway does with a valid spec and traffic state that a user may not
+        expect: (spec path, message). `validate` prints them; `plan` carries them as warnings."""
+        ...
+
     def declare(
         self,
         spec: Spec,
@@ -126,6 +140,22 @@ def load(gateway: GatewayType | str) -> Backend:
             f"pip install '{extra}'"
         ) from e
     return cast(Backend, module(gateway))
+
+
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    """The gateway's notes on a spec and a traffic state (see Backend.notes)."""
+    return cast(Backend, module(spec.gateway.type)).notes(spec, traffic)
+
+
+def require_supported(spec: Spec, traffic: TrafficState) -> None:
+    """Refuse a traffic state the gateway cannot carry, before anything changes."""
+    gateway = spec.gateway.type
+    if traffic.canary is not None and traffic.weight > 0 and not CAPABILITIES[gateway].weighted:
+        raise PreconditionError(
+            f"gateway {gateway} cannot split traffic ({traffic.canary} at {traffic.weight}%): "
+            "it sends every request to one version; use `mlserve promote --complete` to switch "
+            f"to {traffic.canary}, and `mlserve rollback` to switch back"
+        )
 
 
 def module(gateway: GatewayType | str) -> ModuleType:

@@ -1,11 +1,21 @@
-"""The gateway-api gateway: one HTTPRoute to the per-version Services."""
+"""The gateway-api gateway: one HTTPRoute to the per-version Services.
+
+The rules followed are kubernetes-sigs/gateway-api apis/v1/httproute_types.go and shared_types.go:
+a PathPrefix match goes by path element (`/fraud` never matches `/fraudulent`); among matching
+rules the one with more header matches wins (so pins win over the weighted rule); a backendRef
+gets weight/(sum of weights) of its rule's requests and none at weight 0; a `ReplacePrefixMatch`
+URLRewrite of "/" strips the prefix. The deploy waits for the route's `Accepted` condition
+(pulumi-kubernetes `pulumi.com/waitFor`), so a route its Gateway refuses fails the deploy.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
+from mlserve.backends.workloads import prefix, strips
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -36,6 +46,39 @@ def check(spec: Spec) -> list[tuple[str, str]]:
     return problems
 
 
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    return []
+
+
+# How long a deploy waits for each Gateway to accept the route. Accepting is a controller's
+# reconcile, seconds; a refused route never becomes accepted, so fail soon with the reason.
+ACCEPT_TIMEOUT_SECONDS = 120
+
+
+def wait_for_accepted(spec: Spec) -> dict[str, str]:
+    """Annotations that make pulumi-kubernetes wait until every parent accepted the route.
+
+    pulumi-kubernetes (provider/pkg/metadata/annotations.go ReadyCondition) reads
+    `pulumi.com/waitFor` as a JSON list of `jsonpath={...}=value` expressions and waits for all;
+    a JSONPath that selects several values is compared by its first (provider/pkg/jsonpath), so
+    each parent gets its own expression, filtered on the parentRef it echoes in
+    `status.parents[]`. The expected value is the reason "Accepted", the only reason the Gateway
+    API defines for Accepted=True (shared_types.go RouteConditionAccepted), so the message of a
+    refusal shows what the Gateway said instead (found "NotAllowedByListeners").
+    """
+    expressions = []
+    for ref in parent_refs(spec):
+        tests = " && ".join(f'@.parentRef.{k}=="{v}"' for k, v in ref.items())
+        expressions.append(
+            f"jsonpath={{.status.parents[?({tests})].conditions"
+            '[?(@.type=="Accepted")].reason}=Accepted'
+        )
+    return {
+        "pulumi.com/waitFor": json.dumps(expressions),
+        "pulumi.com/timeoutSeconds": str(ACCEPT_TIMEOUT_SECONDS),
+    }
+
+
 def parent_refs(spec: Spec) -> list[dict[str, str]]:
     out = []
     for ref in spec.gateway.gateway_api.parent_refs:
@@ -52,7 +95,16 @@ def rules(
     spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
 ) -> list[dict[str, Any]]:
     """A header-match rule per deployed version first, then the weighted rule."""
-    path = {"type": "PathPrefix", "value": spec.gateway.path}
+    path = {"type": "PathPrefix", "value": prefix(spec)}
+    # One PathPrefix match per rule: the CRD's CEL rule for ReplacePrefixMatch wants exactly one.
+    rewrite: dict[str, Any] = {}
+    if strips(spec):
+        rewrite["filters"] = [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+            }
+        ]
 
     def ref(version: str, weight: int) -> dict[str, Any]:
         w = workloads[version]
@@ -67,6 +119,7 @@ def rules(
                     "matches": [
                         {"path": path, "headers": [{"type": "Exact", "name": header, "value": v}]}
                     ],
+                    **rewrite,
                     "backendRefs": [ref(v, 1)],
                 }
             )
@@ -74,6 +127,7 @@ def rules(
     out.append(
         {
             "matches": [{"path": path}],
+            **rewrite,
             "backendRefs": [ref(v, w) for v, w in traffic.weights().items()],
         }
     )
@@ -93,7 +147,10 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         api_version=API_VERSION,
         kind="HTTPRoute",
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=spec.name, namespace=spec.namespace, labels=wl.labels(spec)
+            name=spec.name,
+            namespace=spec.namespace,
+            labels=wl.labels(spec),
+            annotations=wait_for_accepted(spec),
         ),
         spec={
             "parentRefs": parent_refs(spec),

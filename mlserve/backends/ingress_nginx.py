@@ -3,14 +3,21 @@
 ingress-nginx merges a canary Ingress into the main one only when both declare the same host and
 path, and allows one canary per rule: so at most stable + canary are routed. Any other deployed
 version (`previous` after a completed promotion) keeps its workload and gets no Ingress.
+
+The rules followed are ingress-nginx's: docs/user-guide/nginx-configuration/annotations.md
+(Canary, Rewrite, use-regex) and rootfs/etc/nginx/lua/balancer.lua route_to_alternative_balancer:
+`canary-by-header-value` sends a request to the canary when the header equals it, and any other
+value falls through to `canary-weight`, so only the canary can be pinned.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
+from mlserve.backends.workloads import prefix, strips
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -18,10 +25,75 @@ if TYPE_CHECKING:
     from mlserve.traffic import TrafficState
 
 ANNOTATION = "nginx.ingress.kubernetes.io/"
+# internal/ingress/inspector/rules.go validPathType: with strict-validate-path-type (the default
+# since controller 1.12) a Prefix path may hold only these characters.
+_PATH_CHARS = re.compile(r"^/[A-Za-z0-9._/-]*$")
+# internal/ingress/annotations/parser/validators.go BasicCharsRegex, which canary-by-header and
+# canary-by-header-value must match (internal/ingress/annotations/canary/main.go).
+_BASIC_CHARS = re.compile(r"^[A-Za-z0-9._~:/-]+$")
 
 
 def check(spec: Spec) -> list[tuple[str, str]]:
-    return []
+    problems = []
+    path = spec.gateway.path
+    if not _PATH_CHARS.match(path):
+        bad = sorted({c for c in path if not _PATH_CHARS.match("/" + c)})
+        problems.append(
+            (
+                "gateway.path",
+                f"'{path}' has characters ingress-nginx refuses in a path "
+                f"({', '.join(repr(c) for c in bad)}): it allows letters, digits, '.', '_', '-' "
+                "and '/' (strict-validate-path-type)",
+            )
+        )
+    header = spec.gateway.version_header
+    if header is not None and not _BASIC_CHARS.match(header):
+        problems.append(
+            (
+                "gateway.versionHeader",
+                f"'{header}' is not a header name ingress-nginx accepts in canary-by-header: use "
+                "letters, digits, '-', '_' and '.'",
+            )
+        )
+    return problems
+
+
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    out = []
+    header = spec.gateway.version_header
+    if header is not None:
+        canary = f"`{header}: {traffic.canary}`" if traffic.canary else "the canary's name"
+        out.append(
+            (
+                "gateway.versionHeader",
+                f"ingress-nginx can pin only the canary: {canary} reaches it, and a request "
+                f"naming any other version follows the weights (canary-by-header-value)",
+            )
+        )
+    if strips(spec):
+        out.append(
+            (
+                "gateway.stripPath",
+                "stripPath on ingress-nginx uses a regex path with rewrite-target, and "
+                f"ingress-nginx then matches every path of host {spec.gateway.host} as a "
+                "case-insensitive regex, in every Ingress (annotations.md, use-regex)",
+            )
+        )
+    return out
+
+
+def path_rule(spec: Spec) -> tuple[str, str]:
+    """(path, pathType). Prefix matches by path element (Kubernetes Ingress); to strip the
+    prefix, a regex captures the rest for rewrite-target (annotations.md, Rewrite)."""
+    if strips(spec):
+        return re.escape(prefix(spec)) + "(/|$)(.*)", "ImplementationSpecific"
+    return prefix(spec), "Prefix"
+
+
+def main_annotations(spec: Spec) -> dict[str, str] | None:
+    if not strips(spec):
+        return None
+    return {f"{ANNOTATION}use-regex": "true", f"{ANNOTATION}rewrite-target": "/$2"}
 
 
 def canary_name(spec: Spec) -> str:
@@ -37,7 +109,8 @@ def canary_annotations(spec: Spec, traffic: TrafficState) -> dict[str, str]:
     if header is not None:
         # With the value set, `<header>: <canary version>` selects the canary, as the other
         # gateways do; without it, ingress-nginx would expect the words "always"/"never".
-        out[f"{ANNOTATION}canary-by-header"] = header
+        # nginx reads the header as $http_<name>, in lowercase (balancer.lua).
+        out[f"{ANNOTATION}canary-by-header"] = header.lower()
         out[f"{ANNOTATION}canary-by-header-value"] = traffic.canary
     return out
 
@@ -45,6 +118,7 @@ def canary_annotations(spec: Spec, traffic: TrafficState) -> dict[str, str]:
 def ingress_spec(spec: Spec, workload: Workload) -> Any:
     import pulumi_kubernetes as k8s
 
+    path, path_type = path_rule(spec)
     return k8s.networking.v1.IngressSpecArgs(
         ingress_class_name=spec.gateway.ingress_nginx.class_name,
         rules=[
@@ -53,8 +127,8 @@ def ingress_spec(spec: Spec, workload: Workload) -> Any:
                 http=k8s.networking.v1.HTTPIngressRuleValueArgs(
                     paths=[
                         k8s.networking.v1.HTTPIngressPathArgs(
-                            path=spec.gateway.path,
-                            path_type="Prefix",
+                            path=path,
+                            path_type=path_type,
                             backend=k8s.networking.v1.IngressBackendArgs(
                                 service=k8s.networking.v1.IngressServiceBackendArgs(
                                     name=workload.service_name,
@@ -82,7 +156,10 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     main = k8s.networking.v1.Ingress(
         spec.name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=spec.name, namespace=spec.namespace, labels=wl.labels(spec)
+            name=spec.name,
+            namespace=spec.namespace,
+            labels=wl.labels(spec),
+            annotations=main_annotations(spec),
         ),
         spec=ingress_spec(spec, stable),
         opts=pulumi.ResourceOptions(depends_on=list(stable.resources)),

@@ -4,6 +4,12 @@ Istio subsets select pods behind one host, and each version's own Service `<name
 selects that version's pods. So this gateway adds a Service `<name>` that spans every version
 (selector on the name label only): it is the DestinationRule's host, its subsets pick pods by the
 version label, and the VirtualService routes to those subsets.
+
+Istio's rules followed here are istio/api networking/v1 virtual_service.proto: the first HTTP route
+whose match applies is used (so pins come first), a `prefix` match is a plain string prefix (so the
+path is matched as `exact: /fraud` or `prefix: /fraud/`), header keys must be lowercase, and
+`rewrite.uri` replaces the matched prefix. Subset names must be DNS-1123 labels (istio
+pkg/config/validation validateSubsetName), so they are the DNS-safe version names.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
+from mlserve.spec import dns_safe
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -23,6 +30,19 @@ API_VERSION = "networking.istio.io/v1"
 
 def check(spec: Spec) -> list[tuple[str, str]]:
     return []
+
+
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    if spec.gateway.istio.gateways:
+        return []
+    return [
+        (
+            "gateway.istio",
+            "no istio.gateways: the VirtualService applies to traffic inside the mesh only, "
+            f"and the endpoint is {endpoint(spec)}; name an Istio Gateway "
+            "(istio.gateways: [istio-system/public]) to serve the public host",
+        )
+    ]
 
 
 def hosts(spec: Spec) -> list[str]:
@@ -44,12 +64,32 @@ def gateways(spec: Spec) -> list[str] | None:
     return [*spec.gateway.istio.gateways, "mesh"]
 
 
+def endpoint(spec: Spec) -> str:
+    """The public URL through a named Istio Gateway; the in-mesh URL without one."""
+    from mlserve.backends import workloads
+
+    if spec.gateway.istio.gateways:
+        return workloads.endpoint(spec)
+    return f"http://{workloads.dns_name(spec, spec.name)}{spec.gateway.path}"
+
+
+def uri_matches(spec: Spec) -> list[dict[str, Any]]:
+    """The path by segment: `/fraud` and `/fraud/...`, never `/fraudulent`."""
+    from mlserve.backends import workloads
+
+    prefix = workloads.prefix(spec)
+    if prefix == "/":
+        return [{"prefix": "/"}]
+    return [{"exact": prefix}, {"prefix": prefix + "/"}]
+
+
 def http_routes(spec: Spec, traffic: TrafficState, versions: list[str]) -> list[dict[str, Any]]:
     """Header-match routes first (one per deployed version), then the weighted route."""
     from mlserve.backends import workloads
 
     host = workloads.dns_name(spec, spec.name)
-    prefix = {"prefix": spec.gateway.path}
+    uris = uri_matches(spec)
+    extra: dict[str, Any] = {"rewrite": {"uri": "/"}} if workloads.strips(spec) else {}
     routes: list[dict[str, Any]] = []
     header = spec.gateway.version_header
     if header is not None:
@@ -57,17 +97,19 @@ def http_routes(spec: Spec, traffic: TrafficState, versions: list[str]) -> list[
         for v in versions:
             routes.append(
                 {
-                    "name": f"pin-{v}",
-                    "match": [{"uri": prefix, "headers": {header: {"exact": v}}}],
-                    "route": [{"destination": {"host": host, "subset": v}}],
+                    "name": f"pin-{dns_safe(v)}",
+                    "match": [{"uri": uri, "headers": {header: {"exact": v}}} for uri in uris],
+                    **extra,
+                    "route": [{"destination": {"host": host, "subset": dns_safe(v)}}],
                 }
             )
     routes.append(
         {
             "name": "weighted",
-            "match": [{"uri": prefix}],
+            "match": [{"uri": uri} for uri in uris],
+            **extra,
             "route": [
-                {"destination": {"host": host, "subset": v}, "weight": w}
+                {"destination": {"host": host, "subset": dns_safe(v)}, "weight": w}
                 for v, w in traffic.weights().items()
             ],
         }
@@ -101,7 +143,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         metadata=metadata,
         spec={
             "host": wl.dns_name(spec, spec.name),
-            "subsets": [{"name": v, "labels": {wl.VERSION_LABEL: v}} for v in versions],
+            "subsets": [{"name": dns_safe(v), "labels": {wl.VERSION_LABEL: v}} for v in versions],
         },
         opts=pulumi.ResourceOptions(depends_on=[service, *targets]),
     )
@@ -119,7 +161,4 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         spec=vs_spec,
         opts=pulumi.ResourceOptions(depends_on=[destination_rule, service, *targets]),
     )
-    return Declared(
-        routing=[destination_rule, virtual_service],
-        endpoint=wl.endpoint(spec),
-    )
+    return Declared(routing=[destination_rule, virtual_service], endpoint=endpoint(spec))

@@ -1,8 +1,18 @@
-"""The kong gateway: an Upstream with a weighted Target per routed version, a Service whose host is
-the upstream's name, and a Route on the gateway path; with `versionHeader`, a Service and a Route
-per version matched on the header.
+"""The kong gateway: an Upstream with a weighted Target per version that gets unpinned traffic, a
+Service whose host is the upstream's name, and a Route on the gateway path; with `versionHeader`,
+a Service and a Route per version matched on the header.
 
 The rules checked here are Kong 3.9's (see shared/reference/kong.md); `check` never imports Pulumi.
+
+Two rules of the Pulumi provider (a bridge of kevholditch/terraform-provider-kong) shape the
+Targets; see `target_weights`:
+- resource_reader.go readIntPtrFromResource reads `weight` with GetOk, so 0 is never sent and
+  Kong applies its default of 100 (kong/db/schema/entities/targets.lua). A version at 0% gets no
+  Target at all; its pinned Route (a Service straight to its backend) still reaches it.
+- resource_kong_target.go has no Update: every field is ForceNew, so a weight change deletes the
+  Target and creates it again (Kong refuses two Targets with one address in an upstream, hence
+  delete_before_replace). The stable's Target therefore keeps one weight while the canary moves,
+  and only the canary's Target is replaced: the upstream never loses the live stable.
 """
 
 from __future__ import annotations
@@ -50,6 +60,10 @@ class Backend:
 # --- check ---------------------------------------------------------------------------------
 
 
+def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    return []
+
+
 def check(spec: Spec) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     gw = spec.gateway
@@ -68,7 +82,7 @@ def check(spec: Spec) -> list[tuple[str, str]]:
                 "the leftmost or rightmost label)",
             )
         )
-    problems += _check_protocols(gw.kong.protocols, gw.kong.strip_path)
+    problems += _check_protocols(gw.kong.protocols)
     if gw.kong.admin_url is not None:
         problem = _admin_url_problem(gw.kong.admin_url)
         if problem:
@@ -88,8 +102,6 @@ def path_problem(path: str) -> str | None:
         return f"{path!r} has characters Kong does not allow in a path: {', '.join(map(repr, bad))}"
     if _PERCENT.search(path):
         return f"{path!r}: '%' must be followed by two hex digits"
-    if any(seg in (".", "..") for seg in path.split("/")):
-        return f"{path!r} is not normalized: remove '.' and '..' segments"
     return None
 
 
@@ -135,7 +147,7 @@ def _valid_route_host(host: str) -> bool:
     return "*" not in host and _valid_target_host(host)
 
 
-def _check_protocols(protocols: Sequence[str], strip_path: bool) -> list[tuple[str, str]]:
+def _check_protocols(protocols: Sequence[str]) -> list[tuple[str, str]]:
     problems = []
     if not protocols:
         problems.append(("gateway.kong.protocols", "needs at least one of http, https"))
@@ -247,6 +259,51 @@ def upstream_name(spec: Spec) -> str:
     return f"{spec.name}.{spec.namespace}.mlserve"
 
 
+def entity_name(spec: Spec, version: str | None = None) -> str:
+    """A Kong Service or Route name, unique across namespaces on one Kong: namespace and name
+    are DNS labels without dots, so `ml.fraud` and `ml.fraud.1.10` cannot collide (Kong names
+    allow letters, digits, '.', '-', '_' and '~': typedefs.lua utf8_name)."""
+    base = f"{spec.namespace}.{spec.name}"
+    return base if version is None else f"{base}.{version}"
+
+
+# The stable's Target weight. The canary's share is c/(STABLE_WEIGHT + c) (Kong's round-robin
+# wheel gives each address weight/gcd slots: kong/runloop/balancer/round_robin.lua), so the canary
+# weight for w% is STABLE_WEIGHT * w / (100 - w), rounded: every share within 0.41 percentage
+# points of the spec's (0% and 100% exact). A larger weight would be closer (624: 0.05), but 100
+# is what a lone stable's Target had before: a stack deployed then does not get its stable's
+# Target replaced, which would leave the upstream empty for a moment, on its first update.
+STABLE_WEIGHT = 100
+
+
+def target_weights(traffic: TrafficState) -> dict[str, int]:
+    """The Kong Target weight of each version that gets unpinned traffic; none is 0.
+
+    The stable's weight does not depend on the canary's share, so a promote or rollback between
+    canary weights replaces the canary's Target only. A lone Target takes every request whatever
+    its weight, so at 0% and 100% the one routed version also has STABLE_WEIGHT.
+    """
+    shares = {v: s for v, s in traffic.weights().items() if s > 0}
+    if traffic.canary not in shares or traffic.stable not in shares:
+        return dict.fromkeys(shares, STABLE_WEIGHT)
+    share = shares[traffic.canary]
+    canary = (2 * STABLE_WEIGHT * share + (100 - share)) // (2 * (100 - share))  # rounded
+    return {traffic.stable: STABLE_WEIGHT, traffic.canary: canary}
+
+
+def route_paths(spec: Spec) -> list[str]:
+    """The gateway path by segment. A plain Kong path is a string prefix (`http.path ^=` in
+    kong/router/transform.lua), so `/fraud` would also take `/fraudulent`; the regex
+    `~/fraud(/|$)` does not, and with strip_path Kong strips what it matched
+    (kong/router/atc.lua select: request_postfix after the matched path)."""
+    from mlserve.backends.workloads import prefix
+
+    path = prefix(spec)
+    if path == "/":
+        return ["/"]
+    return ["~" + re.escape(path) + "(/|$)"]
+
+
 def backend_of(spec: Spec, workloads: Mapping[str, Workload], version: str) -> Backend:
     """Where `version` is served: its cluster Service for an image version, else its url."""
     if version in workloads:
@@ -266,12 +323,11 @@ def target_options(
 ) -> pulumi.ResourceOptions:
     import pulumi
 
-    # terraform-provider-kong (kevholditch, bridged by pulumi-kong 4.x) marks every kong_target
-    # field ForceNew and has no Update: a weight change is a replace. Kong keys targets by
-    # (upstream, target) (kong/db/schema/entities/targets.lua cache_key), so Pulumi's default
-    # create-before-delete would POST a second target with the same address and fail. Deleting
-    # first avoids that, at the price of a moment between the two Admin API calls in which the
-    # other version's target carries all unpinned traffic.
+    # Every kong_target field is ForceNew (terraform-provider-kong resource_kong_target.go), so a
+    # weight change is a replace, and Kong keys targets by (upstream, target) (targets.lua): the
+    # default create-before-delete would POST a second target with the same address and fail.
+    # Only the canary's Target is ever replaced (target_weights); for that moment the canary's
+    # share goes to the stable.
     return pulumi.ResourceOptions(
         provider=provider, depends_on=list(depends_on), delete_before_replace=True
     )
@@ -311,23 +367,23 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     opts = pulumi.ResourceOptions(provider=provider)
     tags = ["mlserve", spec.name]
     hosts = [gw.host] if gw.host else None
+    paths = route_paths(spec)
 
     def needs(version: str) -> list[pulumi.Resource]:
         return list(workloads[version].resources) if version in workloads else []
 
     upstream = kong.Upstream(spec.name, name=upstream_name(spec), tags=tags, opts=opts)
     routing: list[pulumi.Resource] = [upstream]
-    weights = traffic.weights()
-    # Every version of the state has a target, `previous` at weight 0 (Kong sends it nothing):
-    # promote and rollback update only the routing resources that exist (Pulumi `target`), so
-    # a rollback to `previous` must find its target there.
-    for version in traffic.versions():
+    # A version at 0% has no Target: the provider would send weight 0 as "unset" and Kong
+    # would give it its default of 100. Promote and rollback may create or delete Targets: each
+    # is a routing resource, and a targeted update may name a URN the program newly registers.
+    for version, weight in target_weights(traffic).items():
         backend = backend_of(spec, workloads, version)
         routing.append(
             kong.Target(
-                f"{spec.name}-{version}",
+                spec.object_name(version),
                 target=backend.address,
-                weight=weights.get(version, 0),  # 0..100 within Kong's 0..65535
+                weight=weight,
                 upstream_id=upstream.id,
                 tags=tags,
                 opts=target_options(provider, needs(version)),
@@ -336,7 +392,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     scheme = backend_of(spec, workloads, traffic.stable).scheme
     service = kong.Service(
         spec.name,
-        name=spec.name,
+        name=entity_name(spec),
         protocol=scheme,
         host=upstream.name,  # Kong balances over the upstream only when host == its name
         port=DEFAULT_PORTS[scheme],
@@ -345,12 +401,12 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     )
     route = kong.Route(
         spec.name,
-        name=spec.name,
+        name=entity_name(spec),
         service_id=service.id,
         protocols=list(gw.kong.protocols),
-        paths=[gw.path],
+        paths=paths,
         hosts=hosts,
-        strip_path=gw.kong.strip_path,
+        strip_path=gw.strip_path,
         tags=tags,
         opts=opts,
     )
@@ -360,10 +416,10 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         pinned = [v.name for v in spec.versions if v.name in workloads or v.url is not None]
         for version in pinned:
             backend = backend_of(spec, workloads, version)
-            name = f"{spec.name}-{version}"
+            name = spec.object_name(version)
             vservice = kong.Service(
                 name,
-                name=name,
+                name=entity_name(spec, version),
                 protocol=backend.scheme,
                 host=backend.host,
                 port=backend.port,
@@ -371,16 +427,17 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
                 opts=pulumi.ResourceOptions(provider=provider, depends_on=needs(version)),
             )
             # The header is one more matching attribute than the unpinned route has, so Kong's
-            # router (traditional_compatible, the 3.x default) tries this route first.
+            # router (traditional_compatible, the 3.x default) tries this route first
+            # (kong/router/transform.lua get_priority); it compares header values in lowercase.
             vroute = kong.Route(
                 name,
-                name=name,
+                name=entity_name(spec, version),
                 service_id=vservice.id,
                 protocols=list(gw.kong.protocols),
-                paths=[gw.path],
+                paths=paths,
                 hosts=hosts,
                 headers=[kong.RouteHeaderArgs(name=gw.version_header, values=[version])],
-                strip_path=gw.kong.strip_path,
+                strip_path=gw.strip_path,
                 tags=tags,
                 opts=opts,
             )

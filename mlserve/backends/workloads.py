@@ -1,5 +1,6 @@
 """The Kubernetes workloads every image-running gateway shares: a Deployment and a Service per
-image version, named `<name>-<version>` (DESIGN.md section 3).
+image version, named `<name>-<version>` with the version made DNS-safe (`fraud-1-10` for `1.10`),
+labelled with the version as written (DESIGN.md section 3).
 
 Only call `declare` inside a running Pulumi program; importing this module never imports Pulumi.
 """
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Workload
+from mlserve.spec import overcommit_allowed
 
 if TYPE_CHECKING:
     from mlserve.spec import Spec, Version
@@ -40,10 +42,6 @@ def selector(spec: Spec, version: str) -> dict[str, str]:
     return {NAME_LABEL: spec.name, VERSION_LABEL: version}
 
 
-def object_name(spec: Spec, version: str) -> str:
-    return f"{spec.name}-{version}"
-
-
 def dns_name(spec: Spec, service: str) -> str:
     return f"{service}.{spec.namespace}.svc.cluster.local"
 
@@ -51,6 +49,17 @@ def dns_name(spec: Spec, service: str) -> str:
 def endpoint(spec: Spec) -> str:
     """The public URL of a host-based gateway. Plain http: TLS is the gateway's own setting."""
     return f"http://{spec.gateway.host}{spec.gateway.path}"
+
+
+def prefix(spec: Spec) -> str:
+    """The public path as a segment prefix: `/fraud/` and `/fraud` both give `/fraud` (Gateway
+    API and Kubernetes Ingress ignore a trailing `/` of a prefix too)."""
+    return spec.gateway.path.rstrip("/") or "/"
+
+
+def strips(spec: Spec) -> bool:
+    """Whether the gateway must remove the public prefix before the model sees the path."""
+    return spec.gateway.strip_path and prefix(spec) != "/"
 
 
 def require_routed(traffic: TrafficState, workloads: Mapping[str, Workload]) -> None:
@@ -68,7 +77,7 @@ def declare(spec: Spec) -> dict[str, Workload]:
 def _workload(spec: Spec, version: Version) -> Workload:
     import pulumi_kubernetes as k8s
 
-    name = object_name(spec, version.name)
+    name = spec.object_name(version.name)
     metadata = k8s.meta.v1.ObjectMetaArgs(
         name=name, namespace=spec.namespace, labels=labels(spec, version.name)
     )
@@ -117,13 +126,25 @@ def service_port() -> Any:
     )
 
 
+def limits(version: Version) -> dict[str, str]:
+    """The spec's limits, plus a limit equal to the request for a resource that cannot be
+    overcommitted (nvidia.com/gpu): the API server refuses such a request without a limit
+    ("Limit must be set for non overcommitable resources", Kubernetes ValidateResourceRequirements).
+    """
+    out = dict(version.limits)
+    for resource, quantity in version.requests.items():
+        if not overcommit_allowed(resource):
+            out.setdefault(resource, quantity)
+    return out
+
+
 def _container(version: Version) -> Any:
     import pulumi_kubernetes as k8s
 
     resources = None
     if version.requests or version.limits:
         resources = k8s.core.v1.ResourceRequirementsArgs(
-            requests=dict(version.requests) or None, limits=dict(version.limits) or None
+            requests=dict(version.requests) or None, limits=limits(version) or None
         )
     startup = readiness = liveness = None
     if version.health_path is not None:

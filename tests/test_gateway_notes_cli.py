@@ -1,0 +1,21 @@
+"""The gateway's notes through the CLI: the REAL pulumi.automation code against the stand-in
+`pulumi` (tests/fake_pulumi), never a cluster. (The stand-in does not model the service gateway
+yet; its blue-green switch is checked on rendered resources in test_gateway_traffic.py.)"""
+
+from __future__ import annotations
+
+from tests.fake_pulumi import fixture
+from tests.fake_pulumi.fixture import Fake
+from tests.helpers import REPO
+from tests.helpers import run_mlserve as mlserve
+
+fake = fixture.fake
+
+
+def test_plan_carries_the_gateways_notes_as_warnings(fake: Fake) -> None:
+    result = mlserve("plan", str(REPO / "specs" / "ingress-nginx.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "warning: ingress-nginx can pin only the canary: `x-model-version: v4` reaches it, and a "
+        "request naming any other version follows the weights (canary-by-header-value)"
+    ) in result.stdout + result.stderr

@@ -1,0 +1,214 @@
+"""The traffic each gateway really sends, computed from the rendered resources by a model of the
+gateway's own routing rules (tests/gateway_models.py names the upstream source of each), over the
+traffic lifecycle: a canary at 0%, at 1..99%, at 100%, a completed promotion with `previous`, and a
+new canary after it. Unpinned requests must split as the traffic state says, and every version a
+request can pin must be reachable by its header.
+
+Only run against these models, never against a live gateway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlserve.backends import base
+from mlserve.errors import PreconditionError
+from mlserve.render import RenderedResource, render
+from mlserve.spec import IstioOptions, Spec, Version, load_spec
+from mlserve.traffic import TrafficState
+from tests.gateway_models import MODELS, NOT_ROUTED, Backends, Request, Routed
+
+ROOT = Path(__file__).resolve().parents[1]
+GATEWAYS = ("istio", "gateway-api", "ingress-nginx", "kong", "azure-apim", "service")
+# Kong's stable Target keeps one weight while the canary's moves (kong.target_weights), so a
+# share is the nearest the integer weights give: at most this far from the spec's.
+TOLERANCE = {"kong": Fraction(41, 10000)}
+
+
+def three_versions(spec: Spec) -> Spec:
+    """The example plus a third version, so a state can hold stable, canary and previous."""
+    first = spec.versions[0]
+    if first.url is not None:
+        extra = Version(name="c.3", url=first.url.split("://")[0] + "://model-c3.example.com:9443")
+    else:
+        extra = dataclasses.replace(first, name="c.3", image="ghcr.io/acme/model:3.0.0")
+    return dataclasses.replace(spec, versions=(*spec.versions[:2], extra))
+
+
+@cache
+def example(gateway: str) -> Spec:
+    return three_versions(load_spec(ROOT / "specs" / f"{gateway}.yaml"))
+
+
+@cache
+def rendered(gateway: str, state: TrafficState) -> tuple[RenderedResource, ...]:
+    return tuple(render(example(gateway), state))
+
+
+def backends(spec: Spec) -> Backends:
+    return Backends(
+        images={v.image: v.name for v in spec.versions if v.image},
+        urls={v.url: v.name for v in spec.versions if v.url},
+    )
+
+
+def route(
+    gateway: str, state: TrafficState, path: str, headers: dict[str, str] | None = None
+) -> Routed:
+    spec = example(gateway)
+    gw = spec.gateway
+    via = gw.istio.gateways[0] if gw.type == "istio" and gw.istio.gateways else None
+    request = Request(path=path, host=gw.host, headers=headers or {}, via=via)
+    return MODELS[gateway](list(rendered(gateway, state)), request, backends(spec))
+
+
+def expected(state: TrafficState) -> dict[str, Fraction]:
+    return {v: Fraction(w, 100) for v, w in state.weights().items() if w > 0}
+
+
+def assert_split(gateway: str, got: Routed, state: TrafficState) -> None:
+    want = expected(state)
+    assert set(got.shares) == set(want), (got.shares, want)
+    for version, share in want.items():
+        assert abs(got.shares[version] - share) <= TOLERANCE.get(gateway, 0), (version, got, want)
+
+
+def pinnable(gateway: str, state: TrafficState) -> list[str]:
+    """The versions a request may pin by header on this gateway, as the README table says."""
+    if gateway == "service":
+        return []
+    if gateway == "ingress-nginx":  # canary-by-header-value matches the canary alone
+        return [state.canary] if state.canary else []
+    return list(state.versions())
+
+
+def lifecycle(gateway: str, weight: int) -> list[TrafficState]:
+    a, b, c = example(gateway).version_names
+    return [
+        TrafficState(a, b, 0),
+        TrafficState(a, b, weight),
+        TrafficState(a, b, 100),
+        TrafficState(b, previous=a),  # promote --complete
+        TrafficState(b, c, weight, previous=a),  # a new canary after it
+        TrafficState(b, c, 0, previous=a),  # rolled back
+        TrafficState(a),  # rollback after the completion
+    ]
+
+
+def check_state(gateway: str, state: TrafficState) -> None:
+    spec = example(gateway)
+    public = spec.gateway.path.rstrip("/")
+    seen = "/predict" if spec.gateway.strip_path or not public else public + "/predict"
+    unpinned = route(gateway, state, public + "/predict")
+    assert_split(gateway, unpinned, state)
+    assert unpinned.path == seen
+    assert route(gateway, state, public or "/").path == (
+        "/" if spec.gateway.strip_path else public or "/"
+    )
+    if public:  # matched by path segment: /fraud is not a prefix of /fraudulent
+        assert route(gateway, state, public + "ulent") == NOT_ROUTED
+    header = spec.gateway.version_header or (
+        spec.gateway.azure_apim.header_name if spec.gateway.azure_apim else None
+    )
+    for version in state.versions():
+        if header is None:
+            break
+        pinned = route(gateway, state, public + "/predict", {header.upper(): version})
+        if version in pinnable(gateway, state):
+            assert pinned == Routed({version: Fraction(1)}, seen), version
+        else:
+            assert pinned in (unpinned, NOT_ROUTED), version
+
+
+# A completed promotion, a new canary and a rollback at one canary weight, per gateway.
+@pytest.mark.parametrize("gateway", GATEWAYS)
+def test_every_state_of_the_lifecycle_routes_as_its_traffic_says(gateway: str) -> None:
+    for state in lifecycle(gateway, weight=25):
+        if gateway == "service" and state.canary and state.weight:
+            continue  # refused before anything renders (test at the end of this file)
+        check_state(gateway, state)
+
+
+# Canary weights 1..99, sampled. Not Azure API Management: it takes 2 s to render (some 30
+# resources), its pool weights are the percentages themselves, and the lifecycle covers it.
+@pytest.mark.parametrize("gateway", [g for g in GATEWAYS if g not in ("service", "azure-apim")])
+@settings(max_examples=5, deadline=None)
+@given(weight=st.integers(1, 99))
+def test_any_canary_weight_is_the_canarys_share_of_unpinned_requests(
+    gateway: str, weight: int
+) -> None:
+    a, b, c = example(gateway).version_names
+    check_state(gateway, TrafficState(a, b, weight))
+    check_state(gateway, TrafficState(b, c, weight, previous=a))
+
+
+@pytest.mark.parametrize("weight", [1, 2, 33, 50, 67, 98, 99])
+def test_kong_weights_at_the_edges_stay_within_the_tolerance(weight: int) -> None:
+    a, b, _ = example("kong").version_names
+    check_state("kong", TrafficState(a, b, weight))
+
+
+def test_a_version_at_0_percent_has_no_kong_target_yet_is_reachable_by_its_pin() -> None:
+    state = TrafficState("v1", "v2", 0)
+    targets = [r for r in rendered("kong", state) if r.type == "kong:index/target:Target"]
+    assert [(t.name, t.inputs["weight"]) for t in targets] == [("churn-v1", 100)]
+    assert route("kong", state, "/churn/x", {"x-model-version": "v2"}).shares == {"v2": 1}
+
+
+def test_the_kong_model_sees_the_providers_weight_0_as_kongs_default_100() -> None:
+    # What declaring a Target at weight 0 would do: the provider omits it (GetOk), Kong stores
+    # 100 (targets.lua), and the "0%" canary gets half the traffic.
+    state = TrafficState("v1", "v2", 10)
+    resources = [
+        dataclasses.replace(r, inputs={**r.inputs, "weight": 0})
+        if r.type == "kong:index/target:Target" and r.name == "churn-v2"
+        else r
+        for r in rendered("kong", state)
+    ]
+    spec = example("kong")
+    got = MODELS["kong"](resources, Request("/churn/x", host=spec.gateway.host), backends(spec))
+    assert got.shares["v2"] > Fraction(1, 10)
+
+
+def test_ingress_nginx_pins_only_the_canary_and_says_so() -> None:
+    state = TrafficState("v3", "v4", 30)
+    stable_pin = route("ingress-nginx", state, "/sentiment/x", {"x-model-version": "v3"})
+    assert stable_pin == route("ingress-nginx", state, "/sentiment/x")  # follows the weights
+    assert route("ingress-nginx", state, "/sentiment/x", {"X-Model-Version": "v4"}).shares == {
+        "v4": 1
+    }
+    [(where, message)] = [n for n in base.notes(example("ingress-nginx"), state) if "pin" in n[1]]
+    assert where == "gateway.versionHeader"
+    assert message.startswith("ingress-nginx can pin only the canary: `x-model-version: v4`")
+
+
+def test_istio_without_gateways_serves_the_mesh_and_its_endpoint_says_so() -> None:
+    istio = example("istio")
+    spec = dataclasses.replace(
+        istio, gateway=dataclasses.replace(istio.gateway, istio=IstioOptions())
+    )
+    resources = render(spec)
+    mesh = "fraud-detector.ml.svc.cluster.local"
+    b = backends(spec)
+    assert MODELS["istio"](resources, Request("/fraud/x", host=mesh), b).shares == {
+        "v1": Fraction(9, 10),
+        "v2": Fraction(1, 10),
+    }
+    public = Request("/fraud/x", host=spec.gateway.host, via="istio-system/public")
+    assert MODELS["istio"](resources, public, b) == NOT_ROUTED
+    [(_, note)] = base.notes(spec, TrafficState("v1"))
+    assert f"the endpoint is http://{mesh}/fraud" in note
+
+
+def test_the_service_gateway_refuses_a_weighted_canary_before_anything_changes() -> None:
+    a, b, _ = example("service").version_names
+    with pytest.raises(PreconditionError, match="gateway service cannot split traffic"):
+        base.require_supported(example("service"), TrafficState(a, b, 10))
+    base.require_supported(example("service"), TrafficState(b, previous=a))
