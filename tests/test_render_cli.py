@@ -183,13 +183,7 @@ def test_render_out_into_proc_exits_2_with_the_path(tmp_path: Path) -> None:
 def test_render_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
     """`mlserve render spec.yaml | head -1`: no BrokenPipeError, exit 141 as `cat` would
     (the output is larger than a pipe's buffer)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlserve", "render", str(_big_spec(tmp_path / "big.yaml"))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(tmp_path),
-        cwd=tmp_path,
-    )
+    process = _render_big(tmp_path)
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline() == b"---\n"
     process.stdout.close()
@@ -213,6 +207,16 @@ def _big_spec(path: Path) -> Path:
     return path
 
 
+def _render_big(tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlserve", "render", str(_big_spec(tmp_path / "big.yaml"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+    )
+
+
 def _wait_until_loaded(pid: int, library: str) -> None:
     """Until the process has mapped a shared library: a sign of how far it got, independent of
     the machine's speed."""
@@ -230,13 +234,7 @@ def test_ctrl_c_during_render_exits_130_without_a_traceback(tmp_path: Path, mome
     just after the Pulumi SDK is imported, while the program runs under the mocks, and while the
     YAML is written. (A signal while the interpreter itself starts, before any mlserve code
     runs, ends in Python's own "Fatal Python error"; no program can change that.)"""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlserve", "render", str(_big_spec(tmp_path / "big.yaml"))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(tmp_path),
-        cwd=tmp_path,
-    )
+    process = _render_big(tmp_path)
     assert process.stdout is not None
     if moment == "output":
         assert process.stdout.read(4) == b"---\n"
