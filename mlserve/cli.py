@@ -19,13 +19,16 @@ import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from mlserve import __version__
 from mlserve.errors import MlserveError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from mlserve.spec import Spec
 
 # --- errors: one mapping from failures to messages, --json documents and exit codes ---------
 
@@ -315,7 +318,6 @@ SpecFile = Annotated[
         metavar="FILE", help="The spec file (YAML, apiVersion mlserve/v1); - reads it from stdin."
     ),
 ]
-
 Stack = Annotated[
     str,
     typer.Option(
@@ -374,7 +376,7 @@ LockTimeout = Annotated[
 ]
 
 
-def _load(file: Path) -> Any:
+def _load(file: Path) -> Spec:
     from mlserve.spec import load_spec
 
     return load_spec(file)
