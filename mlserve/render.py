@@ -319,15 +319,15 @@ def to_kong(resources: list[RenderedResource]) -> dict[str, Any]:
         fields = _kong_fields(r)
         if kind(r) in parents:
             parents[kind(r)][mock_id(r.name)] = fields
-        elif kind(r) not in children:
-            raise UsageError(f"-o kong: Kong resource type {r.type} has no decK mapping here")
+        elif kind(r) not in children:  # a backend declares a type this mapping lacks: a bug
+            raise ValueError(f"-o kong: Kong resource type {r.type} has no decK mapping here")
         entries.append((kind(r), fields))
     for k, fields in entries:
         if k in children:
             link, parent_kind, key = children[k]
             parent = parents[parent_kind].get(fields.pop(link, None))
-            if parent is None:
-                raise UsageError(f"-o kong: a {k} names no rendered {parent_kind}")
+            if parent is None:  # the program linked to nothing it declared: a bug
+                raise ValueError(f"-o kong: a {k} names no rendered {parent_kind}")
             parent.setdefault(key, []).append(fields)
     document: dict[str, Any] = {"_format_version": KONG_FORMAT_VERSION}
     # `deck gateway diff/sync` then compares only the entities carrying these tags, not the

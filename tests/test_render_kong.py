@@ -198,11 +198,11 @@ def test_entities_are_placed_by_the_ids_render_gives_them_not_by_name() -> None:
     ]
 
 
-def test_a_child_whose_parent_was_not_rendered_is_an_error() -> None:
+def test_a_child_whose_parent_was_not_rendered_is_a_bug_not_a_usage_error() -> None:
     orphan = RenderedResource(
         "kong:index/target:Target", "t", {"target": "a:80", "upstreamId": mock_id("nope")}
     )
-    with pytest.raises(UsageError) as e:
+    with pytest.raises(ValueError) as e:
         to_kong([orphan])
     assert str(e.value) == "-o kong: a Target names no rendered Upstream"
 
