@@ -2,119 +2,415 @@
 
 Keep imports here light: `mlserve --help` and `validate` must not import Pulumi, so every
 command imports what it needs inside its body.
+
+To add a command: `@app.command(rich_help_panel=...)` with a docstring whose first line is the
+summary and whose `Examples:` section shows one call; take the shared options below (`Stack`,
+`Project`, `Json`, ...); wrap the body in `with _errors(debug):`. Errors, --json error documents,
+exit codes and the help layout then come for free.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-from collections.abc import Iterator
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
-from mlserve.errors import MlserveError, UsageError
+from mlserve import __version__
+from mlserve.errors import MlserveError, SpecError, UsageError
 
-app = typer.Typer(
-    name="mlserve",
-    help="Serve versioned ML models behind a gateway, with canary traffic, through Pulumi.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
+if TYPE_CHECKING:
+    from mlserve.spec import Spec
 
-# --- common options (DESIGN.md section 2) --------------------------------------------------
+# --- errors: one mapping from failures to messages, --json documents and exit codes ---------
 
-SpecFile = Annotated[Path, typer.Argument(help="The spec file (YAML, apiVersion mlserve/v1).")]
-Stack = Annotated[
-    str, typer.Option("--stack", envvar="MLSERVE_STACK", help="Stack (environment) name.")
-]
-Project = Annotated[
-    str | None,
-    typer.Option(
-        "--project",
-        envvar="MLSERVE_PROJECT",
-        help="Pulumi project; taken from the spec's name when a spec is given.",
-    ),
-]
-Backend = Annotated[
-    str | None,
-    typer.Option(
-        "--backend",
-        help="State backend URL (env MLSERVE_BACKEND_URL, then PULUMI_BACKEND_URL; "
-        "default file://~/.mlserve/state).",
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-Debug = Annotated[
-    bool, typer.Option("--debug", envvar="MLSERVE_DEBUG", help="Show tracebacks and engine output.")
-]
-LockTimeout = Annotated[
-    str,
-    typer.Option(
-        "--lock-timeout",
-        help="Wait this long for another update's lock to be released (0, 45s, 5m).",
-    ),
-]
+# The `kind` of each exit code in a --json error document. Stable: pipelines match on it.
+KINDS = {
+    1: "unexpected",
+    2: "usage",
+    3: "busy",
+    4: "engine-unavailable",
+    5: "operation-failed",
+    6: "precondition",
+    7: "analysis-failed",
+    10: "pending-changes",
+    130: "interrupted",
+}
+BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` or `git log` cut off by `head`
+_run_flags: ContextVar[tuple[bool, bool]] = ContextVar("run_flags", default=(False, False))
 
 
 def _debug_env() -> bool:
     return os.environ.get("MLSERVE_DEBUG", "").lower() not in ("", "0", "false", "no")
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+def _fail(error: BaseException, debug: bool) -> int:
+    """Say what failed (stderr; with --json also one document on stdout); return the exit code."""
+    from mlserve import output
+
+    json_out, debug_flag = _run_flags.get()
+    debug = debug or debug_flag or _debug_env()
+    if isinstance(error, MlserveError):
+        code, message = error.exit_code, str(error)
+    elif isinstance(error, typer.TyperException):  # the parser's: no such option, bad value
+        code, message = 2, error.format_message()
+    elif isinstance(error, KeyboardInterrupt | typer.Abort):
+        code, message = 130, "interrupted"
+    else:
+        code = 1
+        message = f"unexpected error: {type(error).__name__}: {error}"
+        if not debug:
+            message += " (run with --debug for details)"
+    if debug and code != 2:
+        import traceback
+
+        traceback.print_exception(error)
+    kind = "spec" if isinstance(error, SpecError) else KINDS.get(code, "unexpected")
+    plain = output.is_plain(sys.stderr) or json_out
+    typer.echo(f"{output.paint('error:', 'error', output.colour(plain))} {message}", err=True)
+    if json_out and not output.document_printed():
+        body: dict[str, Any] = {"code": code, "kind": kind, "message": message}
+        if isinstance(error, SpecError):
+            body["problems"] = [p.to_json() for p in error.problems]
+        output.print_document({"error": body})
+    return code
 
 
 @contextlib.contextmanager
 def _errors(debug: bool) -> Iterator[None]:
-    """Map every failure to a message and an exit code; tracebacks only with --debug."""
-    debug = debug or _debug_env()
+    """Around each command's body: every failure becomes a message and its exit code."""
     try:
         yield
-    except typer.Exit:
+    except (typer.Exit, BrokenPipeError):
         raise
-    except MlserveError as e:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        _fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
-    except Exception as e:
-        if debug:
-            raise
-        _fail(f"unexpected error: {type(e).__name__}: {e} (run with --debug for details)", 1)
+    except (Exception, KeyboardInterrupt) as e:
+        raise typer.Exit(_fail(e, debug)) from None
 
 
-# --- validate / schema (spec) --------------------------------------------------------------
+def _flag(argv: Sequence[str], name: str) -> bool:
+    return name in argv[: argv.index("--")] if "--" in argv else name in argv
 
 
-@app.command()
+def _run(group: TyperGroup, argv: list[str], prog_name: str, extra: dict[str, Any]) -> int:
+    """Parse and invoke; what fails before or around a command's body is mapped here."""
+    from mlserve import output
+
+    output.start_run()
+    token = _run_flags.set((_flag(argv, "--json"), _flag(argv, "--debug")))
+    try:
+        with group.make_context(prog_name, argv, **extra) as ctx:
+            group.invoke(ctx)
+        return 0
+    except typer.Exit as e:
+        return e.exit_code
+    except BrokenPipeError:
+        # The reader went away (`mlserve schema | head -1`): stop quietly, and keep Python's
+        # final flush of stdout from failing again at exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+    except (Exception, KeyboardInterrupt) as e:
+        code = _fail(e, debug=False)
+        if isinstance(e, typer.TyperException) and getattr(e, "ctx", None) is not None:
+            typer.echo(f"See '{e.ctx.command_path} --help' for usage.", err=True)  # type: ignore[attr-defined]
+        return code
+    finally:
+        _run_flags.reset(token)
+
+
+# --- help: laid out as kubectl and gh lay theirs out ----------------------------------------
+
+ENVIRONMENT = [
+    ("MLSERVE_STACK, MLSERVE_PROJECT", "defaults for --stack and --project"),
+    (
+        "MLSERVE_BACKEND_URL, PULUMI_BACKEND_URL",
+        "the state backend, the first one set; default file://~/.mlserve/state",
+    ),
+    ("MLSERVE_HOME", "mlserve's own files: workspaces, the pinned Pulumi CLI (default ~/.mlserve)"),
+    ("PULUMI_CONFIG_PASSPHRASE[_FILE]", "the passphrase that encrypts stack secrets"),
+    ("KUBECONFIG", "the cluster, as for kubectl"),
+    ("KONG_ADMIN_TOKEN", "the Kong Admin API token (spec files hold no secrets)"),
+    ("ARM_*, or az login", "Azure credentials, for azure-apim"),
+    ("MLSERVE_DEBUG=1", "tracebacks and the engine's full output, as --debug"),
+    ("NO_COLOR", "no colour"),
+    ("CI=true", "no colour, no live display, no prompts (as when output is not a terminal)"),
+]
+
+
+def _width() -> int:
+    return max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+
+
+def _rows(rows: Sequence[tuple[str, str]], left: int | None = None, indent: int = 2) -> str:
+    """Two columns, the second wrapped to the terminal's width; on a narrow terminal, the second
+    goes under the first."""
+    left = left or min(max((len(a) for a, _ in rows), default=0), 34)
+    width = _width() - indent - left - 3
+    stacked = width < 30
+    if stacked:
+        left, width = 5, _width() - indent - 8
+    lines = []
+    for a, b in rows:
+        wrapped = textwrap.wrap(b, width) or [""]
+        if stacked or len(a) > left:
+            lines.append(" " * indent + a)
+            lines += [" " * (indent + left + 3) + w for w in wrapped if w]
+        else:
+            lines.append(" " * indent + a.ljust(left) + "   " + wrapped[0])
+            lines += [" " * (indent + left + 3) + w for w in wrapped[1:]]
+    return "\n".join(lines)
+
+
+def _wrap(text: str) -> str:
+    """Paragraphs refilled to the terminal's width."""
+    paragraphs = [" ".join(p.split()) for p in text.strip().split("\n\n")]
+    return "\n\n".join(textwrap.fill(p, _width()) for p in paragraphs)
+
+
+def _split_doc(doc: str) -> tuple[str, str]:
+    """(description, examples) of a command's docstring."""
+    head, _, examples = doc.partition("\nExamples:\n")
+    return head.strip(), textwrap.dedent(examples).strip("\n")
+
+
+def _argument_name(p: Any) -> str:
+    name = p.metavar or p.name.upper()
+    name += "..." if p.nargs == -1 else ""
+    return name if p.required else f"[{name}]"
+
+
+def _option_row(p: Any) -> tuple[str, str]:
+    longs = [o for o in p.opts if o.startswith("--")]
+    shorts = [o for o in p.opts if not o.startswith("--")]
+    names = ", ".join([*shorts, *longs]) if shorts else "    " + ", ".join(longs)
+    if not p.is_flag:
+        names += f" {p.metavar or 'VALUE'}"
+    text = "Show this help." if p.name == "help" else (p.help or "")
+    if not p.is_flag and p.default not in (None, "") and p.show_default is not False:
+        text += f" [default: {p.default}]"
+    if p.envvar:
+        envvars = [p.envvar] if isinstance(p.envvar, str) else list(p.envvar)
+        text += f" [env: {', '.join(envvars)}]"
+    return names, text
+
+
+class Command(TyperCommand):
+    """A command whose help reads: summary, usage, arguments, options, examples."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        args = [_argument_name(p) for p in self.get_params(ctx) if p.param_type_name == "argument"]
+        return [*args, "[options]"]
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        description, examples = _split_doc(self.help or "")
+        description = _wrap(description)
+        params: list[Any] = self.get_params(ctx)
+        arguments = [
+            (_argument_name(p), p.help or "") for p in params if p.param_type_name == "argument"
+        ]
+        options = [_option_row(p) for p in params if p.param_type_name == "option" and not p.hidden]
+        parts = [
+            description,
+            f"Usage:\n  {ctx.command_path} {' '.join(self.collect_usage_pieces(ctx))}",
+        ]
+        if arguments:
+            parts.append("Arguments:\n" + _rows(arguments))
+        parts.append("Options:\n" + _rows(options))
+        if examples:
+            parts.append("Examples:\n" + textwrap.indent(examples, "  "))
+        formatter.write("\n\n".join(parts) + "\n")
+
+
+class Group(TyperGroup):
+    """mlserve itself: its help lists the commands by panel and the environment variables; its
+    `main` is where every run starts, so parser errors and a closed stdout are mapped too."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is None or command.hidden:
+                continue
+            summary = (command.help or "").strip().splitlines()[0] if command.help else ""
+            panel = getattr(command, "rich_help_panel", None) or "Commands"
+            panels.setdefault(panel, []).append((name, summary))
+        params: list[Any] = self.get_params(ctx)
+        options = [_option_row(p) for p in params if not p.hidden]
+        left = max(len(name) for rows in panels.values() for name, _ in rows)
+        parts = [
+            _wrap(self.help or ""),
+            f"Usage:\n  {ctx.command_path} COMMAND [options]",
+            *(f"{panel}:\n" + _rows(rows, left) for panel, rows in panels.items()),
+            "Options:\n" + _rows(options),
+            "Environment:\n" + _rows(ENVIRONMENT),
+            f"Run '{ctx.command_path} COMMAND --help' for a command's options and an example.",
+        ]
+        formatter.write("\n\n".join(parts) + "\n")
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        code = _run(self, argv, prog_name or "mlserve", extra)
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+class App(typer.Typer):
+    """typer.Typer whose commands lay out their help as `Command` does."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
+app = App(
+    name="mlserve",
+    help="mlserve: serve versioned ML models behind a gateway, with canary traffic (Pulumi).",
+    cls=Group,
+    invoke_without_command=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SPEC_PANEL = "Spec commands (offline)"
+STACK_PANEL = "Stack commands"
+SETUP_PANEL = "Set-up"
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print mlserve's version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if version:
+        typer.echo(f"mlserve {__version__}")
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
+# --- shared options (DESIGN.md section 2): one definition each, so every command says the same -
+
+SpecFile = Annotated[
+    Path,
+    typer.Argument(
+        metavar="FILE", help="The spec file (YAML, apiVersion mlserve/v1); - reads it from stdin."
+    ),
+]
+Stack = Annotated[
+    str,
+    typer.Option(
+        "--stack", metavar="NAME", envvar="MLSERVE_STACK", help="The stack: one environment."
+    ),
+]
+Project = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        metavar="NAME",
+        envvar="MLSERVE_PROJECT",
+        help="The project: the `name` in the deployed spec. Required.",
+    ),
+]
+SpecProject = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        metavar="NAME",
+        envvar="MLSERVE_PROJECT",
+        help="The project; default and only allowed value: the spec's `name`.",
+    ),
+]
+Backend = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="URL",
+        envvar=["MLSERVE_BACKEND_URL", "PULUMI_BACKEND_URL"],
+        show_envvar=True,
+        help="Where stack state lives: file://DIR, s3://, azblob://, gs:// or Pulumi Cloud. "
+        "Default: file://~/.mlserve/state.",
+    ),
+]
+Json = Annotated[
+    bool,
+    typer.Option(
+        "--json", help='Print one JSON document on stdout; a failure prints {"error": ...}.'
+    ),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug", envvar="MLSERVE_DEBUG", help="Show tracebacks and the engine's full output."
+    ),
+]
+LockTimeout = Annotated[
+    str,
+    typer.Option(
+        "--lock-timeout",
+        metavar="DURATION",
+        help="While another update holds the stack, wait this long (0, 45s, 5m) before exit 3.",
+    ),
+]
+
+
+def _load(file: Path) -> Spec:
+    from mlserve.spec import load_spec
+
+    return load_spec(file)
+
+
+# --- validate / schema / render (spec, offline) ---------------------------------------------
+
+
+@app.command(rich_help_panel=SPEC_PANEL)
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Spec files to check.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Spec files to check; - reads stdin.")
+    ],
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Load and check spec files; nothing else is touched."""
-    with _errors(debug):
-        import json
+    """Check spec files against the schema and the gateway's rules; nothing else is touched.
 
-        from mlserve.errors import Problem, SpecError
-        from mlserve.spec import load_spec
+    Prints `FILE: valid` per good file, or one line per problem (file:line:column: path: message);
+    exits 2 if any file has a problem. With --json: one list of problems, [] when all are valid.
+
+    Examples:
+      mlserve validate specs/*.yaml
+      git show main:spec.yaml | mlserve validate -
+    """
+    with _errors(debug):
+        from mlserve import output
+        from mlserve.errors import Problem
 
         problems: list[Problem] = []
         invalid = 0
         for file in files:
             try:
-                spec = load_spec(file)
+                spec = _load(file)
             except SpecError as e:
                 problems.extend(e.problems)
                 invalid += 1
@@ -124,9 +420,9 @@ def validate(
                 for note in spec.notes:  # notes and warnings: the spec stays valid (exit 0)
                     typer.echo(str(note), err=True)
                 if not json_out:
-                    typer.echo(f"{file}: valid")
+                    typer.echo(f"{'<stdin>' if str(file) == '-' else file}: valid")
         if json_out:
-            typer.echo(json.dumps([p.to_json() for p in problems], indent=2))
+            output.print_document([p.to_json() for p in problems])
         if problems:
             if not json_out:
                 count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
@@ -134,50 +430,108 @@ def validate(
             raise typer.Exit(2)
 
 
-@app.command()
-def schema() -> None:
-    """Print the JSON Schema of the spec."""
-    with _errors(False):
+@app.command(rich_help_panel=SPEC_PANEL)
+def schema(json_out: Json = False, debug: Debug = False) -> None:
+    """Print the spec's JSON Schema (editors use it for completion and checks).
+
+    The output is JSON either way; --json makes a failure a JSON document too.
+
+    Examples:
+      mlserve schema > mlserve.schema.json
+    """
+    with _errors(debug):
         from mlserve.spec import schema_text
 
         typer.echo(schema_text(), nl=False)
 
 
-# --- render --------------------------------------------------------------------------------
-
-
-@app.command()
+@app.command(rich_help_panel=SPEC_PANEL)
 def render(
     file: SpecFile,
-    output: Annotated[str, typer.Option("-o", "--output", help="yaml or json.")] = "yaml",
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Write one file per resource into DIR.")
+    output_format: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="yaml|json|kong",
+            show_default=False,
+            help="yaml: the Kubernetes objects, for kubectl (the default); json: every resource "
+            "as {type, name, inputs}; kong: the Kong resources in decK's format.",
+        ),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", metavar="DIR", help="Write one file per resource into DIR instead of stdout."
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help='The same as -o json; a failure prints {"error": ...}.')
+    ] = False,
     debug: Debug = False,
 ) -> None:
-    """Run the program offline under Pulumi's mocks and print the resources it declares."""
-    with _errors(debug):
-        if output not in ("yaml", "json"):
-            raise UsageError(f"-o must be yaml or json, not {output!r}")
+    """Print the resources a deploy would declare, offline (no Pulumi CLI, cluster or credentials).
+
+    The program runs under Pulumi's mocks. -o yaml prints Kubernetes objects only, so the stream
+    goes straight to `kubectl apply -f -`; what it leaves out (Kong, Azure resources) is named on
+    stderr with the option that shows it. -o kong prints the Kong resources as a decK file
+    (_format_version "3.0", tagged for `deck gateway diff --select-tag`).
+
+    Examples:
+      mlserve render specs/istio.yaml | kubectl apply --dry-run=server -f -
+      mlserve render specs/kong.yaml -o kong > kong.yaml && deck gateway diff kong.yaml
+    """
+    with _errors(debug), _exit_at_once_on_interrupt():
         from mlserve import render as rendering
-        from mlserve.spec import load_spec
 
-        resources = rendering.render(load_spec(file))
+        fmt = output_format or ("json" if json_out else "yaml")
+        if fmt not in rendering.FORMATS:
+            raise UsageError(f"-o must be yaml, json or kong, not {fmt!r}")
+        if json_out and fmt != "json":
+            raise UsageError(f"--json prints JSON: drop -o {fmt}, or drop --json")
+        resources = rendering.render(_load(file))
         if out is None:
-            typer.echo(rendering.format_resources(resources, output), nl=False)
+            rendering.write(resources, fmt, sys.stdout)
         else:
-            for path in rendering.write_files(resources, out, output):
+            for path in rendering.write_files(resources, out, fmt):
                 typer.echo(f"wrote {path}")
+        note = rendering.left_out(resources, fmt)
+        if note:
+            typer.echo(note, err=True)
 
 
-# --- engine: plan, deploy, status, history, destroy, doctor, setup -------------------------
+@contextlib.contextmanager
+def _exit_at_once_on_interrupt() -> Iterator[None]:
+    """Ctrl-C ends the process at once with 130: render changes nothing outside it, and a
+    KeyboardInterrupt raised inside the SDK's event loop or its worker threads can hang or
+    print an asyncio traceback instead of stopping."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        with contextlib.suppress(OSError):
+            os.write(2, b"error: interrupted\n")
+        os._exit(130)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-@app.command()
+# --- engine: plan, deploy, status, history, destroy ------------------------------------------
+
+
+@app.command(rich_help_panel=STACK_PANEL)
 def plan(
     file: SpecFile,
     stack: Stack = "dev",
-    project: Project = None,
+    project: SpecProject = None,
     backend: Backend = None,
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 10 when changes are pending.")
@@ -186,14 +540,17 @@ def plan(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Preview what a deploy would create, update, replace or delete, weights included."""
+    """Preview what a deploy would create, update, replace or delete, weights included.
+
+    Examples:
+      mlserve plan spec.yaml --stack prod --exit-code
+    """
     with _errors(debug):
         from mlserve import ops, output
         from mlserve.errors import PendingChangesError
-        from mlserve.spec import load_spec
 
         timeout = ops.parse_duration(lock_timeout)
-        spec = load_spec(file)
+        spec = _load(file)
         target = ops.target_for(spec, project, stack, backend)
         ui = output.Ui(json_out)
         try:
@@ -207,29 +564,37 @@ def plan(
             raise PendingChangesError("changes are pending (plan --exit-code)")
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def deploy(
     file: SpecFile,
     stack: Stack = "dev",
-    project: Project = None,
+    project: SpecProject = None,
     backend: Backend = None,
     yes: Yes = False,
     reset_traffic: Annotated[
-        bool, typer.Option("--reset-traffic", help="Apply the spec's traffic as written.")
+        bool,
+        typer.Option(
+            "--reset-traffic", help="Apply the spec's traffic as written, not the live weight."
+        ),
     ] = False,
     lock_timeout: LockTimeout = "0",
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Preview, confirm, then deploy the spec."""
+    """Preview, confirm, then deploy the spec (without a terminal, --yes is required).
+
+    A routine deploy keeps a canary's live weight (with a warning) rather than the spec's.
+
+    Examples:
+      mlserve deploy spec.yaml --stack prod --yes
+    """
     with _errors(debug):
         from mlserve import ops, output
-        from mlserve.spec import load_spec
 
         if not yes and not sys.stdin.isatty():
             raise UsageError("deploy needs --yes when there is no terminal")
         timeout = ops.parse_duration(lock_timeout)
-        spec = load_spec(file)
+        spec = _load(file)
         target = ops.target_for(spec, project, stack, backend)
         ui = output.Ui(json_out)
         try:
@@ -248,18 +613,23 @@ def deploy(
         ui.show(output.render_deploy(report, ui.plain), report.to_json())
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def status(
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
     refresh: Annotated[
-        bool, typer.Option("--refresh", help="Reconcile with the real world first.")
+        bool,
+        typer.Option("--refresh", help="First reconcile with the real world and report drift."),
     ] = False,
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Versions, live weights, endpoint and last update of a stack."""
+    """Show a stack's versions, live weights, endpoint and last update.
+
+    Examples:
+      mlserve status --stack prod --project fraud-detector
+    """
     with _errors(debug):
         from mlserve import ops, output
 
@@ -274,7 +644,7 @@ def status(
         ui.show(output.render_status(report, ui.plain), report.to_json())
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def history(
     stack: Stack = "dev",
     project: Project = None,
@@ -282,7 +652,11 @@ def history(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """The stack's deployments: revision, time, kind, result, stable/canary/weight."""
+    """List a stack's updates: revision, time, kind, result, stable/canary/weight, command.
+
+    Examples:
+      mlserve history --stack prod --project fraud-detector --json
+    """
     with _errors(debug):
         from mlserve import ops, output
 
@@ -291,7 +665,7 @@ def history(
         output.Ui(json_out).show(output.render_history(rows), [r.to_json() for r in rows])
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def destroy(
     stack: Stack = "dev",
     project: Project = None,
@@ -301,7 +675,11 @@ def destroy(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Remove everything the stack created."""
+    """Remove everything the stack created; the stack and its history remain.
+
+    Examples:
+      mlserve destroy --stack dev --project fraud-detector --yes
+    """
     with _errors(debug):
         from mlserve import ops, output
 
@@ -323,62 +701,25 @@ def destroy(
         ui.show(output.render_destroy(report), report.to_json())
 
 
-@app.command()
-def doctor(
-    file: Annotated[
-        Path | None, typer.Argument(help="Optional spec: also check its gateway's credentials.")
-    ] = None,
-    stack: Stack = "dev",
-    backend: Backend = None,
-    json_out: Json = False,
-    debug: Debug = False,
-) -> None:
-    """Check the Pulumi CLI, plugins, backend, passphrase and credentials."""
-    with _errors(debug):
-        from mlserve import ops, output
-        from mlserve.errors import EngineUnavailableError
-        from mlserve.spec import load_spec
-
-        spec = load_spec(file) if file is not None else None
-        checks = ops.doctor(spec, backend)
-        output.Ui(json_out).show(output.render_doctor(checks), [c.to_json() for c in checks])
-        failed = [c.name for c in checks if not c.ok]
-        if failed:
-            raise EngineUnavailableError(f"not ready: {', '.join(failed)}")
-
-
-@app.command()
-def setup(
-    file: Annotated[
-        Path | None, typer.Argument(help="Optional spec: install only its gateway's plugins.")
-    ] = None,
-    debug: Debug = False,
-) -> None:
-    """Install the pinned Pulumi CLI and the provider plugins."""
-    with _errors(debug):
-        from mlserve import ops, output
-        from mlserve.spec import load_spec
-
-        spec = load_spec(file) if file is not None else None
-        ui = output.Ui(False)
-        report = ops.setup(spec, sink=ui.sink())
-        ui.show(output.render_setup(report), report.to_json())
-
-
 # --- traffic: promote, rollback ------------------------------------------------------------
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def promote(
     weight: Annotated[
-        int | None, typer.Option("--weight", help="The canary's new share, 1..99; 100 completes.")
+        int | None,
+        typer.Option("--weight", metavar="N", help="The canary's new share, 1..99; 100 completes."),
     ] = None,
     complete: Annotated[
         bool, typer.Option("--complete", help="Make the canary the stable version.")
     ] = False,
     expect_weight: Annotated[
         int | None,
-        typer.Option("--expect-weight", help="Refuse (exit 6) unless the live weight is this."),
+        typer.Option(
+            "--expect-weight",
+            metavar="N",
+            help="Refuse (exit 6, nothing changed) unless the live canary weight is N.",
+        ),
     ] = None,
     stack: Stack = "dev",
     project: Project = None,
@@ -387,7 +728,13 @@ def promote(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Move the canary to a new weight, or complete the promotion."""
+    """Move the canary to a new weight, or complete the promotion; needs no spec file.
+
+    Changes only the routing resources, so it does not wait on unrelated workload changes.
+
+    Examples:
+      mlserve promote --weight 50 --expect-weight 10 --stack prod --project fraud-detector
+    """
     with _errors(debug):
         from mlserve import ops, output
 
@@ -411,10 +758,13 @@ def promote(
         ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
-@app.command()
+@app.command(rich_help_panel=STACK_PANEL)
 def rollback(
     to: Annotated[
-        int | None, typer.Option("--to", help="Re-apply this revision from the stack's history.")
+        int | None,
+        typer.Option(
+            "--to", metavar="REVISION", help="Re-apply this revision from the stack's history."
+        ),
     ] = None,
     stack: Stack = "dev",
     project: Project = None,
@@ -423,7 +773,14 @@ def rollback(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Send all traffic back to the last known-good stable version."""
+    """Send all traffic back to the last known-good stable version; needs no spec file.
+
+    With a canary, the canary goes to 0%; after a completed promotion, the previous stable
+    comes back.
+
+    Examples:
+      mlserve rollback --stack prod --project fraud-detector
+    """
     with _errors(debug):
         from mlserve import ops, output
 
@@ -439,8 +796,64 @@ def rollback(
         ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
+# --- set-up: doctor, setup -----------------------------------------------------------------
+
+
+@app.command(rich_help_panel=SETUP_PANEL)
+def doctor(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE", help="A spec: also check its gateway's plugins and credentials."
+        ),
+    ] = None,
+    backend: Backend = None,
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Check the Pulumi CLI, plugins, backend, passphrase, and the cluster and gateway access.
+
+    With a spec, contacts what the spec needs (the Kubernetes API server, Kong's Admin API) with
+    a short timeout and says what failed and how to fix it; exits 4 if anything is not ready.
+
+    Examples:
+      mlserve doctor specs/kong.yaml
+    """
+    with _errors(debug):
+        from mlserve import ops, output
+        from mlserve.errors import EngineUnavailableError
+
+        spec = _load(file) if file is not None else None
+        checks = ops.doctor(spec, backend)
+        ui = output.Ui(json_out)
+        ui.show(output.render_doctor(checks, ui.plain), [c.to_json() for c in checks])
+        failed = [c.name for c in checks if not c.ok]
+        if failed:
+            raise EngineUnavailableError(f"not ready: {', '.join(failed)}")
+
+
+@app.command(rich_help_panel=SETUP_PANEL)
+def setup(
+    file: Annotated[
+        Path | None,
+        typer.Argument(metavar="FILE", help="A spec: install only its gateway's plugins."),
+    ] = None,
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Install the pinned Pulumi CLI and the provider plugins under MLSERVE_HOME (needs network).
+
+    Examples:
+      mlserve setup specs/istio.yaml
+    """
+    with _errors(debug):
+        from mlserve import ops, output
+
+        spec = _load(file) if file is not None else None
+        ui = output.Ui(json_out)
+        report = ops.setup(spec, sink=ui.sink())
+        ui.show(output.render_setup(report), report.to_json())
+
+
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+    app(prog_name="mlserve")

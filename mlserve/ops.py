@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -695,16 +694,6 @@ class Check:
         return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix}
 
 
-def _kube_config() -> str | None:
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return "in-cluster service account"
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    for p in paths or [str(Path.home() / ".kube" / "config")]:
-        if Path(p).expanduser().is_file():
-            return p
-    return None
-
-
 def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
     """Check what the engine needs, changing nothing (no passphrase file, no directories)."""
     home = engine.mlserve_home()
@@ -818,43 +807,16 @@ def _passphrase_check(home: Path, url: str, is_default: bool) -> Check:
 
 
 def _credential_checks(spec: Spec) -> list[Check]:
+    """Contact what the spec's program will: the cluster, Kong's Admin API, Azure."""
+    from mlserve import probes
+
     checks = []
     if "kubernetes" in plugins_for(spec):
-        found = _kube_config()
-        checks.append(
-            Check(
-                "kubernetes context",
-                found is not None,
-                found or "no KUBECONFIG and no ~/.kube/config",
-                "" if found else "export KUBECONFIG, or create ~/.kube/config",
-            )
-        )
+        checks.append(Check("kubernetes context", *probes.kubernetes()))
     if spec.gateway.type == "kong":
-        addr = os.environ.get("KONG_ADMIN_ADDR") or spec.gateway.kong.admin_url
-        checks.append(
-            Check(
-                "kong admin API",
-                bool(addr),
-                addr or "no KONG_ADMIN_ADDR and no gateway.kong.adminUrl",
-                "" if addr else "export KONG_ADMIN_ADDR or set gateway.kong.adminUrl",
-            )
-        )
+        checks.append(Check("kong admin API", *probes.kong_admin(spec.gateway.kong.admin_url)))
     if spec.gateway.type == "azure-apim":
-        env = sorted(k for k in os.environ if k.startswith(("AZURE_", "ARM_")) and os.environ[k])
-        az = shutil.which("az")
-        ok = bool(env) or az is not None
-        detail = (", ".join(env[:4]) + " set") if env else (f"az CLI at {az}" if az else "none")
-        checks.append(
-            Check(
-                "azure credentials",
-                ok,
-                detail,
-                ""
-                if ok
-                else "run `az login`, or export ARM_CLIENT_ID, ARM_CLIENT_SECRET, "
-                "ARM_TENANT_ID and ARM_SUBSCRIPTION_ID",
-            )
-        )
+        checks.append(Check("azure credentials", *probes.azure()))
     return checks
 
 

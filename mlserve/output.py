@@ -1,12 +1,14 @@
 """What humans and pipelines see: tables, live progress from engine events, traffic bars, JSON.
 
 Without a terminal, or with CI=true, everything is plain lines: no colour, no live redraws.
+NO_COLOR (https://no-color.org) turns colour off and keeps the rest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -65,15 +67,83 @@ PLANNED = {
 
 
 def is_plain(stream: TextIO | None = None) -> bool:
-    """No colour, spinners or prompts: CI=true, or output that is not a terminal."""
+    """No colour, spinners or prompts: CI=true, TERM=dumb, or output that is not a terminal."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return True
+    if os.environ.get("TERM") == "dumb":
         return True
     stream = stream or sys.stdout
     return not (hasattr(stream, "isatty") and stream.isatty())
 
 
+# SGR codes per role: what colour means is the same everywhere.
+_COLOURS = {
+    "error": "1;31",
+    "warning": "33",
+    "ok": "32",
+    "create": "32",
+    "update": "33",
+    "delete": "31",
+    "replace": "35",
+    "stable": "32",
+    "canary": "36",
+}
+_OP_ROLES = {
+    "create": "create",
+    "create-replacement": "create",
+    "update": "update",
+    "refresh": "update",
+    "delete": "delete",
+    "delete-replaced": "delete",
+    "replace": "replace",
+}
+
+
+def colour(plain: bool) -> bool:
+    """Colour on a terminal that is not plain (is_plain), unless NO_COLOR is set."""
+    return not plain and not os.environ.get("NO_COLOR")
+
+
+def paint(text: str, role: str, enabled: bool) -> str:
+    return f"\x1b[{_COLOURS[role]}m{text}\x1b[0m" if enabled and text else text
+
+
+def _symbol(op: str, enabled: bool) -> str:
+    return paint(SYMBOLS.get(op, " "), _OP_ROLES.get(op, "update"), enabled)
+
+
+def display_kind(type_token: str) -> str:
+    """What a person calls a resource: its kind for Kubernetes (VirtualService), else the
+    provider and kind (kong:Target), so a Kong Service is not taken for a Kubernetes one."""
+    package, _, rest = type_token.partition(":")
+    kind = rest.rsplit(":", 1)[-1] or type_token
+    return kind if package == "kubernetes" else f"{package}:{kind}"
+
+
+def warnings_text(warnings: Sequence[str], plain: bool) -> list[str]:
+    return [f"{paint('warning:', 'warning', colour(plain))} {w}" for w in warnings]
+
+
 def to_json(document: Any) -> str:
     return json.dumps(document, indent=2, sort_keys=False, default=str)
+
+
+_printed = {"document": False}
+
+
+def print_document(document: Any) -> None:
+    """The one JSON document of a --json run, on stdout."""
+    print(to_json(document), flush=True)
+    _printed["document"] = True
+
+
+def document_printed() -> bool:
+    """Whether this run printed its document already (a later failure then prints none)."""
+    return _printed["document"]
+
+
+def start_run() -> None:
+    _printed["document"] = False
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -103,16 +173,16 @@ def describe_traffic(state: TrafficState | None) -> str:
 
 
 def traffic_bars(weights: Mapping[str, int], plain: bool, width: int = 30) -> str:
+    """One bar per routed version, stable first (green), then the canary (cyan)."""
     if not weights:
         return ""
     full, empty = ("#", ".") if plain else ("\u2588", "\u2591")
     pad = max(len(v) for v in weights)
     lines = []
-    for version, pct in weights.items():
+    for (version, pct), role in zip(weights.items(), ("stable", "canary", "canary"), strict=False):
         filled = round(pct * width / 100)
-        lines.append(
-            f"  {version.ljust(pad)}  {full * filled}{empty * (width - filled)}  {pct:>3}%"
-        )
+        bar = paint(full * filled, role, colour(plain)) + empty * (width - filled)
+        lines.append(f"  {version.ljust(pad)}  {bar}  {pct:>3}%")
     return "\n".join(lines)
 
 
@@ -130,18 +200,33 @@ def _counts(changes: Mapping[str, int], planned: bool) -> str:
 class Progress:
     """The per-resource progress of plan/deploy/destroy, fed from the engine's event thread."""
 
-    def __init__(self, stream: TextIO, *, plain: bool, notes: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        plain: bool,
+        notes: TextIO | None = None,
+        width: int | None = None,
+    ) -> None:
         self.stream = stream
         self.notes = notes or sys.stderr
         self.plain = plain
+        self.width = width  # the live display's; None: the terminal's (COLUMNS, then the tty)
         self._lock = threading.RLock()  # a signal handler may note() while we hold it
+        self._stream_closed = False
         self._rows: dict[str, list[str]] = {}
         self._live: Any = None
         self.summary: Mapping[str, int] | None = None
 
     def _line(self, e: Event, state: str) -> str:
         weights = describe_weights(e.weights)
-        parts = [f"{SYMBOLS.get(e.op, ' ')} {e.op:<8}", e.type, e.name, state, weights]
+        parts = [
+            f"{_symbol(e.op, colour(self.plain))} {e.op:<8}",
+            display_kind(e.type),
+            e.name,
+            state,
+            weights,
+        ]
         return "  " + "  ".join(p for p in parts if p)
 
     def event(self, e: Event) -> None:
@@ -156,15 +241,15 @@ class Progress:
                 if e.planning and e.kind == "done":
                     return
                 self._rows[e.urn] = [
-                    SYMBOLS.get(e.op, " "),
+                    _symbol(e.op, colour(self.plain)),
                     e.op,
-                    e.type,
+                    display_kind(e.type),
                     e.name,
                     state,
                     describe_weights(e.weights),
                 ]
                 if self.plain:
-                    print(self._line(e, state), file=self.stream, flush=True)
+                    self._write(self._line(e, state))
                 else:
                     self._redraw()
             elif e.kind == "diag":
@@ -177,28 +262,43 @@ class Progress:
         with self._lock:
             print(text, file=self.notes, flush=True)
 
+    def _write(self, text: str) -> None:
+        """A line of progress; once stdout is closed (`| head`), the operation goes on silently."""
+        if self._stream_closed:
+            return
+        try:
+            print(text, file=self.stream, flush=True)
+        except BrokenPipeError:
+            self._stream_closed = True
+
     def _print(self, text: str) -> None:
         if self._live is not None:
-            self._live.console.print(text, markup=False, highlight=False)
+            from rich.text import Text
+
+            self._live.console.print(Text.from_ansi(text), highlight=False)
         else:
-            print(text, file=self.stream, flush=True)
+            self._write(text)
 
     def _redraw(self) -> None:
         from rich.table import Table
+        from rich.text import Text
 
         if self._live is None:
             from rich.console import Console
             from rich.live import Live
 
-            console = Console(file=self.stream, highlight=False)
+            width = self.width or shutil.get_terminal_size().columns
+            console = Console(file=self.stream, highlight=False, width=width)
             self._live = Live(console=console, auto_refresh=False, transient=False)
             self._live.start()
 
         grid = Table.grid(padding=(0, 2))
-        for _ in range(6):
-            grid.add_column()
+        # symbol, op, kind, name, state, weights: a narrow terminal wraps the name and the
+        # weights, and never cuts the kind
+        for wraps in (False, False, False, True, False, True):
+            grid.add_column(no_wrap=not wraps, overflow="fold")
         for row in self._rows.values():
-            grid.add_row(*row)
+            grid.add_row(*(Text.from_ansi(cell) for cell in row))
         self._live.update(grid, refresh=True)
 
     def close(self) -> None:
@@ -243,7 +343,7 @@ def render_plan(report: PlanReport, plain: bool) -> str:
         )
     lines.append(traffic_bars(report.traffic.weights(), plain))
     lines.append(f"  resources: {_counts(report.changes, planned=True)}")
-    lines += [f"warning: {w}" for w in report.warnings]
+    lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
 
@@ -261,7 +361,7 @@ def render_deploy(report: DeployReport, plain: bool) -> str:
     bars = weights if isinstance(weights, Mapping) else report.plan.traffic.weights()
     lines.append(f"  traffic: {describe_traffic(report.plan.traffic)}")
     lines.append(traffic_bars(bars, plain))
-    lines += [f"warning: {w}" for w in report.warnings]
+    lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
 
@@ -333,7 +433,7 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
         lines.append(traffic_bars(report.before.weights(), plain))
     lines.append(f"  after:  {describe_traffic(report.after)}")
     lines.append(traffic_bars(report.after.weights(), plain))
-    lines += [f"warning: {w}" for w in report.warnings]
+    lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
 
@@ -346,11 +446,18 @@ def render_destroy(report: DestroyReport) -> str:
     )
 
 
-def render_doctor(checks: Sequence[Check]) -> str:
-    text = table(
+def render_doctor(checks: Sequence[Check], plain: bool) -> str:
+    statuses = ["ok" if c.ok else "FAILED" for c in checks]
+    lines = table(
         ["CHECK", "STATUS", "DETAIL"],
-        [[c.name, "ok" if c.ok else "MISSING", c.detail] for c in checks],
-    )
+        [[c.name, status, c.detail] for c, status in zip(checks, statuses, strict=True)],
+    ).splitlines()
+    if colour(plain):
+        at = max(len("CHECK"), *(len(c.name) for c in checks)) + 2
+        for i, (c, status) in enumerate(zip(checks, statuses, strict=True), start=1):
+            painted = paint(status, "ok" if c.ok else "error", True)
+            lines[i] = lines[i][:at] + painted + lines[i][at + len(status) :]
+    text = "\n".join(lines)
     fixes = [f"  {c.name}: {c.fix}" for c in checks if not c.ok and c.fix]
     return text + ("\n\nTo fix:\n" + "\n".join(fixes) if fixes else "")
 
@@ -372,7 +479,7 @@ class Ui:
 
     def __init__(self, json_out: bool) -> None:
         self.json = json_out
-        self.plain = is_plain(sys.stdout)
+        self.plain = is_plain(sys.stdout) or json_out
         self._sink: Progress | Quiet | None = None
 
     def sink(self) -> Progress | Quiet:
@@ -388,7 +495,7 @@ class Ui:
     def show(self, text: str, document: Any) -> None:
         self.close()
         if self.json:
-            print(to_json(document), flush=True)
+            print_document(document)
         elif text:
             print(text, flush=True)
 
@@ -398,7 +505,8 @@ class Ui:
         print(text, file=sys.stderr if self.json else sys.stdout, flush=True)
 
     def warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
+        [line] = warnings_text([text], is_plain(sys.stderr) or self.json)
+        print(line, file=sys.stderr, flush=True)
 
     def confirm(self, question: str) -> bool:
         import typer

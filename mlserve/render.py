@@ -2,7 +2,9 @@
 
 Needs no Pulumi CLI, no cluster and no credentials. Explicit provider resources are left out:
 their inputs may hold credentials (the Kong admin token), and they are not part of what a user
-reviews.
+reviews. The output formats are DESIGN.md section 2's render output contract: `json` (every
+resource as {type, name, inputs}), `yaml` (Kubernetes objects only, for `kubectl apply -f -`) and
+`kong` (the Kong resources in decK's declarative format).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pulumi
 import pulumi.runtime
@@ -48,9 +52,11 @@ class _Recorder(pulumi.runtime.Mocks):
         if not args.typ.startswith("pulumi:providers:"):
             inputs = _plain(dict(args.inputs))
             self.resources.append(RenderedResource(args.typ, args.name, inputs))
-        # Echo the inputs back as outputs: with preview=False every output is then known, so
-        # code that reads another resource's outputs (ids, names) runs as it would for real.
-        return f"{args.name}-id", dict(args.inputs)
+        # No outputs: with preview=False the SDK resolves each output the monitor does not return
+        # from the resource's own input (pulumi/runtime/rpc.py resolve_outputs), so code that
+        # reads another resource's name or host sees it as it would for real. Echoing the inputs
+        # back instead copied every input twice more: seconds and 100 MB for a large spec.
+        return mock_id(args.name), {}
 
     def call(
         self, args: pulumi.runtime.MockCallArgs
@@ -63,15 +69,23 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 MASK = "[secret]"
 
 
+def mock_id(name: str) -> str:
+    """The id a rendered resource gets; another resource's `*Id` input holds it."""
+    return f"{name}-id"
+
+
 def _plain(value: Any) -> Any:
     """Inputs as a user should see them: secrets masked, integers given back their type
-    (numbers cross the mock monitor as protobuf doubles)."""
+    (numbers cross the mock monitor as protobuf doubles). Strings are interned: the spec's labels
+    are on every object, and one copy of each keeps a large spec's render small."""
+    if isinstance(value, str):
+        return sys.intern(value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
         if SECRET_SIG in value:
             return MASK
-        return {k: _plain(v) for k, v in value.items()}
+        return {sys.intern(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -156,13 +170,20 @@ def render(
 
 # --- output formats (DESIGN.md section 2, render output contract) ---------------------------
 
-FORMATS = ("yaml", "json")
+FORMATS = ("yaml", "json", "kong")
 _FIRST_KEYS = ("apiVersion", "kind", "metadata", "name", "namespace", "spec")
 _STALE = re.compile(r"^\d{2,}-[a-z0-9.-]+\.(yaml|json)$")
+# libyaml's emitter when PyYAML has it: the pure-Python one takes seconds for a large spec.
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def is_kubernetes(resource: RenderedResource) -> bool:
     return resource.type.startswith("kubernetes:")
+
+
+def kind(resource: RenderedResource) -> str:
+    """The last part of the type token: Deployment, VirtualService, Target, Api."""
+    return resource.type.rsplit(":", 1)[-1]
 
 
 def _ordered(value: Any) -> Any:
@@ -177,6 +198,10 @@ def _ordered(value: Any) -> Any:
     return value
 
 
+def _entry(resource: RenderedResource) -> dict[str, Any]:
+    return {"type": resource.type, "name": resource.name, "inputs": _ordered(resource.inputs)}
+
+
 def document(resource: RenderedResource) -> dict[str, Any]:
     """A Kubernetes resource as its manifest; any other as {type, name, inputs}."""
     if is_kubernetes(resource):
@@ -184,8 +209,145 @@ def document(resource: RenderedResource) -> dict[str, Any]:
     return _entry(resource)
 
 
-def _entry(resource: RenderedResource) -> dict[str, Any]:
-    return {"type": resource.type, "name": resource.name, "inputs": _ordered(resource.inputs)}
+def selected(resources: list[RenderedResource], fmt: str) -> list[RenderedResource]:
+    """What `fmt` prints: every resource (json), Kubernetes objects (yaml), Kong's (kong)."""
+    if fmt == "json":
+        return resources
+    if fmt == "kong":
+        return [r for r in resources if r.type.startswith("kong:")]
+    return [r for r in resources if is_kubernetes(r)]
+
+
+_PROVIDERS = {"kubernetes": "Kubernetes", "kong": "Kong", "azure-native": "Azure"}
+
+
+def left_out(resources: list[RenderedResource], fmt: str) -> str | None:
+    """A note for stderr naming what `fmt` does not print and how to see it, or None."""
+    shown = {id(r) for r in selected(resources, fmt)}
+    missing = [r for r in resources if id(r) not in shown]
+    if not missing:
+        return None
+    groups: dict[str, Counter[str]] = {}
+    for r in missing:
+        package = r.type.split(":", 1)[0]
+        groups.setdefault(_PROVIDERS.get(package, package), Counter())[kind(r)] += 1
+    what = "; ".join(
+        f"{sum(c.values())} {provider} resources ({', '.join(f'{n} {k}' for k, n in c.items())})"
+        for provider, c in groups.items()
+    )
+    if fmt == "kong":
+        see = "-o yaml"
+    elif "Kong" in groups:
+        see = "-o kong (decK) or -o json"
+    else:
+        see = "-o json"
+    only = {"yaml": "Kubernetes objects", "kong": "Kong resources"}[fmt]
+    return f"note: -o {fmt} prints {only} only; left out {what}: see them with {see}"
+
+
+def _yaml(docs: Iterable[dict[str, Any]], stream: TextIO, start: bool = True) -> None:
+    yaml.dump_all(
+        docs,
+        stream,
+        Dumper=_Dumper,
+        explicit_start=start,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,  # no folded lines: a long image or annotation stays on one line
+    )
+
+
+def _json(document: Any, stream: TextIO) -> None:
+    json.dump(document, stream, indent=2, ensure_ascii=False)
+    stream.write("\n")
+
+
+def write(resources: list[RenderedResource], fmt: str, stream: TextIO) -> None:
+    """Print `resources` in `fmt` (FORMATS) to `stream`, one document at a time."""
+    if fmt == "json":
+        _json({"resources": [_entry(r) for r in resources]}, stream)
+    elif fmt == "kong":
+        _yaml([to_kong(resources)], stream, start=False)
+    else:
+        _yaml((document(r) for r in selected(resources, "yaml")), stream)
+
+
+# --- Kong's declarative format (decK) ---------------------------------------------------------
+
+KONG_FORMAT_VERSION = "3.0"  # decK writes "3.0" for Kong >= 3.0 (go-database-reconciler
+# pkg/file/writer.go getFormatVersion); the file format is its pkg/file/types.go Content.
+
+
+def _snake(key: str) -> str:
+    """A Pulumi input name as decK's field name: stripPath -> strip_path."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _kong_fields(resource: RenderedResource) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for key, value in _ordered(resource.inputs).items():
+        if key == "headers" and isinstance(value, list):
+            # Pulumi: [{name, values}]; decK and the Admin API: {name: [values]}
+            headers: dict[str, list[str]] = {}
+            for header in value:
+                headers.setdefault(header["name"], []).extend(header["values"])
+            value = headers
+        fields[_snake(key)] = value
+    # what identifies the entity first, as decK writes it
+    return {k: fields[k] for k in sorted(fields, key=lambda k: k not in ("name", "target"))}
+
+
+def to_kong(resources: list[RenderedResource]) -> dict[str, Any]:
+    """The Kong resources as a decK file: services with their routes, upstreams with their targets.
+
+    Render links the resources by mock ids (a Target's `upstreamId` is its Upstream's id), so
+    each Target and Route is placed under the resource that id names, by type."""
+    kong = selected(resources, "kong")
+    if not kong:
+        raise UsageError(
+            "-o kong: this spec renders no Kong resources (its gateway is not kong); "
+            "use -o yaml or -o json"
+        )
+    parents: dict[str, dict[str, dict[str, Any]]] = {"Service": {}, "Upstream": {}}
+    children = {
+        "Route": ("service_id", "Service", "routes"),
+        "Target": ("upstream_id", "Upstream", "targets"),
+    }
+    entries: list[tuple[str, dict[str, Any]]] = []
+    for r in kong:
+        fields = _kong_fields(r)
+        if kind(r) in parents:
+            parents[kind(r)][mock_id(r.name)] = fields
+        elif kind(r) not in children:  # a backend declares a type this mapping lacks: a bug
+            raise ValueError(f"-o kong: Kong resource type {r.type} has no decK mapping here")
+        entries.append((kind(r), fields))
+    for k, fields in entries:
+        if k in children:
+            link, parent_kind, key = children[k]
+            parent = parents[parent_kind].get(fields.pop(link, None))
+            if parent is None:  # the program linked to nothing it declared: a bug
+                raise ValueError(f"-o kong: a {k} names no rendered {parent_kind}")
+            parent.setdefault(key, []).append(fields)
+    document: dict[str, Any] = {"_format_version": KONG_FORMAT_VERSION}
+    # `deck gateway diff/sync` then compares only the entities carrying these tags, not the
+    # whole gateway (decK select_tags; go-database-reconciler pkg/file/builder.go).
+    common = set.intersection(*(set(f.get("tags", [])) for _, f in entries))
+    first_tags = entries[0][1].get("tags", [])
+    if common:
+        document["_info"] = {"select_tags": [t for t in first_tags if t in common]}
+    for k, key in (("Service", "services"), ("Upstream", "upstreams")):
+        if parents[k]:
+            document[key] = list(parents[k].values())
+    return document
+
+
+# --- one file per resource (--out DIR) --------------------------------------------------------
+
+
+def file_name(index: int, resource: RenderedResource, fmt: str) -> str:
+    name = re.sub(r"[^a-z0-9.-]+", "-", resource.name.lower()).strip("-")
+    return f"{index:02d}-{kind(resource).lower()}-{name}.{fmt}"
 
 
 def apply_order(resources: list[RenderedResource]) -> list[RenderedResource]:
@@ -195,46 +357,36 @@ def apply_order(resources: list[RenderedResource]) -> list[RenderedResource]:
     ]
 
 
-def to_json(resources: list[RenderedResource]) -> str:
-    body = {"resources": [_entry(r) for r in resources]}
-    return json.dumps(body, indent=2, ensure_ascii=False) + "\n"
-
-
-def _yaml(docs: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(
-        docs,
-        explicit_start=True,
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=4096,  # no folded lines: a long image or annotation stays on one line
-    )
-
-
-def to_yaml(resources: list[RenderedResource]) -> str:
-    """A multi-document stream `kubectl apply -f -` accepts, then the non-Kubernetes resources."""
-    return _yaml([document(r) for r in apply_order(resources)])
-
-
-def format_resources(resources: list[RenderedResource], fmt: str) -> str:
-    if fmt == "json":
-        return to_json(resources)
-    return to_yaml(resources)
-
-
-def file_name(index: int, resource: RenderedResource, fmt: str) -> str:
-    kind = resource.type.rsplit(":", 1)[-1].lower()
-    name = re.sub(r"[^a-z0-9.-]+", "-", resource.name.lower()).strip("-")
-    return f"{index:02d}-{kind}-{name}.{fmt}"
-
-
 def write_files(resources: list[RenderedResource], directory: Path, fmt: str) -> list[Path]:
-    """One file per resource, numbered in apply order; returns the paths written.
+    """One file per resource `fmt` prints, numbered in apply order; returns the paths written.
 
     A file an earlier render left (`NN-kind-name.yaml|json`) that this render would not overwrite
     is an error, not deleted: `kubectl apply -f DIR` would apply it too.
     """
-    names = [file_name(i, r, fmt) for i, r in enumerate(apply_order(resources), start=1)]
+    if fmt == "kong":
+        raise UsageError("--out writes one file per resource; -o kong is one file: redirect stdout")
+    chosen = apply_order(selected(resources, fmt))
+    names = [file_name(i, r, fmt) for i, r in enumerate(chosen, start=1)]
+    try:
+        _prepare_dir(directory, names)
+        written = []
+        for name, r in zip(names, chosen, strict=True):
+            path = directory / name
+            with path.open("w", encoding="utf-8") as f:
+                if fmt == "json":
+                    _json(document(r), f)
+                else:
+                    _yaml([document(r)], f)
+            written.append(path)
+    except OSError as e:
+        raise UsageError(
+            f"--out {directory}: cannot write there ({e.strerror or e}); "
+            "choose a directory you can write to"
+        ) from None
+    return written
+
+
+def _prepare_dir(directory: Path, names: list[str]) -> None:
     if directory.is_dir():
         stale = sorted(
             p.name
@@ -248,14 +400,10 @@ def write_files(resources: list[RenderedResource], directory: Path, fmt: str) ->
             )
     elif directory.exists():
         raise UsageError(f"--out {directory}: not a directory")
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, r in zip(names, apply_order(resources), strict=True):
-        doc = document(r)
-        text = (
-            json.dumps(doc, indent=2, ensure_ascii=False) + "\n" if fmt == "json" else _yaml([doc])
+    elif not directory.parent.is_dir():
+        raise UsageError(
+            f"--out {directory}: {directory.parent} does not exist; create it first, "
+            "or choose another directory"
         )
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        written.append(path)
-    return written
+    else:
+        directory.mkdir()

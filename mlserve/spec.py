@@ -423,9 +423,11 @@ def schema() -> dict[str, Any]:
 
 
 def load_spec(path: str | os.PathLike[str]) -> Spec:
-    """Load and check a spec file; raise SpecError listing every problem, sorted by position."""
-    display = str(path)
-    text = _read(Path(path), display)
+    """Load and check a spec file (`-`: standard input, shown as `<stdin>`); raise SpecError
+    listing every problem, sorted by position."""
+    stdin = str(path) == "-"
+    display = "<stdin>" if stdin else str(path)
+    text = _read(Path("/dev/stdin") if stdin else Path(path), display)
     doc = _Composer(display).compose(text)
     problems = _schema_problems(doc)
     if problems:

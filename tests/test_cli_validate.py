@@ -231,3 +231,9 @@ def test_hostile_file_is_rejected_promptly(
     assert result.returncode == 2
     assert result.stdout.splitlines()[0] == first_line
     assert "Traceback" not in result.stderr
+
+
+def test_the_schema_points_users_at_nothing_they_do_not_have() -> None:
+    """Editors show descriptions on hover; DESIGN.md is not shipped to users."""
+    text = json.dumps(json.loads(schema_text()))
+    assert "DESIGN" not in text

@@ -1,10 +1,12 @@
-"""What the engine commands print: progress lines from event threads, bars, tables."""
+"""What the engine commands print: progress lines from event threads, bars, tables, colour."""
 
 from __future__ import annotations
 
 import io
 import threading
 from datetime import datetime
+
+import pytest
 
 from mlserve import output
 from mlserve.engine import Event
@@ -34,10 +36,10 @@ def test_plain_progress_prints_one_line_per_state_change() -> None:
     progress.event(step("failed", "delete", "fraud-v3"))
     progress.event(Event(kind="diag", severity="error", name="fraud-v3", message="forbidden"))
     assert out.getvalue().splitlines() == [
-        "  ~ update    kubernetes:apps/v1:Deployment  fraud-v1  updating  weights 90 -> 50",
-        "  ~ update    kubernetes:apps/v1:Deployment  fraud-v1  updated  weights 90 -> 50",
-        "  - delete    kubernetes:apps/v1:Deployment  fraud-v3  deleting",
-        "  - delete    kubernetes:apps/v1:Deployment  fraud-v3  FAILED",
+        "  ~ update    Deployment  fraud-v1  updating  weights 90 -> 50",
+        "  ~ update    Deployment  fraud-v1  updated  weights 90 -> 50",
+        "  - delete    Deployment  fraud-v3  deleting",
+        "  - delete    Deployment  fraud-v3  FAILED",
         "  error: fraud-v3: forbidden",
     ]
 
@@ -47,7 +49,7 @@ def test_a_plan_prints_each_planned_step_once() -> None:
     progress = output.Progress(out, plain=True)
     progress.event(step("start", "create", "fraud-v2", planning=True))
     progress.event(step("done", "create", "fraud-v2", planning=True))
-    assert out.getvalue() == "  + create    kubernetes:apps/v1:Deployment  fraud-v2\n"
+    assert out.getvalue() == "  + create    Deployment  fraud-v2\n"
 
 
 def test_events_from_many_threads_never_interleave_within_a_line() -> None:
@@ -66,19 +68,113 @@ def test_events_from_many_threads_never_interleave_within_a_line() -> None:
     lines = out.getvalue().splitlines()
     assert len(lines) == 400
     assert all(
-        line.startswith("  + create    kubernetes:apps/v1:Deployment  r")
-        and line.endswith("creating")
+        line.startswith("  + create    Deployment  r") and line.endswith("creating")
         for line in lines
     )
 
 
-def test_traffic_bars_plain_and_terminal() -> None:
+def test_progress_shows_the_kind_and_name_of_every_resource_type() -> None:
+    assert [
+        output.display_kind(t)
+        for t in (
+            "kubernetes:networking.istio.io/v1:VirtualService",
+            "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+            "kong:index/target:Target",
+            "azure-native:apimanagement:ApiVersionSet",
+        )
+    ] == ["VirtualService", "HTTPRoute", "kong:Target", "azure-native:ApiVersionSet"]
+
+
+def _live(width: int) -> str:
+    out = io.StringIO()
+    progress = output.Progress(out, plain=False, width=width)
+    name = "fraud-detector-champion-challenger-v10"
+    istio = "kubernetes:networking.istio.io/v1:VirtualService"
+    progress.event(Event(kind="start", op="update", urn="u1", type=istio, name=name))
+    progress.close()
+    return out.getvalue()
+
+
+def test_the_live_display_uses_the_width_it_has_and_never_cuts_a_kind_or_a_name() -> None:
+    wide = _live(120)
+    assert "VirtualService  fraud-detector-champion-challenger-v10  updating" in wide
+    narrow = _live(50)
+    assert max(len(line) for line in narrow.splitlines()) <= 50
+    assert "VirtualService" in narrow
+    lines = narrow.splitlines()
+    start = lines[0].index("fraud")
+    width = lines[0].index(" ", start) - start
+    column = "".join(line[start : start + width].strip() for line in lines)
+    assert column == "fraud-detector-champion-challenger-v10"  # folded over lines, whole
+
+
+def test_plain_progress_keeps_going_when_stdout_is_closed() -> None:
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError
+
+    progress = output.Progress(Closed(), plain=True)
+    progress.event(step("start", "create", "fraud-v1"))  # no exception: the update goes on
+    progress.event(step("done", "create", "fraud-v1"))
+
+
+def test_traffic_bars_plain_and_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
     assert output.traffic_bars({"v1": 90, "v2": 10}, plain=True, width=10) == (
         "  v1  #########.   90%\n  v2  #.........   10%"
     )
+    assert output.traffic_bars({"v1": 75, "v2": 25}, plain=False, width=4) == (
+        "  v1  \x1b[32m\u2588\u2588\u2588\x1b[0m\u2591   75%\n"
+        "  v2  \x1b[36m\u2588\x1b[0m\u2591\u2591\u2591   25%"
+    )
+    monkeypatch.setenv("NO_COLOR", "1")
     assert output.traffic_bars({"stable": 100}, plain=False, width=4) == (
         "  stable  \u2588\u2588\u2588\u2588  100%"
     )
+
+
+def test_plan_symbols_and_warnings_are_coloured_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    out = io.StringIO()
+    progress = output.Progress(out, plain=False, width=100)
+    progress.event(step("start", "delete", "fraud-v3", planning=True))
+    progress.close()
+    assert "-  delete" in out.getvalue()
+    assert output._symbol("delete", True) == "\x1b[31m-\x1b[0m"
+    assert output._symbol("create", True) == "\x1b[32m+\x1b[0m"
+    assert output.warnings_text(["live weight kept"], plain=False) == [
+        "\x1b[33mwarning:\x1b[0m live weight kept"
+    ]
+    assert output.warnings_text(["live weight kept"], plain=True) == ["warning: live weight kept"]
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("env", "plain", "colour"),
+    [
+        ({}, False, True),
+        ({"NO_COLOR": "1"}, False, False),
+        ({"NO_COLOR": ""}, False, True),  # no-color.org: present and not empty
+        ({"CI": "true"}, True, False),
+        ({"TERM": "dumb"}, True, False),
+    ],
+)
+def test_colour_follows_no_color_ci_and_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], plain: bool, colour: bool
+) -> None:
+    for var in ("NO_COLOR", "CI", "TERM"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    assert output.is_plain(Tty()) is plain
+    assert output.colour(output.is_plain(Tty())) is colour
+    assert output.is_plain(io.StringIO()) is True  # not a terminal
 
 
 def test_history_table() -> None:

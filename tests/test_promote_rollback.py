@@ -70,9 +70,9 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
 
     first = ok("promote", "--weight", "25", *PROJECT)
     assert first.stdout == (
-        "  ~ update    kubernetes:networking.istio.io/v1:VirtualService  fraud-detector  updating"
+        "  ~ update    VirtualService  fraud-detector  updating"
         "  weights 90/10 -> 75/25\n"
-        "  ~ update    kubernetes:networking.istio.io/v1:VirtualService  fraud-detector  updated"
+        "  ~ update    VirtualService  fraud-detector  updated"
         "  weights 90/10 -> 75/25\n"
         "Promoted: revision 2 of stack 'dev' of project 'fraud-detector', routing only "
         "(1 resource targeted): 1 updated, 5 unchanged\n"

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,19 +26,25 @@ def _no_pulumi_path(tmp_path: Path) -> str:
     return str(bin_dir)
 
 
-def mlserve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULUMI", "MLSERVE", "KUBE"))}
     env.update(PATH=_no_pulumi_path(tmp_path), PYTHONPATH=str(REPO), HOME=str(tmp_path))
-    result = subprocess.run(
+    assert shutil.which("pulumi", path=env["PATH"]) is None
+    return env
+
+
+def mlserve(
+    tmp_path: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "mlserve", "render", *args],
         capture_output=True,
         text=True,
-        env=env,
+        input=stdin,
+        env=_env(tmp_path),
         cwd=tmp_path,
         timeout=60,
     )
-    assert shutil.which("pulumi", path=env["PATH"]) is None
-    return result
 
 
 def _k8s_specs() -> list[Path]:
@@ -99,7 +107,7 @@ def test_render_out_writes_one_file_per_resource_and_says_so(tmp_path: Path) -> 
 def test_render_with_a_bad_output_format_is_a_usage_error(tmp_path: Path) -> None:
     result = mlserve(tmp_path, str(REPO / "specs" / "istio.yaml"), "-o", "xml")
     assert result.returncode == 2
-    assert result.stderr == "error: -o must be yaml or json, not 'xml'\n"
+    assert result.stderr == "error: -o must be yaml, json or kong, not 'xml'\n"
     assert result.stdout == ""
 
 
@@ -111,3 +119,131 @@ def test_render_of_an_invalid_spec_reports_it_and_exits_2(tmp_path: Path) -> Non
     assert result.stderr.startswith("error: ")
     assert str(bad) in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_render_yaml_of_kong_is_kubernetes_only_and_names_the_rest_on_stderr(
+    tmp_path: Path,
+) -> None:
+    result = mlserve(tmp_path, str(REPO / "specs" / "kong.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["Deployment", "Service"]
+    assert result.stderr == (
+        "note: -o yaml prints Kubernetes objects only; left out 9 Kong resources (1 Upstream, "
+        "2 Target, 3 Service, 3 Route): see them with -o kong (decK) or -o json\n"
+    )
+
+
+def test_render_kong_prints_a_deck_file_and_names_the_kubernetes_objects_left_out(
+    tmp_path: Path,
+) -> None:
+    result = mlserve(tmp_path, str(REPO / "specs" / "kong.yaml"), "-o", "kong")
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["_format_version"] == "3.0"
+    assert result.stderr == (
+        "note: -o kong prints Kong resources only; left out 2 Kubernetes resources "
+        "(1 Deployment, 1 Service): see them with -o yaml\n"
+    )
+
+
+def test_render_json_flag_is_json_output_and_refuses_another_format(tmp_path: Path) -> None:
+    spec = str(REPO / "specs" / "istio.yaml")
+    assert json.loads(mlserve(tmp_path, spec, "--json").stdout) == json.loads(
+        mlserve(tmp_path, spec, "-o", "json").stdout
+    )
+    result = mlserve(tmp_path, spec, "--json", "-o", "yaml")
+    assert result.returncode == 2
+    assert result.stderr == "error: --json prints JSON: drop -o yaml, or drop --json\n"
+    assert json.loads(result.stdout) == {
+        "error": {
+            "code": 2,
+            "kind": "usage",
+            "message": "--json prints JSON: drop -o yaml, or drop --json",
+        }
+    }
+
+
+def test_render_reads_the_spec_from_stdin(tmp_path: Path) -> None:
+    text = (REPO / "specs" / "istio.yaml").read_text()
+    result = mlserve(tmp_path, "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == mlserve(tmp_path, str(REPO / "specs" / "istio.yaml")).stdout
+    bad = mlserve(tmp_path, "-", stdin="apiVersion: mlserve/v1\nname: x\nfoo: 1\n")
+    assert bad.returncode == 2
+    assert "<stdin>:3:1: unknown key 'foo'" in bad.stderr
+
+
+def test_render_out_into_proc_exits_2_with_the_path(tmp_path: Path) -> None:
+    result = mlserve(tmp_path, str(REPO / "specs" / "istio.yaml"), "--out", "/proc/mlserve-out")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --out /proc/mlserve-out: cannot write there (")
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_render_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
+    """`mlserve render spec.yaml | head -1`: no BrokenPipeError, exit 141 as `cat` would
+    (the output is larger than a pipe's buffer)."""
+    process = _render_big(tmp_path)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline() == b"---\n"
+    process.stdout.close()
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""
+
+
+def _big_spec(path: Path) -> Path:
+    """Ten versions and a thousand labels: render takes seconds, so a signal lands mid-run."""
+    labels = "".join(f"  example.com/label-{i:04d}: {'v' * 60}\n" for i in range(1000))
+    versions = "".join(
+        f"  - name: v{i}\n    image: ghcr.io/acme/fraud:1.{i}.0\n" for i in range(1, 11)
+    )
+    path.write_text(
+        "apiVersion: mlserve/v1\nname: fraud\nlabels:\n"
+        + labels
+        + "gateway:\n  type: istio\n  host: models.example.com\nversions:\n"
+        + versions
+        + "traffic:\n  stable: v1\n  canary: v2\n  weight: 10\n"
+    )
+    return path
+
+
+def _render_big(tmp_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlserve", "render", str(_big_spec(tmp_path / "big.yaml"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(tmp_path),
+        cwd=tmp_path,
+    )
+
+
+def _wait_until_loaded(pid: int, library: str) -> None:
+    """Until the process has mapped a shared library: a sign of how far it got, independent of
+    the machine's speed."""
+    maps = Path(f"/proc/{pid}/maps")
+    for _ in range(6000):
+        if library in maps.read_text():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{library} never loaded")
+
+
+@pytest.mark.parametrize("moment", ["under-mocks", "later-under-mocks", "output"])
+def test_ctrl_c_during_render_exits_130_without_a_traceback(tmp_path: Path, moment: str) -> None:
+    """SIGINT to the process alone (as `kill -INT` and CI runners send it) at several moments:
+    just after the Pulumi SDK is imported, while the program runs under the mocks, and while the
+    YAML is written. (A signal while the interpreter itself starts, before any mlserve code
+    runs, ends in Python's own "Fatal Python error"; no program can change that.)"""
+    process = _render_big(tmp_path)
+    assert process.stdout is not None
+    if moment == "output":
+        assert process.stdout.read(4) == b"---\n"
+    else:
+        _wait_until_loaded(process.pid, "_upb")  # protobuf: the SDK is being imported
+        time.sleep(0.5 if moment == "later-under-mocks" else 0)
+    process.send_signal(signal.SIGINT)
+    # A hang would show as a timeout here (not a speed check: the bound is generous).
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert b"Traceback" not in stderr
+    assert stderr.endswith(b"error: interrupted\n")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -12,19 +14,24 @@ import pytest
 import yaml
 
 from mlserve.errors import UsageError
-from mlserve.render import (
-    RenderedResource,
-    file_name,
-    render,
-    to_json,
-    to_yaml,
-    write_files,
-)
+from mlserve.render import RenderedResource, file_name, left_out, render, write, write_files
 from tests.k8s_helpers import K8S_GATEWAYS, make_spec, validate_manifest
 
 KONG_TARGET = RenderedResource(
     "kong:index/target:Target", "fraud-v1", {"target": "fraud-v1.ml:80", "weight": 90}
 )
+
+
+def to_json(resources: list[RenderedResource]) -> str:
+    out = io.StringIO()
+    write(resources, "json", out)
+    return out.getvalue()
+
+
+def to_yaml(resources: list[RenderedResource]) -> str:
+    out = io.StringIO()
+    write(resources, "yaml", out)
+    return out.getvalue()
 
 
 def test_resources_come_in_declaration_order_every_time() -> None:
@@ -78,15 +85,25 @@ def test_yaml_uses_block_style_and_keeps_annotation_values_strings() -> None:
     assert canary["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary"] == "true"
 
 
-def test_yaml_puts_kubernetes_resources_first_then_others_as_type_name_inputs() -> None:
+def test_yaml_holds_kubernetes_objects_only_and_the_note_names_the_rest() -> None:
     k8s = render(make_spec("gateway-api", versions=1, canary=False))
     docs = list(yaml.safe_load_all(to_yaml([KONG_TARGET, *k8s])))
-    assert [d.get("kind") for d in docs] == ["Deployment", "Service", "HTTPRoute", None]
-    assert docs[-1] == {
-        "type": "kong:index/target:Target",
-        "name": "fraud-v1",
-        "inputs": {"target": "fraud-v1.ml:80", "weight": 90},
-    }
+    assert [d["kind"] for d in docs] == ["Deployment", "Service", "HTTPRoute"]
+    assert left_out([KONG_TARGET, *k8s], "yaml") == (
+        "note: -o yaml prints Kubernetes objects only; left out 1 Kong resources (1 Target): "
+        "see them with -o kong (decK) or -o json"
+    )
+    assert left_out(k8s, "yaml") is None
+    assert left_out([KONG_TARGET, *k8s], "json") is None
+
+
+def test_the_note_for_azure_resources_points_at_json() -> None:
+    api = RenderedResource("azure-native:apimanagement:Api", "fraud-v1", {})
+    backend = RenderedResource("azure-native:apimanagement:Backend", "fraud-pool", {})
+    assert left_out([api, api, backend], "yaml") == (
+        "note: -o yaml prints Kubernetes objects only; left out 3 Azure resources (2 Api, "
+        "1 Backend): see them with -o json"
+    )
 
 
 def test_yaml_does_not_fold_long_lines() -> None:
@@ -114,23 +131,71 @@ def _read(path: Path) -> Any:
     return doc
 
 
-@pytest.mark.parametrize("fmt", ["yaml", "json"])
-def test_out_dir_gets_one_file_per_resource_in_apply_order(tmp_path: Path, fmt: str) -> None:
+def test_out_dir_gets_one_file_per_kubernetes_object_for_yaml(tmp_path: Path) -> None:
     resources = [KONG_TARGET, *render(make_spec("ingress-nginx"))]
-    written = write_files(resources, tmp_path / "out", fmt)
+    written = write_files(resources, tmp_path / "out", "yaml")
     assert [p.name for p in written] == [
-        f"01-deployment-fraud-detector-v1.{fmt}",
-        f"02-service-fraud-detector-v1.{fmt}",
-        f"03-deployment-fraud-detector-v2.{fmt}",
-        f"04-service-fraud-detector-v2.{fmt}",
-        f"05-ingress-fraud-detector.{fmt}",
-        f"06-ingress-fraud-detector-canary.{fmt}",
-        f"07-target-fraud-v1.{fmt}",
+        "01-deployment-fraud-detector-v1.yaml",
+        "02-service-fraud-detector-v1.yaml",
+        "03-deployment-fraud-detector-v2.yaml",
+        "04-service-fraud-detector-v2.yaml",
+        "05-ingress-fraud-detector.yaml",
+        "06-ingress-fraud-detector-canary.yaml",
     ]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [p.name for p in written]
-    for path in written[:-1]:
+    for path in written:
         validate_manifest(_read(path))
-    assert _read(written[-1])["type"] == "kong:index/target:Target"
+
+
+def test_out_dir_gets_every_resource_for_json_in_apply_order(tmp_path: Path) -> None:
+    resources = [KONG_TARGET, *render(make_spec("ingress-nginx"))]
+    written = write_files(resources, tmp_path / "out", "json")
+    assert [p.name for p in written][-2:] == [
+        "06-ingress-fraud-detector-canary.json",
+        "07-target-fraud-v1.json",
+    ]
+    validate_manifest(_read(written[0]))
+    assert _read(written[-1]) == KONG_TARGET.to_json()
+
+
+def test_out_dir_for_kong_says_to_redirect_stdout(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as e:
+        write_files([KONG_TARGET], tmp_path, "kong")
+    assert (
+        str(e.value) == "--out writes one file per resource; -o kong is one file: redirect stdout"
+    )
+
+
+def test_out_under_a_missing_parent_says_which_directory_is_missing(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "such"
+    with pytest.raises(UsageError) as e:
+        write_files(render(make_spec("istio")), target, "yaml")
+    assert str(e.value) == (
+        f"--out {target}: {tmp_path / 'no'} does not exist; create it first, "
+        "or choose another directory"
+    )
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_out_into_a_read_only_directory_is_a_usage_error(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(UsageError) as e:
+            write_files(render(make_spec("istio")), tmp_path / "out", "yaml")
+    finally:
+        tmp_path.chmod(0o700)
+    assert str(e.value) == (
+        f"--out {tmp_path / 'out'}: cannot write there (Permission denied); "
+        "choose a directory you can write to"
+    )
+
+
+def test_out_into_proc_is_a_usage_error_with_the_path() -> None:
+    with pytest.raises(UsageError) as e:
+        write_files(render(make_spec("istio")), Path("/proc/mlserve-out"), "yaml")
+    assert str(e.value).startswith("--out /proc/mlserve-out: cannot write there (")
+    assert str(e.value).endswith("); choose a directory you can write to")
 
 
 def test_out_dir_rewrites_its_own_files(tmp_path: Path) -> None:
