@@ -1,41 +1,111 @@
-"""`render -o kong`: the Kong resources as a decK file, checked against decK's own JSON Schema.
+"""`render -o kong`: the Kong resources as a decK file, checked against decK's file rules.
 
-tests/schemas/deck-kong.schema.json is Kong/go-database-reconciler pkg/file/kong_json_schema.json
-(commit 8f5e476d, Apache-2.0): the schema decK generates from its file types (pkg/file/types.go)
-and validates a state file against before `deck gateway diff/sync`. Beyond the schema, decK links
-entities by nesting: a Route under its Service, a Target under its Upstream (pkg/file/builder.go
-`ingestRoute`, `upstreams`/`ingestTargets`), and Kong balances over an Upstream only for a
-Service whose host is the Upstream's name (shared/reference/kong.md).
+The rules below are read from Kong/go-database-reconciler: pkg/file/types.go (the file's entity
+types and their JSON fields) and the JSON Schema decK generates from them and validates a state
+file against before `deck gateway diff/sync` (pkg/file/kong_json_schema.json, commit 8f5e476d): a
+top level, `FService`, `FRoute`, `FUpstream` and `FTarget` with `additionalProperties: false`,
+`name` required on an upstream and `target` on a target. Only the fields mlserve could write are
+listed; the upstream file is not copied into this project. Beyond those, decK links entities by
+nesting: a Route under its Service, a Target under its Upstream (pkg/file/builder.go
+`ingestRoute`, `ingestTargets`), and Kong balances over an Upstream only for a Service whose host
+is the Upstream's name (shared/reference/kong.md).
 """
 
 from __future__ import annotations
 
 import io
-import json
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft4Validator
 
 from mlserve.errors import UsageError
 from mlserve.render import RenderedResource, mock_id, render, to_kong, write
 from mlserve.spec import Spec, load_spec
 from tests.k8s_helpers import REPO
 
-SCHEMA = Path(__file__).parent / "schemas" / "deck-kong.schema.json"
 KONG_SPECS = [REPO / "specs" / "kong.yaml", REPO / "tests" / "specs" / "valid-kong-urls.yaml"]
+STRINGS = (list, str)
+# entity -> {field: (JSON type, item type)}, from pkg/file/kong_json_schema.json; required fields
+ENTITIES: dict[str, dict[str, tuple[type, type | None]]] = {
+    "top": {
+        "_format_version": (str, None),
+        "_info": (dict, None),
+        "services": (list, dict),
+        "upstreams": (list, dict),
+    },
+    "_info": {"select_tags": STRINGS},
+    "service": {
+        "name": (str, None),
+        "host": (str, None),
+        "port": (int, None),
+        "protocol": (str, None),
+        "path": (str, None),
+        "retries": (int, None),
+        "connect_timeout": (int, None),
+        "read_timeout": (int, None),
+        "write_timeout": (int, None),
+        "tags": STRINGS,
+        "routes": (list, dict),
+    },
+    "route": {
+        "name": (str, None),
+        "hosts": STRINGS,
+        "paths": STRINGS,
+        "methods": STRINGS,
+        "headers": (dict, None),
+        "protocols": STRINGS,
+        "strip_path": (bool, None),
+        "preserve_host": (bool, None),
+        "regex_priority": (int, None),
+        "path_handling": (str, None),
+        "https_redirect_status_code": (int, None),
+        "tags": STRINGS,
+    },
+    "upstream": {
+        "name": (str, None),
+        "algorithm": (str, None),
+        "slots": (int, None),
+        "host_header": (str, None),
+        "tags": STRINGS,
+        "targets": (list, dict),
+    },
+    "target": {"target": (str, None), "weight": (int, None), "tags": STRINGS},
+}
+REQUIRED = {"upstream": ("name",), "target": ("target",)}
+CHILDREN = {
+    "top": {"_info": "_info", "services": "service", "upstreams": "upstream"},
+    "service": {"routes": "route"},
+    "upstream": {"targets": "target"},
+}
 
 
-@cache
-def _validator() -> Draft4Validator:
-    return Draft4Validator(json.loads(SCHEMA.read_text()))
-
-
-def deck_problems(document: dict[str, Any]) -> list[str]:
-    return [f"{list(e.path)}: {e.message}" for e in _validator().iter_errors(document)]
+def deck_problems(document: dict[str, Any], entity: str = "top", at: str = "") -> list[str]:
+    problems = []
+    fields = ENTITIES[entity]
+    for name in REQUIRED.get(entity, ()):
+        if name not in document:
+            problems.append(f"{at or entity}: {name!r} is a required property")
+    for key, value in document.items():
+        where = f"{at}.{key}" if at else key
+        if key not in fields:
+            problems.append(f"{where}: not a field of a decK {entity}")
+            continue
+        kind, item = fields[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            problems.append(f"{where}: not a {kind.__name__}")
+            continue
+        child = CHILDREN.get(entity, {}).get(key)
+        if isinstance(value, dict) and child:
+            problems += deck_problems(value, child, where)
+        elif isinstance(value, list):
+            for i, element in enumerate(value):
+                if item is not None and not isinstance(element, item):
+                    problems.append(f"{where}[{i}]: not a {item.__name__}")
+                elif child:
+                    problems += deck_problems(element, child, f"{where}[{i}]")
+    return problems
 
 
 def kong_yaml(resources: list[RenderedResource]) -> dict[str, Any]:
@@ -61,12 +131,17 @@ def spec(**changes: Any) -> Spec:
     return Spec.from_dict(doc)
 
 
-def test_the_schema_file_is_decks_and_rejects_what_deck_rejects() -> None:
+def test_the_rules_reject_what_decks_schema_rejects() -> None:
     assert deck_problems({"_format_version": "3.0", "upstreams": [{"name": "u"}]}) == []
     assert deck_problems({"upstreams": [{"name": "u", "targets": [{"weight": 1}]}]}) == [
-        "['upstreams', 0, 'targets', 0]: 'target' is a required property"
+        "upstreams[0].targets[0]: 'target' is a required property"
     ]
-    assert deck_problems({"services": [{"name": "s", "strip_path": True}]})  # a Route field
+    assert deck_problems({"services": [{"name": "s", "strip_path": True}]}) == [
+        "services[0].strip_path: not a field of a decK service"  # a Route field
+    ]
+    assert deck_problems({"upstreams": [{"name": "u", "slots": "10"}]}) == [
+        "upstreams[0].slots: not a int"
+    ]
 
 
 @pytest.mark.parametrize("path", KONG_SPECS, ids=lambda p: p.name)
@@ -110,16 +185,16 @@ def test_the_split_as_decks_file() -> None:
         "_info": {"select_tags": tags},
         "services": [
             {
-                "name": "fraud",
+                "name": "ml.fraud",
                 "host": "fraud.ml.mlserve",
                 "port": 80,
                 "protocol": "http",
                 "tags": tags,
                 "routes": [
                     {
-                        "name": "fraud",
+                        "name": "ml.fraud",
                         "hosts": ["models.example.com"],
-                        "paths": ["/fraud"],
+                        "paths": ["~/fraud(/|$)"],
                         "protocols": ["http", "https"],
                         "strip_path": True,
                         "tags": tags,
@@ -132,8 +207,8 @@ def test_the_split_as_decks_file() -> None:
                 "name": "fraud.ml.mlserve",
                 "tags": tags,
                 "targets": [
-                    {"target": "fraud-v1.ml.svc.cluster.local:80", "tags": tags, "weight": 90},
-                    {"target": "fraud-v2.internal.example.com:8080", "tags": tags, "weight": 10},
+                    {"target": "fraud-v1.ml.svc.cluster.local:80", "tags": tags, "weight": 100},
+                    {"target": "fraud-v2.internal.example.com:8080", "tags": tags, "weight": 11},
                 ],
             }
         ],
@@ -149,8 +224,8 @@ def test_header_pins_become_a_header_map_on_each_versions_route() -> None:
         if "headers" in r
     }
     assert {name: r["headers"] for name, r in routes.items()} == {
-        "fraud-v1": {"X-Model-Version": ["v1"]},
-        "fraud-v2": {"X-Model-Version": ["v2"]},
+        "ml.fraud.v1": {"X-Model-Version": ["v1"]},
+        "ml.fraud.v2": {"X-Model-Version": ["v2"]},
     }
 
 
