@@ -17,6 +17,7 @@ import re
 import secrets
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -28,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+import yaml
 from pulumi import automation as auto
 from semver import VersionInfo
 
@@ -64,7 +66,7 @@ T = TypeVar("T")
 
 
 def mlserve_home() -> Path:
-    return Path(os.environ.get("MLSERVE_HOME") or "~/.mlserve").expanduser().absolute()
+    return Path(os.path.abspath(Path(os.environ.get("MLSERVE_HOME") or "~/.mlserve").expanduser()))
 
 
 def pinned_cli_version() -> str:
@@ -91,20 +93,76 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+class SettingError(EngineUnavailableError):
+    """A file, directory or passphrase mlserve needs is unusable: what is wrong and the fix."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem, self.fix = problem, fix
+
+
+HOME_FIX = "make it writable, or set MLSERVE_HOME to a directory you can write"
+
+
+def ensure_dir(path: Path, what: str, fix: str = HOME_FIX) -> None:
+    """Create a directory mlserve keeps things in; a clear error naming it when that fails."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SettingError(f"{what} {path} exists and is not a directory", fix) from None
+    except OSError as e:
+        raise SettingError(f"cannot create {what} {path} ({e.strerror})", fix) from None
+
+
+# The backend URLs the Pulumi CLI accepts. It opens a DIY backend for the schemes of the blob
+# drivers it links, file, s3, azblob and gs, and postgres (pkg/backend/diy/backend.go,
+# IsDIYBackendURL and its imports); every other URL goes to the Pulumi Cloud backend
+# (pkg/cmd/pulumi/backend: httpstate), which speaks HTTP(S).
+DIY_SCHEMES = ("file", "s3", "azblob", "gs", "postgres")
+CLOUD_SCHEMES = ("https", "http")
+BACKEND_FORMS = (
+    "file://DIR, s3://BUCKET, azblob://CONTAINER, gs://BUCKET, postgres://HOST/DB, "
+    "or https://api.pulumi.com for Pulumi Cloud"
+)
+
+
 def default_backend(home: Path) -> str:
     return (home / "state").as_uri()
 
 
 def resolve_backend(flag: str | None, home: Path) -> tuple[str, bool]:
-    """(backend URL, whether it is the local default): --backend, env, then the default."""
-    url = flag or os.environ.get("MLSERVE_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL")
-    if not url:
+    """(backend URL, whether it is the local default): --backend, env, then the default.
+
+    A file URL is made absolute against the user's directory (the CLI would resolve it against
+    the workspace it runs in) and the default is recognised however it is written.
+    """
+    given = [
+        ("--backend", flag),
+        ("MLSERVE_BACKEND_URL", os.environ.get("MLSERVE_BACKEND_URL")),
+        ("PULUMI_BACKEND_URL", os.environ.get("PULUMI_BACKEND_URL")),
+    ]
+    source, url = next(((s, u) for s, u in given if u), ("", None))
+    if url is None:
         return default_backend(home), True
-    if url.startswith("file://"):
-        # The CLI runs in the workspace directory: make `file://./state` mean the user's ./state.
-        raw = urllib.parse.unquote(url[len("file://") :])
-        return Path(raw).expanduser().absolute().as_uri(), url == default_backend(home)
-    return url, False
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in DIY_SCHEMES + CLOUD_SCHEMES:
+        raise UsageError(
+            f"{source} {url!r} is not a backend URL the Pulumi CLI accepts: use {BACKEND_FORMS}"
+        )
+    location, _, query = rest.partition("?")
+    if not location:
+        raise UsageError(f"{source} {url!r} names no location: use {BACKEND_FORMS}")
+    if scheme != "file":
+        return url, False
+    # pkg/backend/diy/backend.go massageBlobPath: `~` is the home directory, then filepath.Abs.
+    path = Path(os.path.abspath(Path(urllib.parse.unquote(location)).expanduser()))
+    default = home / "state"
+    if not query and (path == default or path.resolve() == default.resolve()):
+        return default_backend(home), True
+    return path.as_uri() + (f"?{query}" if query else ""), False
 
 
 def is_cloud_backend(url: str) -> bool:
@@ -115,6 +173,21 @@ def file_backend_dir(url: str) -> Path | None:
     if not url.startswith("file://"):
         return None
     return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+
+
+def stored_stacks(backend_dir: Path) -> list[str]:
+    """The stacks a file backend holds, as PROJECT/STACK (or STACK in the legacy layout).
+
+    The DIY backend keeps each stack in .pulumi/stacks/<project>/<stack>.json, gzipped as
+    .json.gz (pkg/backend/diy/store.go, projectReferenceStore.StackBasePath).
+    """
+    root = backend_dir / ".pulumi" / "stacks"
+    try:
+        files = [p for p in root.rglob("*.json*") if p.is_file()]
+    except OSError:
+        return []
+    names = (str(p.relative_to(root)) for p in files if p.name.endswith((".json", ".json.gz")))
+    return sorted(n.removesuffix(".gz").removesuffix(".json") for n in names)
 
 
 def workspace_dir(home: Path, project: str, backend: str, is_default: bool) -> Path:
@@ -131,44 +204,103 @@ class Passphrase:
     created: Path | None = None  # set when this call created the passphrase file
 
 
+PASSPHRASE_VARS = "PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE)"
+
+
 def passphrase_path(home: Path) -> Path:
     return home / "passphrase"
 
 
-def resolve_passphrase(home: Path, backend: str, is_default: bool) -> Passphrase:
-    """Passphrase from the environment; for the local default backend, a generated 0600 file."""
+def resolve_passphrase(
+    home: Path, backend: str, is_default: bool, create: bool = True
+) -> Passphrase:
+    """Passphrase from the environment; for the local default backend, a generated 0600 file.
+
+    The file is generated only while the backend holds no stack (a new one would not open
+    them); with create=False nothing is written and a missing file gives secret None.
+    """
     if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
         # Inherited by the CLI from os.environ; never copied into env_vars (it shows in reprs).
         return Passphrase({}, "passphrase", os.environ["PULUMI_CONFIG_PASSPHRASE"])
     given = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if given:
         path = Path(given).expanduser().absolute()
-        try:
-            secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as e:
-            raise EngineUnavailableError(
-                f"PULUMI_CONFIG_PASSPHRASE_FILE={given}: cannot read it ({e.strerror})"
-            ) from None
+        secret = _read_passphrase(
+            path,
+            f"PULUMI_CONFIG_PASSPHRASE_FILE={given}",
+            "point PULUMI_CONFIG_PASSPHRASE_FILE at the file holding the passphrase",
+        )
         return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret)
     if is_cloud_backend(backend):
         return Passphrase({}, None, None)
     if not is_default:
-        raise EngineUnavailableError(
-            f"the backend {backend} keeps stack secrets with a passphrase and none is set: "
+        raise SettingError(
+            f"the backend {backend} keeps stack secrets with a passphrase and none is set",
             "export PULUMI_CONFIG_PASSPHRASE_FILE=<file holding the team's passphrase> "
-            "(or PULUMI_CONFIG_PASSPHRASE)"
+            "(or PULUMI_CONFIG_PASSPHRASE)",
         )
     path = passphrase_path(home)
+    env = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
     created = None
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-            created = path
-    secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-    return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret, created)
+    if not os.path.lexists(path):
+        stacks = stored_stacks(home / "state")
+        if stacks:
+            shown = ", ".join(stacks[:3]) + (f" and {len(stacks) - 3} more" if stacks[3:] else "")
+            raise SettingError(
+                f"the passphrase file {path} is missing, but {default_backend(home)} holds "
+                f"stacks encrypted with the passphrase it held ({shown}); mlserve will not make "
+                "a new one, which could not open them",
+                f"restore {path} from a backup, or export {PASSPHRASE_VARS} with that passphrase",
+            )
+        if not create:
+            return Passphrase(env, "passphrase", None)
+        created = _create_passphrase_file(path)
+    secret = _read_passphrase(path, str(path), f"restore it, or export {PASSPHRASE_VARS}")
+    if not secret:
+        raise SettingError(
+            f"the passphrase file {path} is empty", f"restore it, or export {PASSPHRASE_VARS}"
+        )
+    return Passphrase(env, "passphrase", secret, created)
+
+
+def _read_passphrase(path: Path, name: str, fix: str) -> str:
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        problem = f"{name} is a directory, not a file holding the passphrase"
+        raise SettingError(problem, fix) from None
+    except OSError as e:
+        raise SettingError(f"{name}: cannot read it ({e.strerror})", fix) from None
+    try:
+        return data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SettingError(f"{name} is not UTF-8 text", fix) from None
+
+
+def _create_passphrase_file(path: Path) -> Path | None:
+    """A new random passphrase at `path`; None when another run created the file first.
+
+    Written to a private temporary file and linked into place, so a run racing this one finds
+    either no file or the whole passphrase, never an empty file.
+    """
+    fix = f"{HOME_FIX} (or export {PASSPHRASE_VARS})"
+    ensure_dir(path.parent, "MLSERVE_HOME", fix)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".passphrase-")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        os.link(tmp, path)
+    except FileExistsError:
+        return None
+    except OSError as e:
+        problem = f"cannot create the passphrase file {path} ({e.strerror})"
+        raise SettingError(problem, fix) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return path
 
 
 def plugin_dir(name: str, version: str) -> Path:
@@ -238,7 +370,7 @@ def install_cli(home: Path, version: str | None = None) -> auto.PulumiCommand:
 def plugin_workspace(home: Path, command: auto.PulumiCommand) -> auto.LocalWorkspace:
     """A workspace without a project, for plugin commands (`mlserve setup`, `doctor`)."""
     workdir = home / "workspaces"
-    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(workdir, "the workspace directory")
     return auto.LocalWorkspace(
         work_dir=str(workdir),
         env_vars={"PULUMI_SKIP_UPDATE_CHECK": "true"},
@@ -472,8 +604,13 @@ class Engine:
             pp = self.passphrase()
             backend_dir = file_backend_dir(self.backend)
             if backend_dir is not None:
-                backend_dir.mkdir(parents=True, exist_ok=True)
-            self.workdir.mkdir(parents=True, exist_ok=True)
+                ensure_dir(
+                    backend_dir,
+                    f"the backend directory ({self.backend})",
+                    "pass --backend file://DIR with a directory you can write",
+                )
+            ensure_dir(self.workdir, "the workspace directory")
+            self._write_project_file()
             env = {
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
                 "PULUMI_BACKEND_URL": self.backend,
@@ -484,25 +621,59 @@ class Engine:
                 program=_noop_program,
                 env_vars=env,
                 secrets_provider=pp.secrets_provider,
-                project_settings=auto.ProjectSettings(
-                    name=self.target.project,
-                    runtime="python",
-                    main=str(self.workdir),
-                    backend=auto.ProjectBackend(url=self.backend),
-                ),
                 pulumi_command=command,
             )
         return self._ws
+
+    def _write_project_file(self) -> None:
+        """Pulumi.yaml, written only when it changes and then atomically: concurrent runs never
+        read a half-written file, and a read-only workspace that has it still works."""
+        settings = auto.ProjectSettings(
+            name=self.target.project,
+            runtime="python",
+            main=str(self.workdir),
+            backend=auto.ProjectBackend(url=self.backend),
+        )
+        text = yaml.safe_dump(settings.to_dict())
+        path = self.workdir / "Pulumi.yaml"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        tmp = path.with_name(f".Pulumi.yaml.{os.getpid()}")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise SettingError(f"cannot write {path} ({e.strerror})", HOME_FIX) from None
+
+    def _require_writable_backend(self, what: str) -> None:
+        """A file backend that cannot be written fails here, not halfway through the CLI."""
+        backend_dir = file_backend_dir(self.backend)
+        if backend_dir is not None and backend_dir.is_dir() and not os.access(backend_dir, os.W_OK):
+            raise SettingError(
+                f"the backend directory {backend_dir} is not writable, and {what} writes the "
+                "stack's state and lock there",
+                "make it writable, or pass --backend file://DIR with a directory you can write",
+            )
 
     def stack(self, create: bool = False) -> auto.Stack:
         """Select the stack (or create it); one process, then reused by every operation."""
         if self._stack is None:
             ws = self.workspace()
             try:
-                if create:
-                    self._stack = auto.Stack.create_or_select(self.target.stack, ws)
-                else:
+                try:
                     self._stack = auto.Stack.select(self.target.stack, ws)
+                except auto.StackNotFoundError:
+                    if not create:
+                        raise
+                    self._require_writable_backend("creating the stack")
+                    try:
+                        self._stack = auto.Stack.create(self.target.stack, ws)
+                    except auto.StackAlreadyExistsError:
+                        # Another first run created it since our select: use theirs.
+                        self._stack = auto.Stack.select(self.target.stack, ws)
             except Exception as e:
                 raise self.map_error(e, "selecting the stack") from None
         return self._stack
@@ -715,6 +886,8 @@ class Engine:
         deadline = time.monotonic() + self.lock_timeout
         delay, waited = self.poll, False
         self._program_error = None
+        if what != "preview":  # a DIY preview takes no lock and writes no state
+            self._require_writable_backend(f"the {what}")
         with self._interruptible():
             while True:
                 self._errors, self._warnings = [], []

@@ -89,7 +89,8 @@ def test_an_unreadable_passphrase_file_is_reported(
         engine.resolve_passphrase(tmp_path, "s3://x", False)
     assert str(e.value) == (
         f"PULUMI_CONFIG_PASSPHRASE_FILE={tmp_path / 'missing'}: cannot read it "
-        "(No such file or directory)"
+        "(No such file or directory): point PULUMI_CONFIG_PASSPHRASE_FILE at the file holding "
+        "the passphrase"
     )
 
 
