@@ -52,8 +52,36 @@ PLUGIN_PACKAGES: Mapping[str, str] = {
     "kong": "pulumi-kong",
     "azure-native": "pulumi-azure-native",
 }
-# Environment variables whose values are credentials: scrubbed from every message.
-_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY)", re.IGNORECASE)
+# Environment variables holding the credentials of a backend, a gateway or the CLI itself: their
+# values are scrubbed from every message. Beside this list, any variable whose name says it
+# holds a credential is scrubbed too (a Prometheus bearer token or password, a provider's key).
+CREDENTIAL_VARS = (
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PULUMI_ACCESS_TOKEN",  # Pulumi Cloud
+    "AWS_SECRET_ACCESS_KEY",  # s3:// backend
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_KEY",  # azblob:// backend (gocloud.dev/blob/azureblob)
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "ARM_CLIENT_SECRET",  # azure-native provider (azure-apim gateway)
+    "ARM_CLIENT_CERTIFICATE_PASSWORD",
+    "GOOGLE_CREDENTIALS",  # gs:// backend: the service account's JSON key itself
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "KONG_ADMIN_TOKEN",  # kong provider
+    "KONG_ADMIN_PASSWORD",
+    "KONG_API_KEY",
+)
+_CREDENTIAL_NAME = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY|API_KEY|PRIVATE_KEY|CREDENTIALS", re.IGNORECASE
+)
+# Names that match but hold a path to a credential, not the credential.
+_CREDENTIAL_PATH = re.compile(r"_(FILE|PATH|DIR)$|^GOOGLE_APPLICATION_CREDENTIALS$", re.IGNORECASE)
+# Fields of a JSON credential (a Google service-account key) that are secret on their own.
+_JSON_SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token")
+# A secret shorter than this is masked only where it stands as a whole token: a passphrase `te`
+# must not turn every "test" into "[secret]st". Longer ones are masked wherever they appear.
+WHOLE_TOKEN_BELOW = 8
 _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
 )
@@ -315,6 +343,33 @@ def sdk_version(plugin: str) -> str | None:
         return None
 
 
+def secret_forms(value: str) -> set[str]:
+    """What to mask for one secret value: itself, each line of a multi-line one (a PEM key's
+    lines), and the secret fields of a JSON credential."""
+    forms = {value} if value else set()
+    lines = [x.strip() for x in value.splitlines()]
+    forms.update(x for x in lines if len(x) >= 16 and not x.startswith("-----"))
+    if value.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            data = json.loads(value)
+            if isinstance(data, dict):
+                for key in _JSON_SECRET_FIELDS:
+                    if isinstance(data.get(key), str):
+                        forms.update(secret_forms(data[key]))
+    return forms
+
+
+def credentials(environ: Mapping[str, str]) -> set[str]:
+    """The credential values in an environment (CREDENTIAL_VARS and credential-like names)."""
+    found: set[str] = set()
+    for name, value in environ.items():
+        if name in CREDENTIAL_VARS or (
+            _CREDENTIAL_NAME.search(name) and not _CREDENTIAL_PATH.search(name)
+        ):
+            found.update(secret_forms(value))
+    return found
+
+
 # --- the CLI --------------------------------------------------------------------------------
 
 
@@ -546,9 +601,10 @@ class Engine:
         self.home = mlserve_home()
         self.backend, self.default_backend = resolve_backend(target.backend, self.home)
         self.workdir = workspace_dir(self.home, target.project, self.backend, self.default_backend)
-        self._secrets: set[str] = {
-            v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6
-        }
+        self._secrets = credentials(os.environ)
+        password = urllib.parse.urlparse(self.backend).password  # postgres://user:PASS@host/db
+        if password:
+            self._secrets.update(secret_forms(urllib.parse.unquote(password)))
         self._pass: Passphrase | None = None
         self._cmd: auto.PulumiCommand | None = None
         self._ws: auto.LocalWorkspace | None = None
@@ -563,13 +619,15 @@ class Engine:
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= 2:
+            if len(secret) >= WHOLE_TOKEN_BELOW:
                 text = text.replace(secret, "[secret]")
+            else:
+                text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "[secret]", text)
         return text
 
     def _remember_secret(self, value: Any) -> None:
-        if isinstance(value, str) and value:
-            self._secrets.add(value)
+        if isinstance(value, str):
+            self._secrets.update(secret_forms(value))
         elif isinstance(value, Mapping):
             for v in value.values():
                 self._remember_secret(v)
@@ -585,7 +643,7 @@ class Engine:
         if self._pass is None:
             self._pass = resolve_passphrase(self.home, self.backend, self.default_backend)
             if self._pass.secret:
-                self._secrets.add(self._pass.secret)
+                self._secrets.update(secret_forms(self._pass.secret))
             if self._pass.created:
                 self.sink.note(
                     f"created a passphrase for stack secrets in {self._pass.created} (mode 0600); "
@@ -681,7 +739,7 @@ class Engine:
     def describe(self) -> str:
         return (
             f"stack '{self.target.stack}' of project '{self.target.project}' "
-            f"(backend {self.backend})"
+            f"(backend {self.scrub(self.backend)})"
         )
 
     # -- plugins
