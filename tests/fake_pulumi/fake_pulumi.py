@@ -18,6 +18,7 @@ Environment:
       "drift": N             refresh finds N resources changed
       "sleep": seconds       up sleeps after starting; the first SIGINT cancels it gracefully, a
                              second terminates it, like the real CLI; "sigints" counts them
+      "cancel_delay": seconds how long a cancelled update takes to finish its steps in flight
       "lose_init_race": true the next `stack init` finds that another run created the stack
                              first ("already exists"), as when first runs race
       "leak": true           failure texts include the passphrase (to test scrubbing)
@@ -797,6 +798,8 @@ def operation(ws: Workspace, op: str, flags: dict[str, Any], r: Result) -> None:
                     "^C received; cancelling. If you would like to terminate immediately, "
                     "press ^C again."
                 )
+                # The steps in flight finish before the cancelled update ends.
+                time.sleep(float(ctl.get("cancel_delay", 0)))
                 finish("failed", "error: update canceled")
         if kind != "same":
             changes[kind] = changes.get(kind, 0) + 1
