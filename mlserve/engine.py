@@ -953,7 +953,9 @@ class Engine:
                     result = run(on_event)
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
-                    if self.interrupted or remaining <= 0:
+                    if self.interrupted:
+                        raise self._interrupted_waiting(what) from None
+                    if remaining <= 0:
                         raise self.map_error(e, what) from None
                     if not waited:
                         self.sink.note(
@@ -961,14 +963,24 @@ class Engine:
                             f"{format_duration(self.lock_timeout)}"
                         )
                         waited = True
-                    time.sleep(min(delay, remaining))
+                    self._pause(min(delay, remaining))
+                    if self.interrupted:
+                        raise self._interrupted_waiting(what) from None
                     delay = min(delay * 2, 15.0)
                     continue
+                except KeyboardInterrupt:  # a second interrupt: the CLI was stopped at once
+                    raise self._interrupted(what, terminated=True) from None
                 except Exception as e:
                     raise self.map_error(e, what) from None
                 if self.interrupted:
                     raise self._interrupted(what, finished=True)
                 return result
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake within a tenth of a second of an interrupt."""
+        end = time.monotonic() + seconds
+        while not self.interrupted and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _convert(self, raw: auto.EngineEvent) -> Event | None:
         if raw.resource_pre_event or raw.res_outputs_event or raw.res_op_failed_event:
@@ -1014,43 +1026,67 @@ class Engine:
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
-        """Ctrl-C only sets a flag: the CLI, in our process group, gets it and cancels cleanly."""
+        """Ctrl-C, SIGTERM and SIGHUP reach the running CLI as its own Ctrl-C would.
+
+        The Pulumi CLI cancels cleanly on its first SIGINT and stops at once on its second; it
+        does not catch SIGTERM (pkg/cmd/pulumi/operations, cancellationScopeSource.NewScope).
+        A Ctrl-C typed in a terminal signals the whole foreground process group, the CLI
+        included; a `kill`, a CI runner's cancel, SIGTERM and SIGHUP reach mlserve alone, so
+        mlserve passes those on as SIGINT. Here the signal only sets a flag; a second one stops
+        waiting at once (KeyboardInterrupt).
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
-        def on_sigint(signum: int, frame: FrameType | None) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if signum != signal.SIGINT or not _terminal_signalled_group():
+                for pid in _child_pids():
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGINT)
             if self.interrupted:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop at once, as the CLI does
+                raise KeyboardInterrupt
             self.interrupted = True
             self.sink.note(
                 "interrupted: letting Pulumi cancel the operation cleanly "
                 "(Ctrl-C again to stop at once)"
             )
 
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            # A CI runner's cancel: the CLI is not in a terminal's group, so pass Ctrl-C on.
-            for pid in _child_pids():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGINT)
-            on_sigint(signum, frame)
-
-        old_int = signal.signal(signal.SIGINT, on_sigint)
-        old_term = signal.signal(signal.SIGTERM, on_sigterm)
+        caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, on_signal) for s in caught}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     # -- errors
 
-    def _interrupted(self, what: str, finished: bool = False) -> Interrupted:
+    def _interrupted(
+        self, what: str, finished: bool = False, terminated: bool = False
+    ) -> Interrupted:
+        """What an interrupt left behind, by what was running and how it ended."""
         if finished:
             return Interrupted(f"interrupted; the {what} had already finished")
+        if what == "preview":
+            return Interrupted("interrupted: the preview was cancelled; nothing was changed")
+        refresh = f"mlserve status --refresh --stack {self.target.stack}"
+        if terminated:
+            return Interrupted(
+                f"interrupted twice: Pulumi was stopped in the middle of the {what}, so "
+                f"{self.describe()} may still be locked and hold pending operations. Run "
+                f"`{refresh}`: if the stack is locked, it says how to remove the lock"
+            )
         return Interrupted(
-            f"interrupted: the {what} was cancelled. If the next command finds the stack "
-            "locked, or warns about pending operations, it says how to recover"
+            f"interrupted: Pulumi cancelled the {what} cleanly: the steps already running "
+            "finished and the stack's lock was released. Run "
+            f"`{refresh}` to see what it changed before running it again"
+        )
+
+    def _interrupted_waiting(self, what: str) -> Interrupted:
+        return Interrupted(
+            f"interrupted while waiting for the lock on {self.describe()}: the {what} had not "
+            "started; nothing was changed"
         )
 
     def busy_message(self, detail: str = "") -> str:
@@ -1192,6 +1228,21 @@ def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
 
 def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+def _terminal_signalled_group() -> bool:
+    """Whether mlserve runs in the foreground of a terminal: a Ctrl-C there signals its whole
+    process group, so the CLI has its SIGINT already and a second one would stop it at once."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no terminal: a CI runner, a service, `nohup`
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _child_pids() -> list[int]:
