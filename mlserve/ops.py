@@ -574,8 +574,10 @@ class HistoryRow:
 
 
 def _row(entry: HistoryEntry) -> HistoryRow:
+    """One history row. Only an update sets traffic: a refresh or destroy entry records
+    whatever config was on disk then (a failed deploy's weight, say), not what was live."""
     state = None
-    raw = entry.config.get(TRAFFIC_KEY)
+    raw = entry.config.get(TRAFFIC_KEY) if entry.kind == "update" else None
     if raw:
         try:
             state = TrafficState.from_dict(json.loads(raw))
