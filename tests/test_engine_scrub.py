@@ -17,22 +17,29 @@ from tests.test_engine_settings import SPEC
 fake = fixture.fake
 
 
-def test_a_short_passphrase_is_masked_only_where_it_stands_alone(
-    fake: Fake, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("name", "value", "text", "shown"),
+    [
+        (
+            "PULUMI_CONFIG_PASSPHRASE",
+            "te",
+            "run pytest in /tmp/test-te/state: passphrase te",
+            "run pytest in /tmp/test-[secret]/state: passphrase [secret]",
+        ),
+        (
+            "KONG_ADMIN_TOKEN",
+            "kpat-0123456789",
+            "Authorization: Bearerkpat-0123456789x",
+            "Authorization: Bearer[secret]x",
+        ),
+    ],
+    ids=["short-as-whole-tokens", "long-anywhere"],
+)
+def test_a_short_secret_is_masked_where_it_stands_alone_a_long_one_anywhere(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch, name: str, value: str, text: str, shown: str
 ) -> None:
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "te")
-    eng = Engine(Target("fraud", "dev"))
-    assert eng.scrub("run pytest in /tmp/test-te/state: passphrase te") == (
-        "run pytest in /tmp/test-[secret]/state: passphrase [secret]"
-    )
-
-
-def test_a_long_secret_is_masked_wherever_it_appears(
-    fake: Fake, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KONG_ADMIN_TOKEN", "kpat-0123456789")
-    eng = Engine(Target("fraud", "dev"))
-    assert eng.scrub("Authorization: Bearerkpat-0123456789x") == "Authorization: Bearer[secret]x"
+    monkeypatch.setenv(name, value)
+    assert Engine(Target("fraud", "dev")).scrub(text) == shown
 
 
 @pytest.mark.parametrize("name", engine.CREDENTIAL_VARS)
