@@ -22,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -1033,13 +1034,17 @@ class Engine:
         A Ctrl-C typed in a terminal signals the whole foreground process group, the CLI
         included; a `kill`, a CI runner's cancel, SIGTERM and SIGHUP reach mlserve alone, so
         mlserve passes those on as SIGINT. Here the signal only sets a flag; a second one stops
-        waiting at once (KeyboardInterrupt).
+        waiting at once (KeyboardInterrupt). Not told apart: a SIGINT sent with `kill` to the
+        whole group of an mlserve without a terminal reaches the CLI twice, which stops it at once.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A CLI stopped by a second interrupt does not close its event stream; the SDK
+            # would warn of that on stderr after mlserve's own message.
+            warnings.filterwarnings("ignore", "Error in event stream", UserWarning)
             if signum != signal.SIGINT or not _terminal_signalled_group():
                 for pid in _child_pids():
                     with contextlib.suppress(OSError):
