@@ -17,10 +17,12 @@ import re
 import secrets
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +30,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+import yaml
 from pulumi import automation as auto
 from semver import VersionInfo
 
@@ -50,8 +53,36 @@ PLUGIN_PACKAGES: Mapping[str, str] = {
     "kong": "pulumi-kong",
     "azure-native": "pulumi-azure-native",
 }
-# Environment variables whose values are credentials: scrubbed from every message.
-_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY)", re.IGNORECASE)
+# Environment variables holding the credentials of a backend, a gateway or the CLI itself: their
+# values are scrubbed from every message. Beside this list, any variable whose name says it
+# holds a credential is scrubbed too (a Prometheus bearer token or password, a provider's key).
+CREDENTIAL_VARS = (
+    "PULUMI_CONFIG_PASSPHRASE",
+    "PULUMI_ACCESS_TOKEN",  # Pulumi Cloud
+    "AWS_SECRET_ACCESS_KEY",  # s3:// backend
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_KEY",  # azblob:// backend (gocloud.dev/blob/azureblob)
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "ARM_CLIENT_SECRET",  # azure-native provider (azure-apim gateway)
+    "ARM_CLIENT_CERTIFICATE_PASSWORD",
+    "GOOGLE_CREDENTIALS",  # gs:// backend: the service account's JSON key itself
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "KONG_ADMIN_TOKEN",  # kong provider
+    "KONG_ADMIN_PASSWORD",
+    "KONG_API_KEY",
+)
+_CREDENTIAL_NAME = re.compile(
+    r"SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY|API_KEY|PRIVATE_KEY|CREDENTIALS", re.IGNORECASE
+)
+# Names that match but hold a path to a credential, not the credential.
+_CREDENTIAL_PATH = re.compile(r"_(FILE|PATH|DIR)$|^GOOGLE_APPLICATION_CREDENTIALS$", re.IGNORECASE)
+# Fields of a JSON credential (a Google service-account key) that are secret on their own.
+_JSON_SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token")
+# A secret shorter than this is masked only where it stands as a whole token: a passphrase `te`
+# must not turn every "test" into "[secret]st". Longer ones are masked wherever they appear.
+WHOLE_TOKEN_BELOW = 8
 _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
 )
@@ -64,7 +95,7 @@ T = TypeVar("T")
 
 
 def mlserve_home() -> Path:
-    return Path(os.environ.get("MLSERVE_HOME") or "~/.mlserve").expanduser().absolute()
+    return Path(os.path.abspath(Path(os.environ.get("MLSERVE_HOME") or "~/.mlserve").expanduser()))
 
 
 def pinned_cli_version() -> str:
@@ -91,20 +122,76 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+class SettingError(EngineUnavailableError):
+    """A file, directory or passphrase mlserve needs is unusable: what is wrong and the fix."""
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem}: {fix}")
+        self.problem, self.fix = problem, fix
+
+
+HOME_FIX = "make it writable, or set MLSERVE_HOME to a directory you can write"
+
+
+def ensure_dir(path: Path, what: str, fix: str = HOME_FIX) -> None:
+    """Create a directory mlserve keeps things in; a clear error naming it when that fails."""
+    if path.is_dir():
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise SettingError(f"{what} {path} exists and is not a directory", fix) from None
+    except OSError as e:
+        raise SettingError(f"cannot create {what} {path} ({e.strerror})", fix) from None
+
+
+# The backend URLs the Pulumi CLI accepts. It opens a DIY backend for the schemes of the blob
+# drivers it links, file, s3, azblob and gs, and postgres (pkg/backend/diy/backend.go,
+# IsDIYBackendURL and its imports); every other URL goes to the Pulumi Cloud backend
+# (pkg/cmd/pulumi/backend: httpstate), which speaks HTTP(S).
+DIY_SCHEMES = ("file", "s3", "azblob", "gs", "postgres")
+CLOUD_SCHEMES = ("https", "http")
+BACKEND_FORMS = (
+    "file://DIR, s3://BUCKET, azblob://CONTAINER, gs://BUCKET, postgres://HOST/DB, "
+    "or https://api.pulumi.com for Pulumi Cloud"
+)
+
+
 def default_backend(home: Path) -> str:
     return (home / "state").as_uri()
 
 
 def resolve_backend(flag: str | None, home: Path) -> tuple[str, bool]:
-    """(backend URL, whether it is the local default): --backend, env, then the default."""
-    url = flag or os.environ.get("MLSERVE_BACKEND_URL") or os.environ.get("PULUMI_BACKEND_URL")
-    if not url:
+    """(backend URL, whether it is the local default): --backend, env, then the default.
+
+    A file URL is made absolute against the user's directory (the CLI would resolve it against
+    the workspace it runs in) and the default is recognised however it is written.
+    """
+    given = [
+        ("--backend", flag),
+        ("MLSERVE_BACKEND_URL", os.environ.get("MLSERVE_BACKEND_URL")),
+        ("PULUMI_BACKEND_URL", os.environ.get("PULUMI_BACKEND_URL")),
+    ]
+    source, url = next(((s, u) for s, u in given if u), ("", None))
+    if url is None:
         return default_backend(home), True
-    if url.startswith("file://"):
-        # The CLI runs in the workspace directory: make `file://./state` mean the user's ./state.
-        raw = urllib.parse.unquote(url[len("file://") :])
-        return Path(raw).expanduser().absolute().as_uri(), url == default_backend(home)
-    return url, False
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in DIY_SCHEMES + CLOUD_SCHEMES:
+        raise UsageError(
+            f"{source} {url!r} is not a backend URL the Pulumi CLI accepts: use {BACKEND_FORMS}"
+        )
+    location, _, query = rest.partition("?")
+    if not location:
+        raise UsageError(f"{source} {url!r} names no location: use {BACKEND_FORMS}")
+    if scheme != "file":
+        return url, False
+    # pkg/backend/diy/backend.go massageBlobPath: `~` is the home directory, then filepath.Abs.
+    path = Path(os.path.abspath(Path(urllib.parse.unquote(location)).expanduser()))
+    default = home / "state"
+    if not query and (path == default or path.resolve() == default.resolve()):
+        return default_backend(home), True
+    return path.as_uri() + (f"?{query}" if query else ""), False
 
 
 def is_cloud_backend(url: str) -> bool:
@@ -115,6 +202,21 @@ def file_backend_dir(url: str) -> Path | None:
     if not url.startswith("file://"):
         return None
     return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path))
+
+
+def stored_stacks(backend_dir: Path) -> list[str]:
+    """The stacks a file backend holds, as PROJECT/STACK (or STACK in the legacy layout).
+
+    The DIY backend keeps each stack in .pulumi/stacks/<project>/<stack>.json, gzipped as
+    .json.gz (pkg/backend/diy/store.go, projectReferenceStore.StackBasePath).
+    """
+    root = backend_dir / ".pulumi" / "stacks"
+    try:
+        files = [p for p in root.rglob("*.json*") if p.is_file()]
+    except OSError:
+        return []
+    names = (str(p.relative_to(root)) for p in files if p.name.endswith((".json", ".json.gz")))
+    return sorted(n.removesuffix(".gz").removesuffix(".json") for n in names)
 
 
 def workspace_dir(home: Path, project: str, backend: str, is_default: bool) -> Path:
@@ -131,44 +233,103 @@ class Passphrase:
     created: Path | None = None  # set when this call created the passphrase file
 
 
+PASSPHRASE_VARS = "PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE)"
+
+
 def passphrase_path(home: Path) -> Path:
     return home / "passphrase"
 
 
-def resolve_passphrase(home: Path, backend: str, is_default: bool) -> Passphrase:
-    """Passphrase from the environment; for the local default backend, a generated 0600 file."""
+def resolve_passphrase(
+    home: Path, backend: str, is_default: bool, create: bool = True
+) -> Passphrase:
+    """Passphrase from the environment; for the local default backend, a generated 0600 file.
+
+    The file is generated only while the backend holds no stack (a new one would not open
+    them); with create=False nothing is written and a missing file gives secret None.
+    """
     if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
         # Inherited by the CLI from os.environ; never copied into env_vars (it shows in reprs).
         return Passphrase({}, "passphrase", os.environ["PULUMI_CONFIG_PASSPHRASE"])
     given = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
     if given:
         path = Path(given).expanduser().absolute()
-        try:
-            secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as e:
-            raise EngineUnavailableError(
-                f"PULUMI_CONFIG_PASSPHRASE_FILE={given}: cannot read it ({e.strerror})"
-            ) from None
+        secret = _read_passphrase(
+            path,
+            f"PULUMI_CONFIG_PASSPHRASE_FILE={given}",
+            "point PULUMI_CONFIG_PASSPHRASE_FILE at the file holding the passphrase",
+        )
         return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret)
     if is_cloud_backend(backend):
         return Passphrase({}, None, None)
     if not is_default:
-        raise EngineUnavailableError(
-            f"the backend {backend} keeps stack secrets with a passphrase and none is set: "
+        raise SettingError(
+            f"the backend {backend} keeps stack secrets with a passphrase and none is set",
             "export PULUMI_CONFIG_PASSPHRASE_FILE=<file holding the team's passphrase> "
-            "(or PULUMI_CONFIG_PASSPHRASE)"
+            "(or PULUMI_CONFIG_PASSPHRASE)",
         )
     path = passphrase_path(home)
+    env = {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
     created = None
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(secrets.token_urlsafe(32) + "\n")
-            created = path
-    secret = path.read_text(encoding="utf-8").rstrip("\r\n")
-    return Passphrase({"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}, "passphrase", secret, created)
+    if not os.path.lexists(path):
+        stacks = stored_stacks(home / "state")
+        if stacks:
+            shown = ", ".join(stacks[:3]) + (f" and {len(stacks) - 3} more" if stacks[3:] else "")
+            raise SettingError(
+                f"the passphrase file {path} is missing, but {default_backend(home)} holds "
+                f"stacks encrypted with the passphrase it held ({shown}); mlserve will not make "
+                "a new one, which could not open them",
+                f"restore {path} from a backup, or export {PASSPHRASE_VARS} with that passphrase",
+            )
+        if not create:
+            return Passphrase(env, "passphrase", None)
+        created = _create_passphrase_file(path)
+    secret = _read_passphrase(path, str(path), f"restore it, or export {PASSPHRASE_VARS}")
+    if not secret:
+        raise SettingError(
+            f"the passphrase file {path} is empty", f"restore it, or export {PASSPHRASE_VARS}"
+        )
+    return Passphrase(env, "passphrase", secret, created)
+
+
+def _read_passphrase(path: Path, name: str, fix: str) -> str:
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        problem = f"{name} is a directory, not a file holding the passphrase"
+        raise SettingError(problem, fix) from None
+    except OSError as e:
+        raise SettingError(f"{name}: cannot read it ({e.strerror})", fix) from None
+    try:
+        return data.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SettingError(f"{name} is not UTF-8 text", fix) from None
+
+
+def _create_passphrase_file(path: Path) -> Path | None:
+    """A new random passphrase at `path`; None when another run created the file first.
+
+    Written to a private temporary file and linked into place, so a run racing this one finds
+    either no file or the whole passphrase, never an empty file.
+    """
+    fix = f"{HOME_FIX} (or export {PASSPHRASE_VARS})"
+    ensure_dir(path.parent, "MLSERVE_HOME", fix)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".passphrase-")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        os.link(tmp, path)
+    except FileExistsError:
+        return None
+    except OSError as e:
+        problem = f"cannot create the passphrase file {path} ({e.strerror})"
+        raise SettingError(problem, fix) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return path
 
 
 def plugin_dir(name: str, version: str) -> Path:
@@ -181,6 +342,33 @@ def sdk_version(plugin: str) -> str | None:
         return importlib.metadata.version(PLUGIN_PACKAGES[plugin])
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def secret_forms(value: str) -> set[str]:
+    """What to mask for one secret value: itself, each line of a multi-line one (a PEM key's
+    lines), and the secret fields of a JSON credential."""
+    forms = {value} if value else set()
+    lines = [x.strip() for x in value.splitlines()]
+    forms.update(x for x in lines if len(x) >= 16 and not x.startswith("-----"))
+    if value.lstrip().startswith("{"):
+        with contextlib.suppress(ValueError):
+            data = json.loads(value)
+            if isinstance(data, dict):
+                for key in _JSON_SECRET_FIELDS:
+                    if isinstance(data.get(key), str):
+                        forms.update(secret_forms(data[key]))
+    return forms
+
+
+def credentials(environ: Mapping[str, str]) -> set[str]:
+    """The credential values in an environment (CREDENTIAL_VARS and credential-like names)."""
+    found: set[str] = set()
+    for name, value in environ.items():
+        if name in CREDENTIAL_VARS or (
+            _CREDENTIAL_NAME.search(name) and not _CREDENTIAL_PATH.search(name)
+        ):
+            found.update(secret_forms(value))
+    return found
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -238,7 +426,7 @@ def install_cli(home: Path, version: str | None = None) -> auto.PulumiCommand:
 def plugin_workspace(home: Path, command: auto.PulumiCommand) -> auto.LocalWorkspace:
     """A workspace without a project, for plugin commands (`mlserve setup`, `doctor`)."""
     workdir = home / "workspaces"
-    workdir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(workdir, "the workspace directory")
     return auto.LocalWorkspace(
         work_dir=str(workdir),
         env_vars={"PULUMI_SKIP_UPDATE_CHECK": "true"},
@@ -414,9 +602,10 @@ class Engine:
         self.home = mlserve_home()
         self.backend, self.default_backend = resolve_backend(target.backend, self.home)
         self.workdir = workspace_dir(self.home, target.project, self.backend, self.default_backend)
-        self._secrets: set[str] = {
-            v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 6
-        }
+        self._secrets = credentials(os.environ)
+        password = urllib.parse.urlparse(self.backend).password  # postgres://user:PASS@host/db
+        if password:
+            self._secrets.update(secret_forms(urllib.parse.unquote(password)))
         self._pass: Passphrase | None = None
         self._cmd: auto.PulumiCommand | None = None
         self._ws: auto.LocalWorkspace | None = None
@@ -431,13 +620,15 @@ class Engine:
 
     def scrub(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= 2:
+            if len(secret) >= WHOLE_TOKEN_BELOW:
                 text = text.replace(secret, "[secret]")
+            else:
+                text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "[secret]", text)
         return text
 
     def _remember_secret(self, value: Any) -> None:
-        if isinstance(value, str) and value:
-            self._secrets.add(value)
+        if isinstance(value, str):
+            self._secrets.update(secret_forms(value))
         elif isinstance(value, Mapping):
             for v in value.values():
                 self._remember_secret(v)
@@ -453,7 +644,7 @@ class Engine:
         if self._pass is None:
             self._pass = resolve_passphrase(self.home, self.backend, self.default_backend)
             if self._pass.secret:
-                self._secrets.add(self._pass.secret)
+                self._secrets.update(secret_forms(self._pass.secret))
             if self._pass.created:
                 self.sink.note(
                     f"created a passphrase for stack secrets in {self._pass.created} (mode 0600); "
@@ -472,8 +663,13 @@ class Engine:
             pp = self.passphrase()
             backend_dir = file_backend_dir(self.backend)
             if backend_dir is not None:
-                backend_dir.mkdir(parents=True, exist_ok=True)
-            self.workdir.mkdir(parents=True, exist_ok=True)
+                ensure_dir(
+                    backend_dir,
+                    f"the backend directory ({self.backend})",
+                    "pass --backend file://DIR with a directory you can write",
+                )
+            ensure_dir(self.workdir, "the workspace directory")
+            self._write_project_file()
             env = {
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
                 "PULUMI_BACKEND_URL": self.backend,
@@ -484,25 +680,59 @@ class Engine:
                 program=_noop_program,
                 env_vars=env,
                 secrets_provider=pp.secrets_provider,
-                project_settings=auto.ProjectSettings(
-                    name=self.target.project,
-                    runtime="python",
-                    main=str(self.workdir),
-                    backend=auto.ProjectBackend(url=self.backend),
-                ),
                 pulumi_command=command,
             )
         return self._ws
+
+    def _write_project_file(self) -> None:
+        """Pulumi.yaml, written only when it changes and then atomically: concurrent runs never
+        read a half-written file, and a read-only workspace that has it still works."""
+        settings = auto.ProjectSettings(
+            name=self.target.project,
+            runtime="python",
+            main=str(self.workdir),
+            backend=auto.ProjectBackend(url=self.backend),
+        )
+        text = yaml.safe_dump(settings.to_dict())
+        path = self.workdir / "Pulumi.yaml"
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            if path.read_text(encoding="utf-8") == text:
+                return
+        tmp = path.with_name(f".Pulumi.yaml.{os.getpid()}")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise SettingError(f"cannot write {path} ({e.strerror})", HOME_FIX) from None
+
+    def _require_writable_backend(self, what: str) -> None:
+        """A file backend that cannot be written fails here, not halfway through the CLI."""
+        backend_dir = file_backend_dir(self.backend)
+        if backend_dir is not None and backend_dir.is_dir() and not os.access(backend_dir, os.W_OK):
+            raise SettingError(
+                f"the backend directory {backend_dir} is not writable, and {what} writes the "
+                "stack's state and lock there",
+                "make it writable, or pass --backend file://DIR with a directory you can write",
+            )
 
     def stack(self, create: bool = False) -> auto.Stack:
         """Select the stack (or create it); one process, then reused by every operation."""
         if self._stack is None:
             ws = self.workspace()
             try:
-                if create:
-                    self._stack = auto.Stack.create_or_select(self.target.stack, ws)
-                else:
+                try:
                     self._stack = auto.Stack.select(self.target.stack, ws)
+                except auto.StackNotFoundError:
+                    if not create:
+                        raise
+                    self._require_writable_backend("creating the stack")
+                    try:
+                        self._stack = auto.Stack.create(self.target.stack, ws)
+                    except auto.StackAlreadyExistsError:
+                        # Another first run created it since our select: use theirs.
+                        self._stack = auto.Stack.select(self.target.stack, ws)
             except Exception as e:
                 raise self.map_error(e, "selecting the stack") from None
         return self._stack
@@ -510,7 +740,7 @@ class Engine:
     def describe(self) -> str:
         return (
             f"stack '{self.target.stack}' of project '{self.target.project}' "
-            f"(backend {self.backend})"
+            f"(backend {self.scrub(self.backend)})"
         )
 
     # -- plugins
@@ -715,6 +945,8 @@ class Engine:
         deadline = time.monotonic() + self.lock_timeout
         delay, waited = self.poll, False
         self._program_error = None
+        if what != "preview":  # a DIY preview takes no lock and writes no state
+            self._require_writable_backend(f"the {what}")
         with self._interruptible():
             while True:
                 self._errors, self._warnings = [], []
@@ -722,7 +954,9 @@ class Engine:
                     result = run(on_event)
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
-                    if self.interrupted or remaining <= 0:
+                    if self.interrupted:
+                        raise self._interrupted_waiting(what) from None
+                    if remaining <= 0:
                         raise self.map_error(e, what) from None
                     if not waited:
                         self.sink.note(
@@ -730,14 +964,24 @@ class Engine:
                             f"{format_duration(self.lock_timeout)}"
                         )
                         waited = True
-                    time.sleep(min(delay, remaining))
+                    self._pause(min(delay, remaining))
+                    if self.interrupted:
+                        raise self._interrupted_waiting(what) from None
                     delay = min(delay * 2, 15.0)
                     continue
+                except KeyboardInterrupt:  # a second interrupt: the CLI was stopped at once
+                    raise self._interrupted(what, terminated=True) from None
                 except Exception as e:
                     raise self.map_error(e, what) from None
                 if self.interrupted:
                     raise self._interrupted(what, finished=True)
                 return result
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake within a tenth of a second of an interrupt."""
+        end = time.monotonic() + seconds
+        while not self.interrupted and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def _convert(self, raw: auto.EngineEvent) -> Event | None:
         if raw.resource_pre_event or raw.res_outputs_event or raw.res_op_failed_event:
@@ -783,43 +1027,71 @@ class Engine:
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
-        """Ctrl-C only sets a flag: the CLI, in our process group, gets it and cancels cleanly."""
+        """Ctrl-C, SIGTERM and SIGHUP reach the running CLI as its own Ctrl-C would.
+
+        The Pulumi CLI cancels cleanly on its first SIGINT and stops at once on its second; it
+        does not catch SIGTERM (pkg/cmd/pulumi/operations, cancellationScopeSource.NewScope).
+        A Ctrl-C typed in a terminal signals the whole foreground process group, the CLI
+        included; a `kill`, a CI runner's cancel, SIGTERM and SIGHUP reach mlserve alone, so
+        mlserve passes those on as SIGINT. Here the signal only sets a flag; a second one stops
+        waiting at once (KeyboardInterrupt). Not told apart: a SIGINT sent with `kill` to the
+        whole group of an mlserve without a terminal reaches the CLI twice, which stops it at once.
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
-        def on_sigint(signum: int, frame: FrameType | None) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # A CLI stopped by a second interrupt does not close its event stream; the SDK
+            # would warn of that on stderr after mlserve's own message.
+            warnings.filterwarnings("ignore", "Error in event stream", UserWarning)
+            if signum != signal.SIGINT or not _terminal_signalled_group():
+                for pid in _child_pids():
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGINT)
             if self.interrupted:
-                raise KeyboardInterrupt  # a second Ctrl-C: stop at once, as the CLI does
+                raise KeyboardInterrupt
             self.interrupted = True
             self.sink.note(
                 "interrupted: letting Pulumi cancel the operation cleanly "
                 "(Ctrl-C again to stop at once)"
             )
 
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            # A CI runner's cancel: the CLI is not in a terminal's group, so pass Ctrl-C on.
-            for pid in _child_pids():
-                with contextlib.suppress(OSError):
-                    os.kill(pid, signal.SIGINT)
-            on_sigint(signum, frame)
-
-        old_int = signal.signal(signal.SIGINT, on_sigint)
-        old_term = signal.signal(signal.SIGTERM, on_sigterm)
+        caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        previous = {s: signal.signal(s, on_signal) for s in caught}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, old_int)
-            signal.signal(signal.SIGTERM, old_term)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     # -- errors
 
-    def _interrupted(self, what: str, finished: bool = False) -> Interrupted:
+    def _interrupted(
+        self, what: str, finished: bool = False, terminated: bool = False
+    ) -> Interrupted:
+        """What an interrupt left behind, by what was running and how it ended."""
         if finished:
             return Interrupted(f"interrupted; the {what} had already finished")
+        if what == "preview":
+            return Interrupted("interrupted: the preview was cancelled; nothing was changed")
+        refresh = f"mlserve status --refresh --stack {self.target.stack}"
+        if terminated:
+            return Interrupted(
+                f"interrupted twice: Pulumi was stopped in the middle of the {what}, so "
+                f"{self.describe()} may still be locked and hold pending operations. Run "
+                f"`{refresh}`: if the stack is locked, it says how to remove the lock"
+            )
         return Interrupted(
-            f"interrupted: the {what} was cancelled. If the next command finds the stack "
-            "locked, or warns about pending operations, it says how to recover"
+            f"interrupted: Pulumi cancelled the {what} cleanly: the steps already running "
+            "finished and the stack's lock was released. Run "
+            f"`{refresh}` to see what it changed before running it again"
+        )
+
+    def _interrupted_waiting(self, what: str) -> Interrupted:
+        return Interrupted(
+            f"interrupted while waiting for the lock on {self.describe()}: the {what} had not "
+            "started; nothing was changed"
         )
 
     def busy_message(self, detail: str = "") -> str:
@@ -961,6 +1233,21 @@ def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
 
 def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+def _terminal_signalled_group() -> bool:
+    """Whether mlserve runs in the foreground of a terminal: a Ctrl-C there signals its whole
+    process group, so the CLI has its SIGINT already and a second one would stop it at once."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False  # no terminal: a CI runner, a service, `nohup`
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _child_pids() -> list[int]:

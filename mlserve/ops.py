@@ -41,11 +41,27 @@ def target_for(spec: Spec | None, project: str | None, stack: str, backend: str 
         project = spec.name
     if not project:
         raise UsageError("--project is needed without a spec file (or set MLSERVE_PROJECT)")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", project):
-        raise UsageError(f"--project {project!r}: use letters, digits, '-', '_' and '.'")
+    check_project_name(project)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}", stack):
         raise UsageError(f"--stack {stack!r}: use letters, digits, '-', '_' and '.'")
     return Target(project, stack, backend)
+
+
+def check_project_name(project: str) -> None:
+    """Pulumi's rule for project names, and not `.` or `..`, which name directories.
+
+    Pulumi: sdk/go/common/tokens/project.go (ValidateProjectName) with IsName from
+    sdk/go/common/tokens/names.go: a letter, '_' or '.', then letters, digits, '-', '_' or '.',
+    at most 100 characters. The workspace is MLSERVE_HOME/workspaces/<project>.
+    """
+    rule = (
+        "a project name starts with a letter, '_' or '.', goes on with letters, digits, '-', "
+        "'_' and '.', and has at most 100 characters"
+    )
+    if project in (".", ".."):
+        raise UsageError(f"--project {project!r} names a directory, not a project: {rule}")
+    if len(project) > 100 or not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.-]*", project):
+        raise UsageError(f"--project {project!r}: {rule}")
 
 
 def plugins_for(spec: Spec) -> list[str]:
@@ -560,8 +576,10 @@ class HistoryRow:
 
 
 def _row(entry: HistoryEntry) -> HistoryRow:
+    """One history row. Only an update sets traffic: a refresh or destroy entry records
+    whatever config was on disk then (a failed deploy's weight, say), not what was live."""
     state = None
-    raw = entry.config.get(TRAFFIC_KEY)
+    raw = entry.config.get(TRAFFIC_KEY) if entry.kind == "update" else None
     if raw:
         try:
             state = TrafficState.from_dict(json.loads(raw))
@@ -745,9 +763,13 @@ def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
             )
         )
 
-    url, is_default = engine.resolve_backend(backend, home)
-    checks.append(_backend_check(url))
-    checks.append(_passphrase_check(home, url, is_default))
+    try:
+        url, is_default = engine.resolve_backend(backend, home)
+    except UsageError as e:
+        checks.append(Check("backend", False, str(e), "pass --backend with one of those"))
+    else:
+        checks.append(_backend_check(url))
+        checks.append(_passphrase_check(home, url, is_default))
     if spec is not None:
         checks.extend(_credential_checks(spec))
     return checks
@@ -759,12 +781,17 @@ def _backend_check(url: str) -> Check:
         probe = directory
         while not probe.exists() and probe.parent != probe:
             probe = probe.parent
-        ok = os.access(probe, os.W_OK)
+        if not probe.is_dir():
+            problem = f"{probe} is not a directory"
+        elif not os.access(probe, os.W_OK):
+            problem = "not writable"
+        else:
+            return Check("backend", True, f"{url} (writable)")
         return Check(
             "backend",
-            ok,
-            f"{url} ({'writable' if ok else 'not writable'})",
-            "" if ok else f"make {directory} writable, or pass --backend",
+            False,
+            f"{url} ({problem})",
+            f"make {directory} a directory you can write, or pass --backend",
         )
     if engine.is_cloud_backend(url):
         token = (
@@ -781,29 +808,23 @@ def _backend_check(url: str) -> Check:
 
 
 def _passphrase_check(home: Path, url: str, is_default: bool) -> Check:
-    if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
-        return Check("passphrase", True, "PULUMI_CONFIG_PASSPHRASE is set")
+    """What the engine would use, read the way it reads it, creating nothing."""
+    try:
+        found = engine.resolve_passphrase(home, url, is_default, create=False)
+    except engine.SettingError as e:
+        return Check("passphrase", False, e.problem, e.fix)
     given = os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE")
-    if given:
-        ok = os.access(Path(given).expanduser(), os.R_OK)
-        return Check(
-            "passphrase",
-            ok,
-            f"PULUMI_CONFIG_PASSPHRASE_FILE={given}" + ("" if ok else " cannot be read"),
-            "" if ok else "point PULUMI_CONFIG_PASSPHRASE_FILE at a readable file",
-        )
-    if engine.is_cloud_backend(url):
-        return Check("passphrase", True, "not needed: the Pulumi Cloud backend keeps secrets")
-    if is_default:
-        path = engine.passphrase_path(home)
-        detail = f"{path}" if path.exists() else f"{path} is created on first use"
-        return Check("passphrase", True, detail)
-    return Check(
-        "passphrase",
-        False,
-        f"none set for {url}",
-        "export PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE)",
-    )
+    if "PULUMI_CONFIG_PASSPHRASE" in os.environ:
+        detail = "PULUMI_CONFIG_PASSPHRASE is set"
+    elif given:
+        detail = f"PULUMI_CONFIG_PASSPHRASE_FILE={given}"
+    elif found.secrets_provider is None:
+        detail = "not needed: the Pulumi Cloud backend keeps secrets"
+    elif found.secret is None:
+        detail = f"{engine.passphrase_path(home)} is created on first use"
+    else:
+        detail = str(engine.passphrase_path(home))
+    return Check("passphrase", True, detail)
 
 
 def _credential_checks(spec: Spec) -> list[Check]:

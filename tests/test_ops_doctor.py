@@ -149,7 +149,8 @@ def test_doctor_names_the_fix_for_each_missing_piece(
     )
     assert (checks["passphrase"].ok, checks["passphrase"].fix) == (
         False,
-        "export PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE)",
+        "export PULUMI_CONFIG_PASSPHRASE_FILE=<file holding the team's passphrase> "
+        "(or PULUMI_CONFIG_PASSPHRASE)",
     )
     assert (checks["kubernetes context"].ok, checks["kubernetes context"].fix) == (
         False,

@@ -35,7 +35,7 @@ def ok(*args: str) -> subprocess.CompletedProcess[str]:
 
 def stack_state(fake: Fake, stack: str = "dev") -> dict[str, Any]:
     """The stand-in's record of a stack: resources, outputs and history."""
-    (path,) = (fake.root / "fake-state" / "backends").glob(f"*/fraud-detector/{stack}.json")
+    path = fake.home / "state" / ".pulumi" / "stacks" / "fraud-detector" / f"{stack}.json"
     state: dict[str, Any] = json.loads(path.read_text())
     return state
 

@@ -16,7 +16,11 @@ Environment:
       "program_error": msg   the inline program "raises": python inline source runtime error
       "pending": true        up warns about pending operations from an interrupted update
       "drift": N             refresh finds N resources changed
-      "sleep": seconds       up sleeps after starting (SIGINT cancels it like the real CLI)
+      "sleep": seconds       up sleeps after starting; the first SIGINT cancels it gracefully, a
+                             second terminates it, like the real CLI; "sigints" counts them
+      "cancel_delay": seconds how long a cancelled update takes to finish its steps in flight
+      "lose_init_race": true the next `stack init` finds that another run created the stack
+                             first ("already exists"), as when first runs race
       "leak": true           failure texts include the passphrase (to test scrubbing)
       "broken_version": true `pulumi version` exits 1
       "plugin_install_fails": reason
@@ -37,6 +41,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -161,9 +166,15 @@ class Workspace:
                 "error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI "
                 "sessions"
             )
-        root = Path(os.environ["FAKE_PULUMI_STATE"])
-        key = hashlib.sha256(self.backend.encode()).hexdigest()[:12]
-        self.dir = root / "backends" / key / self.project
+        if self.backend.startswith("file://"):
+            # The DIY backend's layout: <dir>/.pulumi/stacks/<project>/<stack>.json
+            # (pulumi/pulumi pkg/backend/diy/store.go, projectReferenceStore.StackBasePath).
+            root = Path(urllib.parse.unquote(urllib.parse.urlparse(self.backend).path))
+            self.dir = root / ".pulumi" / "stacks" / self.project
+        else:
+            root = Path(os.environ["FAKE_PULUMI_STATE"])
+            key = hashlib.sha256(self.backend.encode()).hexdigest()[:12]
+            self.dir = root / "backends" / key / self.project
 
     def stack_path(self, stack: str) -> Path:
         return self.dir / f"{stack}.json"
@@ -175,8 +186,11 @@ class Workspace:
         return json.loads(path.read_text())
 
     def save(self, stack: str, state: dict[str, Any]) -> None:
+        # Written to a temporary file and renamed, as gocloud's fileblob writes blobs.
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.stack_path(stack).write_text(json.dumps(state, indent=1))
+        tmp = self.dir / f".{stack}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, self.stack_path(stack))
 
     # Stack config lives in the workspace (Pulumi.<stack>.yaml), as with the real CLI.
     def config_file(self, stack: str) -> Path:
@@ -433,9 +447,28 @@ def cmd_stack(ws: Workspace, sub: str, flags: dict[str, Any], args: list[str], r
     stack = flags.get("--stack") or (args[0] if args else "")
     if sub == "select":
         ws.load(stack)
-        (ws.cwd / ".selected").write_text(stack)
+        # The CLI records the selected stack under PULUMI_HOME, not in the project directory
+        # (pulumi/pulumi sdk/go/common/workspace/workspace.go, projectWorkspace.settingsPath).
+        selected = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi") / "workspaces"
+        selected.mkdir(parents=True, exist_ok=True)
+        key = hashlib.sha1(str(ws.cwd / "Pulumi.yaml").encode()).hexdigest()
+        (selected / f"{ws.project}-{key}-workspace.json").write_text(json.dumps({"stack": stack}))
     elif sub == "init":
+        ctl = control()
+        if ctl.pop("lose_init_race", False):
+            save_control(ctl)
+            ws.save(
+                stack,
+                {
+                    "secrets_provider": "service",
+                    "resources": {},
+                    "outputs": {},
+                    "history": [],
+                    "pending": [],
+                },
+            )
         if ws.stack_path(stack).exists():
+            # pkg/backend/diy/backend.go CreateStack: backenderr.StackAlreadyExistsError
             raise Fail(f"error: stack '{stack}' already exists")
         state: dict[str, Any] = {
             "secrets_provider": flags.get("--secrets-provider", "service"),
@@ -706,7 +739,17 @@ def operation(ws: Workspace, op: str, flags: dict[str, Any], r: Result) -> None:
         )
     canceled = threading.Event()
     if op == "up" and ctl.get("sleep"):
-        signal.signal(signal.SIGINT, lambda *_: canceled.set())
+        # pkg/cmd/pulumi/operations (cancellationScopeSource.NewScope): the first SIGINT cancels
+        # gracefully, the second terminates at once. Only os.Interrupt is caught: SIGTERM kills.
+        def on_sigint(*_: Any) -> None:
+            ctl["sigints"] = ctl.get("sigints", 0) + 1
+            save_control(ctl)
+            if canceled.is_set():
+                print("^C received; terminating", flush=True)
+                os._exit(255)
+            canceled.set()
+
+        signal.signal(signal.SIGINT, on_sigint)
     applied = dict(old)
     slept = False
     for i, (kind, u, a, b) in enumerate(steps):
@@ -751,7 +794,12 @@ def operation(ws: Workspace, op: str, flags: dict[str, Any], r: Result) -> None:
             while time.time() < deadline and not canceled.is_set():
                 time.sleep(0.02)
             if canceled.is_set():
-                r.print("^C received; cancelling the current operation...")
+                r.print(
+                    "^C received; cancelling. If you would like to terminate immediately, "
+                    "press ^C again."
+                )
+                # The steps in flight finish before the cancelled update ends.
+                time.sleep(float(ctl.get("cancel_delay", 0)))
                 finish("failed", "error: update canceled")
         if kind != "same":
             changes[kind] = changes.get(kind, 0) + 1
