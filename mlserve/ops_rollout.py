@@ -299,8 +299,7 @@ def run(
     progress = ro.resume(rollout, live.state, record, restart=restart)
     if proceed and (progress is None or progress.status != "paused"):
         raise PreconditionError(
-            f"nothing to continue: no rollout is paused in {eng.describe()} "
-            f"({_what(progress)}); run `mlserve rollout` without --continue"
+            f"nothing to continue: {_what(progress)}; run `mlserve rollout` without --continue"
         )
     stable, canary = _versions(progress, live.state)
     client = None
@@ -430,7 +429,7 @@ def _versions(progress: Progress | None, live: TrafficState) -> tuple[str, str]:
 
 def _what(progress: Progress | None) -> str:
     if progress is None:
-        return "none is in progress"
+        return "no rollout is in progress"
     return f"the rollout of {progress.canary} is {progress.status} at step {progress.step + 1}"
 
 

@@ -485,15 +485,17 @@ class RolloutView:
             return
         rows = measurement_rows(round_)
         if self._widths is None:
-            self._widths = [max(len(h), 12) for h in MEASUREMENT_HEADERS]
-            self._widths[2] = max([len(m.metric) for m in round_] + [6])
+            self._widths = [
+                max(len(h), *(len(r[i]) for r in rows), 10 if i == 3 else 0)
+                for i, h in enumerate(MEASUREMENT_HEADERS)
+            ]
             self._print(self._row(MEASUREMENT_HEADERS))
         for row in rows:
             self._print(self._row(row))
         if progress.failures or progress.inconclusive:
             self._print(
-                f"  failed {progress.failures}, inconclusive {progress.inconclusive} "
-                f"(failureLimit {limit}: one more than that aborts)"
+                f"  failed {progress.failures} of {limit} tolerated, "
+                f"inconclusive {progress.inconclusive} of {limit}"
             )
 
     def _row(self, cells: Sequence[str]) -> str:

@@ -94,7 +94,7 @@ class Measurement:
         return {
             "metric": self.metric,
             "time": _iso(self.time),
-            "step": self.step,
+            "step": self.step + 1,  # 1-based, as people count steps
             "value": value,
             "min": self.min,
             "max": self.max,
@@ -113,7 +113,7 @@ class Measurement:
             min=data.get("min"),
             max=data.get("max"),
             note=str(data.get("note", "")),
-            step=int(data.get("step", 0)),
+            step=int(data["step"]) - 1,
         )
 
 
@@ -304,22 +304,21 @@ def pause_end(rollout: Rollout, progress: Progress) -> datetime | None:
 
 
 def next_measurement(
-    rollout: Rollout, progress: Progress, after: datetime | None
+    rollout: Rollout, progress: Progress, after: datetime | None, now: datetime
 ) -> datetime | None:
-    """The next time to measure in the current pause: every `interval` from the step's start,
-    and once more at its end; None when the pause is over and measured to its end."""
+    """When to measure next in the current pause: at the next multiple of `interval` from the
+    step's start, and at the pause's end; every pause with an analysis is measured at least
+    once, at its end at the latest. None: the pause is over. `after`: the last measurement in
+    this step, if this process made one."""
     end = pause_end(rollout, progress)
-    if end is None:
+    if end is None or (after is not None and after >= end):
         return None
     if rollout.analysis is None:
-        return end if after is None or after < end else None
+        return end
     interval = seconds(rollout.analysis.interval)
-    since = -1.0 if after is None else (after - progress.started).total_seconds()
-    ticks = math.floor(since / interval) + 1 if since >= 0 else 1
-    at = progress.started + timedelta(seconds=ticks * interval)
-    if at < end:
-        return at
-    return end if after is None or after < end else None
+    since = (max(now, after or now) - progress.started).total_seconds()
+    at = progress.started + timedelta(seconds=(math.floor(since / interval) + 1) * interval)
+    return min(at, end)
 
 
 def decide(
@@ -341,7 +340,7 @@ def decide(
     step = rollout.steps[progress.step]
     if step.pause == "manual":
         return _enter(rollout, live, progress.step + 1) if proceed else Wait(progress.step)
-    at = next_measurement(rollout, progress, last_measured)
+    at = next_measurement(rollout, progress, last_measured, now)
     if at is not None:
         return Observe(at)
     return _enter(rollout, live, progress.step + 1)
