@@ -210,10 +210,10 @@ def _round(
     return out, errors
 
 
-def _preflight(client: Client, analysis: Analysis, queries: Mapping[str, str]) -> None:
+def _preflight(analysis: Analysis, values: Mapping[str, str]) -> None:
     """Every query once before anything changes: a query Prometheus rejects, or a Prometheus
     that cannot be reached, stops the rollout here rather than after its first step."""
-    _, errors = _round(client, analysis, queries, 0)
+    _, errors = _round(Client(analysis.address), analysis, _queries(analysis, values), 0)
     for name, e in errors.items():
         index = next(i for i, m in enumerate(analysis.metrics) if m.name == name)
         where = f"rollout.analysis.metrics[{index}].query ({name})"
@@ -283,6 +283,10 @@ def run(
     deployed = None
     if spec is not None:
         rollout = _rollout_of(spec)
+        if rollout.analysis is not None and spec.traffic.canary is not None:
+            _preflight(
+                rollout.analysis, _placeholders(spec, spec.traffic.stable, spec.traffic.canary)
+            )
         before = _check_before_deploy(eng, spec, rollout, restart)
         deployed = ops.deploy(
             spec, target, sink=sink, confirm=confirm, on_plan=on_plan,
@@ -304,12 +308,11 @@ def run(
     stable, canary = _versions(progress, live.state)
     client = None
     queries: dict[str, str] = {}
-    if rollout.analysis is not None and (
-        progress is None or progress.status != "paused" or proceed
-    ):
+    if rollout.analysis is not None:
         client = Client(rollout.analysis.address)
         queries = _queries(rollout.analysis, _placeholders(live.spec, stable, canary))
-        _preflight(client, rollout.analysis, queries)
+        if spec is None and (progress is None or progress.status != "paused" or proceed):
+            _preflight(rollout.analysis, _placeholders(live.spec, stable, canary))
 
     walk = _Run(eng, live, rollout, watcher, progress)
     decision = ro.begin(rollout, live.state) if progress is None else None

@@ -492,7 +492,9 @@ class RolloutView:
             self._print(self._row(MEASUREMENT_HEADERS))
         for row in rows:
             self._print(self._row(row))
-        if progress.failures or progress.inconclusive:
+        if (progress.failures or progress.inconclusive) and max(
+            progress.failures, progress.inconclusive
+        ) <= limit:  # past the limit, the abort says it
             self._print(
                 f"  failed {progress.failures} of {limit} tolerated, "
                 f"inconclusive {progress.inconclusive} of {limit}"

@@ -293,3 +293,59 @@ def test_dry_run_runs_each_query_once_and_changes_nothing(
 
 def unused_port() -> int:
     return prometheus_fixture.free_port()
+
+
+def test_abort_by_hand_sends_the_canary_to_0_at_once(
+    fake: Fake, prom: Prometheus, tmp_path: Path
+) -> None:
+    name = "roll-abort"
+    healthy(prom, name)
+    spec = write_spec(tmp_path, prom, name, [{"weight": 30, "pause": "1s"}, {"pause": "manual"}])
+    assert mlserve("rollout", str(spec), "--yes").returncode == 0
+    status = mlserve("status", "--project", name)
+    assert status.returncode == 0, status.stderr
+    assert "rollout      v2 paused, step 2 of 2, weight 30%" in status.stdout
+    fake.clear_log()
+
+    result = mlserve("rollout", "--abort", "--project", name)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == [
+        "  traffic: v1 100%, v2 0%",
+        "  v1  ##############################  100%",
+        "  v2  ..............................    0%",
+    ]
+    assert "Rollout of v2 aborted at step 2/2: aborted by hand (mlserve rollout --abort)" in (
+        result.stdout
+    )
+    # One routing-only update, no deploy.
+    assert [c for c in fake.commands() if c in ("up", "preview")] == ["up"]
+    assert history(name)[-1] == {
+        "command": "mlserve rollout --abort",
+        "stable": "v1",
+        "canary": "v2",
+        "weight": 0,
+    }
+    again = mlserve("rollout", "--abort", "--project", name)
+    assert again.returncode == 6
+    assert again.stderr == (
+        "error: the rollout of v2 is already aborted: nothing was changed (`mlserve rollback` "
+        "sends traffic back after a completed rollout)\n"
+    )
+
+
+def test_a_query_prometheus_rejects_stops_the_rollout_before_anything_changes(
+    fake: Fake, prom: Prometheus, tmp_path: Path
+) -> None:
+    name = "roll-badquery"
+    spec = write_spec(tmp_path, prom, name, [{"weight": 30, "pause": "1m"}])
+    # Brackets pair up and the placeholders are known: only Prometheus can tell it is not PromQL.
+    spec.write_text(spec.read_text().replace("sum(rate(", "sum(rat e("))
+    assert mlserve("validate", str(spec)).returncode == 0
+    result = mlserve("rollout", str(spec), "--yes")
+    assert result.returncode == 2
+    assert result.stderr.startswith(  # before anything, even a passphrase file, was made
+        "error: rollout.analysis.metrics[0].query (error-rate): Prometheus at "
+        f'{prom.url} rejected the query (HTTP 400): bad_data: invalid parameter "query": '
+    )
+    assert result.stderr.endswith("; nothing was changed\n")
+    assert fake.commands() == []
