@@ -377,29 +377,19 @@ def run(
             "run `mlserve rollout` to resume it"
         ) from None
     final = walk.progress
-    return RolloutReport(
-        project=target.project,
-        stack=target.stack,
-        status=status,
-        stable=stable,
-        canary=canary,
-        steps=walk.steps,
-        step=final.step if final else None,
-        traffic=walk.live.state,
-        failure_limit=rollout.analysis.failure_limit if rollout.analysis else 0,
-        progress=final,
-        updates=walk.updates,
-        measurements=walk.measurements,
-        reason=final.reason if final else "",
-        deploy=deployed,
-    )
+    return _report(
+        target, rollout, stable, canary, status=status, step=final.step if final else None,
+        traffic=walk.live.state, progress=final, updates=walk.updates,
+        measurements=walk.measurements, reason=final.reason if final else "", deploy=deployed,
+    )  # fmt: skip
 
 
 def _rollout_of(spec: Spec) -> Rollout:
     if spec.rollout is None:
+        which = "the deployed spec" if spec.source == "<spec>" else spec.source
         raise UsageError(
-            f"{spec.source}: the spec has no rollout section: add `rollout: {{steps: [...]}}` "
-            "(see `mlserve schema`)"
+            f"{which} has no rollout section: add `rollout: {{steps: [...]}}` (see `mlserve "
+            "schema`) and run `mlserve rollout SPEC`"
         )
     return spec.rollout
 
@@ -420,6 +410,27 @@ def _check_before_deploy(
     ):
         ro.resume(rollout, live.state, record, restart=restart)
     return record
+
+
+def _current(live: ops._Live) -> Progress | None:
+    """The progress the live update recorded, if it still describes the live traffic."""
+    record = recorded(live.config)
+    return record if record is not None and record.matches(live.state) else None
+
+
+def _report(
+    target: Target, rollout: Rollout, stable: str, canary: str, **fields: Any
+) -> RolloutReport:
+    limit = rollout.analysis.failure_limit if rollout.analysis else 0
+    return RolloutReport(
+        project=target.project,
+        stack=target.stack,
+        stable=stable,
+        canary=canary,
+        steps=len(rollout.steps),
+        failure_limit=limit,
+        **fields,
+    )
 
 
 def _versions(progress: Progress | None, live: TrafficState) -> tuple[str, str]:
@@ -478,8 +489,7 @@ def abort(
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     live = ops._read_live(eng)
     rollout = _rollout_of(live.spec)
-    record = recorded(live.config)
-    progress = record if record is not None and record.matches(live.state) else None
+    progress = _current(live)
     if progress is not None and progress.status in ("completed", "aborted"):
         raise PreconditionError(
             f"the rollout of {progress.canary} is already {progress.status}: nothing was "
@@ -496,21 +506,10 @@ def abort(
     )
     walk = _Run(eng, live, rollout, _Unwatched())
     walk.apply("mlserve rollout --abort", new, aborted)
-    return RolloutReport(
-        project=target.project,
-        stack=target.stack,
-        status="aborted",
-        stable=stable,
-        canary=canary,
-        steps=len(rollout.steps),
-        step=aborted.step,
-        traffic=new,
-        failure_limit=rollout.analysis.failure_limit if rollout.analysis else 0,
-        progress=aborted,
-        updates=walk.updates,
-        reason=reason,
-        by_hand=True,
-    )
+    return _report(
+        target, rollout, stable, canary, status="aborted", step=aborted.step, traffic=new,
+        progress=aborted, updates=walk.updates, reason=reason, by_hand=True,
+    )  # fmt: skip
 
 
 def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) -> RolloutReport:
@@ -525,9 +524,7 @@ def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) ->
     else:
         eng = Engine(target, debug=debug)
         live = ops._read_live(eng)
-        record = recorded(live.config)
-        progress = record if record is not None and record.matches(live.state) else None
-        stable, canary = _versions(progress, live.state)
+        stable, canary = _versions(_current(live), live.state)
         source = live.spec
     rollout = _rollout_of(source)
     if rollout.analysis is None:
@@ -535,17 +532,7 @@ def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) ->
     client = Client(rollout.analysis.address)
     queries = _queries(rollout.analysis, _placeholders(source, stable, canary))
     round_, errors = _round(client, rollout.analysis, queries, 0)
-    return RolloutReport(
-        project=target.project,
-        stack=target.stack,
-        status="dry-run",
-        stable=stable,
-        canary=canary,
-        steps=len(rollout.steps),
-        step=None,
-        traffic=None,
-        failure_limit=rollout.analysis.failure_limit,
-        measurements=round_,
-        queries=queries,
-        errors=errors,
-    )
+    return _report(
+        target, rollout, stable, canary, status="dry-run", step=None, traffic=None,
+        measurements=round_, queries=queries, errors=errors,
+    )  # fmt: skip

@@ -518,7 +518,8 @@ class RolloutView:
 
         if self.before_print is not None:
             self.before_print()
-        with Live(console=Console(file=self.stream), transient=True, auto_refresh=False) as live:
+        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        with Live(console=console, transient=True, auto_refresh=False) as live:
             while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
                 text = f"  step {progress.step + 1}: next measurement in {left:.0f}s"
                 if pause_end is not None:

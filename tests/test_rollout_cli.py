@@ -73,6 +73,19 @@ def healthy(prom: Prometheus, name: str) -> None:
     prom.wait_for(f'rate(http_requests_total{{service="{name}", version="v2"}}[5s])')
 
 
+def start_rollout(spec: Path) -> subprocess.Popen[str]:
+    """`mlserve rollout SPEC --yes` as a CI job runs it, its output read line by line."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlserve", "rollout", str(spec), "--yes"],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def history(name: str) -> list[dict[str, Any]]:
     """Oldest first: command, stable, canary and weight of each update."""
     result = mlserve("history", "--project", name, "--json")
@@ -129,14 +142,7 @@ def test_a_canary_whose_error_rate_rises_is_sent_back_to_0_and_exits_7(
     spec = write_spec(
         tmp_path, prom, name, [{"weight": 20, "pause": "1s"}, {"weight": 50, "pause": "5m"}]
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlserve", "rollout", str(spec), "--yes"],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_rollout(spec)
     assert process.stdout is not None
     lines = []
     for line in process.stdout:  # the live output: each step as it is applied
@@ -186,15 +192,7 @@ def test_a_killed_rollout_resumes_at_its_step(fake: Fake, prom: Prometheus, tmp_
     spec = write_spec(
         tmp_path, prom, name, [{"weight": 20, "pause": "1s"}, {"weight": 40, "pause": "6s"}]
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlserve", "rollout", str(spec), "--yes"],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
+    process = start_rollout(spec)
     assert process.stdout is not None
     in_step_2 = False
     for line in process.stdout:  # until the first measurement of step 2, mid-pause
@@ -203,7 +201,7 @@ def test_a_killed_rollout_resumes_at_its_step(fake: Fake, prom: Prometheus, tmp_
             break
     # Killed as a cancelled CI job is: SIGKILL, no chance to clean up.
     os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    process.communicate(timeout=30)
     before = commands(name)
     assert before[-1] == "mlserve rollout: step 2/2, weight 40, pause 6s"
 
