@@ -347,3 +347,31 @@ def test_a_query_prometheus_rejects_stops_the_rollout_before_anything_changes(
     )
     assert result.stderr.endswith("; nothing was changed\n")
     assert fake.commands() == []
+
+
+def test_a_promote_by_hand_during_a_pause_stops_the_rollout_without_a_change(
+    fake: Fake, prom: Prometheus, tmp_path: Path
+) -> None:
+    name = "roll-racing"
+    healthy(prom, name)
+    spec = write_spec(
+        tmp_path, prom, name, [{"weight": 20, "pause": "8s"}, {"weight": 50, "pause": "1s"}]
+    )
+    process = start_rollout(spec)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("Step 1/2"):
+            break
+    by_hand = mlserve("promote", "--weight", "70", "--project", name)
+    assert by_hand.returncode == 0, by_hand.stderr
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == 6, stderr
+    assert stderr.splitlines()[-1] == (
+        "error: the traffic changed outside this rollout (v1 30%, v2 70%, the rollout set v1 80%, "
+        "v2 20%): stopping without changing anything. Run `mlserve rollout` to walk on from the "
+        "live traffic"
+    )
+    assert commands(name)[-2:] == [
+        "mlserve rollout: step 1/2, weight 20, pause 8s",
+        "mlserve promote --weight 70",
+    ]
