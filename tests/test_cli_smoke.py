@@ -12,6 +12,7 @@ def test_help_lists_every_command() -> None:
         "plan",
         "deploy",
         "promote",
+        "rollout",
         "rollback",
         "status",
         "history",
