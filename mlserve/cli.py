@@ -796,6 +796,101 @@ def rollback(
         ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
+# --- rollout -------------------------------------------------------------------------------
+
+
+@app.command(rich_help_panel=STACK_PANEL)
+def rollout(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE", help="A spec: deploy it first, then walk its rollout steps."
+        ),
+    ] = None,
+    proceed: Annotated[
+        bool, typer.Option("--continue", help="Go on after a manual pause.")
+    ] = False,
+    abort: Annotated[
+        bool, typer.Option("--abort", help="Send the canary to 0% now and stop the rollout.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Run every query once and print it; change nothing."),
+    ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option("--restart", help="Start over from the live traffic, also after an abort."),
+    ] = False,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    yes: Yes = False,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Walk the canary through the spec's rollout steps, checking Prometheus in each pause.
+
+    Each step is a routing-only update, as promote makes; a failing canary goes back to 0% and
+    the command exits 7. A killed rollout resumes at its step; a manual pause exits 0 until
+    --continue. Prometheus credentials: MLSERVE_PROMETHEUS_TOKEN, or MLSERVE_PROMETHEUS_USER and
+    MLSERVE_PROMETHEUS_PASSWORD.
+
+    Examples:
+      mlserve rollout specs/istio.yaml --stack prod --yes
+      mlserve rollout --continue --stack prod --project fraud-detector
+    """
+    with _errors(debug):
+        from mlserve import ops, ops_rollout, output
+        from mlserve.errors import AnalysisFailedError, PreconditionError
+
+        if sum((proceed, abort, dry_run, restart)) > 1:
+            raise UsageError("give at most one of --continue, --abort, --dry-run and --restart")
+        deploying = file is not None and not (abort or dry_run)
+        if deploying and not yes and not sys.stdin.isatty():
+            raise UsageError(
+                "rollout SPEC deploys the spec first: it needs --yes without a terminal"
+            )
+        timeout = ops.parse_duration(lock_timeout)
+        spec = _load(file) if file is not None else None
+        target = ops.target_for(spec, project, stack, backend)
+        ui = output.Ui(json_out)
+        dbg = debug or _debug_env()
+        try:
+            if dry_run:
+                report = ops_rollout.dry_run(target, spec, debug=dbg)
+            elif abort:
+                report = ops_rollout.abort(target, sink=ui.sink(), lock_timeout=timeout, debug=dbg)
+            else:
+                view = output.RolloutView(
+                    sys.stdout, plain=ui.plain, quiet=json_out, before_print=ui.close
+                )
+                report = ops_rollout.run(
+                    target,
+                    spec if deploying else None,
+                    proceed=proceed,
+                    restart=restart,
+                    watcher=view,
+                    sink=ui.sink(),
+                    confirm=None if yes else lambda plan: ui.confirm("Deploy these changes?"),
+                    on_plan=lambda plan: ui.show_plan(output.render_plan(plan, ui.plain)),
+                    lock_timeout=timeout,
+                    debug=dbg,
+                )
+        finally:
+            ui.close()
+        ui.show(output.render_rollout(report, ui.plain), report.to_json())
+        rejected = [e for e in report.errors.values() if e.rejected]
+        if rejected:
+            raise UsageError(f"Prometheus rejected {len(rejected)} of the queries")
+        if report.errors:
+            raise PreconditionError(f"{len(report.errors)} of the queries got no answer")
+        if report.status == "aborted" and not report.by_hand:
+            raise AnalysisFailedError(
+                f"rollout aborted, {report.canary} sent back to 0%: {report.reason}"
+            )
+
+
 # --- set-up: doctor, setup -----------------------------------------------------------------
 
 

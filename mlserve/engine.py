@@ -569,6 +569,7 @@ class Deployed:
     spec: dict[str, Any] | None
     version: int | None
     message: str = ""  # the command that made the update, e.g. "mlserve rollback"
+    config: Mapping[str, str] = field(default_factory=dict)  # everything it recorded
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -807,6 +808,7 @@ class Engine:
                         spec=json.loads(spec) if spec else None,
                         version=e.version,
                         message=e.message or "",
+                        config=e.config,
                     )
         return None
 

@@ -73,6 +73,12 @@ class PreconditionError(MlserveError):
     exit_code = 6
 
 
+class AnalysisFailedError(MlserveError):
+    """A rollout's analysis failed and the canary was sent back to 0%."""
+
+    exit_code = 7
+
+
 class PendingChangesError(MlserveError):
     """`plan --exit-code` found changes."""
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlserve import engine, traffic
 from mlserve.backends.base import CAPABILITIES, require_supported
@@ -24,6 +24,9 @@ from mlserve.errors import MlserveError, PreconditionError, UsageError
 from mlserve.program import build_program
 from mlserve.spec import Spec
 from mlserve.traffic import TrafficState, reconcile
+
+if TYPE_CHECKING:
+    from mlserve.ops_rollout import RolloutStatus
 
 parse_duration = engine.parse_duration
 TRAFFIC_KEY = "mlserve:traffic"
@@ -360,6 +363,7 @@ class _Live:
     spec: Spec
     newest: int | None  # the newest finished update: the stack must not move past it
     routing: tuple[str, ...]
+    config: Mapping[str, str] = field(default_factory=dict)  # what the live update recorded
 
 
 def _finished(entries: list[HistoryEntry]) -> int | None:
@@ -387,7 +391,7 @@ def _read_live(eng: Engine) -> _Live:
             f"{eng.describe()} records no routing resources (output `routing`): redeploy "
             "with `mlserve deploy` first"
         )
-    return _Live(live, spec, _finished(entries), tuple(str(u) for u in routing))
+    return _Live(live, spec, _finished(entries), tuple(str(u) for u in routing), deployed.config)
 
 
 def _unchanged_since(eng: Engine, newest: int | None) -> Callable[[Callable[[], None]], None]:
@@ -415,9 +419,16 @@ def _unchanged_since(eng: Engine, newest: int | None) -> Callable[[Callable[[], 
 
 
 def _routing_update(
-    eng: Engine, command: str, live: _Live, new: TrafficState, warnings: list[str]
+    eng: Engine,
+    command: str,
+    live: _Live,
+    new: TrafficState,
+    warnings: list[str],
+    extra_config: Mapping[str, str] | None = None,
 ) -> TrafficReport:
-    """Record the new state and update only the routing resources (DESIGN.md section 4)."""
+    """Record the new state and update only the routing resources (DESIGN.md section 4).
+
+    `extra_config` is recorded by the same update (the rollout's progress)."""
     eng.ensure_plugins(plugins_for(live.spec))
     # A fresh CI workspace has no local config: set both, so this update's history entry
     # records the whole live state like a deploy's does.
@@ -425,6 +436,7 @@ def _routing_update(
         {
             TRAFFIC_KEY: json.dumps(new.to_dict(), sort_keys=True),
             SPEC_KEY: json.dumps(live.spec.to_dict(), sort_keys=True),
+            **(extra_config or {}),
         }
     )
     program = build_program(live.spec, new)
@@ -608,6 +620,7 @@ class StatusReport:
     last: HistoryRow | None
     drift: Mapping[str, int] | None  # with --refresh: what the refresh changed
     outputs: Mapping[str, Any]
+    rollout: RolloutStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -620,6 +633,7 @@ class StatusReport:
             "versions": list(self.versions),
             "lastUpdate": self.last.to_json() if self.last else None,
             "drift": dict(self.drift) if self.drift is not None else None,
+            "rollout": self.rollout.to_json() if self.rollout else None,
         }
 
 
@@ -644,6 +658,8 @@ def status(
     if deployed is not None and deployed.spec:
         versions = tuple(v["name"] for v in deployed.spec.get("versions", []))
     endpoint = outputs.get("endpoint")
+    from mlserve.ops_rollout import rollout_status
+
     return StatusReport(
         project=target.project,
         stack=target.stack,
@@ -655,6 +671,7 @@ def status(
         last=_row(entries[0]) if entries else None,
         drift=drift,
         outputs=outputs,
+        rollout=rollout_status(deployed.config, deployed.spec, live) if deployed else None,
     )
 
 

@@ -12,6 +12,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
         StatusReport,
         TrafficReport,
     )
+    from mlserve.ops_rollout import RolloutReport, RolloutStatus
+    from mlserve.ops_rollout import Update as RolloutUpdate
+    from mlserve.rollout import Measurement
+    from mlserve.rollout import Progress as RolloutProgress
     from mlserve.traffic import TrafficState
 
 SYMBOLS = {
@@ -384,6 +389,8 @@ def render_status(report: StatusReport, plain: bool) -> str:
     if report.drift is not None:
         drift = ", ".join(f"{n} {DONE.get(op, op)}" for op, n in report.drift.items())
         rows.append(("drift", drift or "none: the real world matches the state"))
+    if report.rollout is not None:
+        rows.append(("rollout", render_rollout_status(report.rollout)))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     bars = traffic_bars(report.weights, plain)
@@ -513,3 +520,191 @@ class Ui:
 
         self.close()
         return typer.confirm(question, default=False, err=True)
+
+
+# --- rollout ----------------------------------------------------------------------------------
+
+
+def _clock(t: datetime) -> str:
+    return f"{t:%H:%M:%S}"
+
+
+def _value(m: Measurement) -> str:
+    return "-" if m.value is None else f"{m.value:g}"
+
+
+_RESULT = {"ok": "ok", "failed": "FAILED", "inconclusive": "inconclusive"}
+
+
+def measurement_rows(measurements: Sequence[Measurement]) -> list[list[str]]:
+    return [
+        [
+            _clock(m.time),
+            str(m.step + 1),
+            m.metric,
+            _value(m),
+            m.bounds,
+            _RESULT[m.outcome] + (f": {m.note}" if m.note else ""),
+        ]
+        for m in measurements
+    ]
+
+
+MEASUREMENT_HEADERS = ["TIME (UTC)", "STEP", "METRIC", "VALUE", "BOUNDS", "RESULT"]
+
+
+class RolloutView:
+    """The live view of `mlserve rollout`: each step with its weight bars, each measurement as a
+    table row as it comes, and in a terminal a countdown while it waits. Quiet with --json."""
+
+    def __init__(
+        self, stream: TextIO, *, plain: bool, quiet: bool, before_print: Any = None
+    ) -> None:
+        self.stream = stream
+        self.plain = plain
+        self.quiet = quiet
+        self.before_print = before_print  # closes the engine's progress display
+        self._widths: list[int] | None = None
+
+    def _print(self, text: str) -> None:
+        if self.before_print is not None:
+            self.before_print()
+        print(text, file=self.stream, flush=True)
+
+    def deployed(self, report: DeployReport) -> None:
+        if not self.quiet:
+            self._print(render_deploy(report, self.plain))
+
+    def stepped(self, progress: RolloutProgress, steps: int, update: RolloutUpdate) -> None:
+        if self.quiet:
+            return
+        rev = f" (revision {update.revision})" if update.revision is not None else ""
+        what = {
+            "completed": "Completed",
+            "aborted": "Aborted",
+            "paused": f"Step {progress.step + 1}/{steps}, paused",
+        }.get(progress.status, f"Step {progress.step + 1}/{steps}")
+        self._print(f"{what}{rev}: {describe_traffic(update.after)}")
+        self._print(traffic_bars(update.after.weights(), self.plain))
+        self._widths = None  # a fresh table header after each step
+
+    def measured(self, progress: RolloutProgress, round_: list[Measurement], limit: int) -> None:
+        if self.quiet:
+            return
+        rows = measurement_rows(round_)
+        if self._widths is None:
+            self._widths = [
+                max(len(h), *(len(r[i]) for r in rows), 10 if i == 3 else 0)
+                for i, h in enumerate(MEASUREMENT_HEADERS)
+            ]
+            self._print(self._row(MEASUREMENT_HEADERS))
+        for row in rows:
+            self._print(self._row(row))
+        if (progress.failures or progress.inconclusive) and max(
+            progress.failures, progress.inconclusive
+        ) <= limit:  # past the limit, the abort says it
+            self._print(
+                f"  failed {progress.failures} of {limit} tolerated, "
+                f"inconclusive {progress.inconclusive} of {limit}"
+            )
+
+    def _row(self, cells: Sequence[str]) -> str:
+        assert self._widths is not None
+        return (
+            "  " + "  ".join(c.ljust(w) for c, w in zip(cells, self._widths, strict=False)).rstrip()
+        )
+
+    def sleep(self, until: datetime, progress: RolloutProgress, pause_end: datetime | None) -> None:
+        import time
+
+        left = (until - datetime.now(UTC)).total_seconds()
+        if self.quiet or self.plain or left <= 1:
+            time.sleep(max(0.0, left))
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        if self.before_print is not None:
+            self.before_print()
+        console = Console(file=self.stream, force_terminal=True, highlight=False)
+        with Live(console=console, transient=True, auto_refresh=False) as live:
+            while (left := (until - datetime.now(UTC)).total_seconds()) > 0:
+                text = f"  step {progress.step + 1}: next measurement in {left:.0f}s"
+                if pause_end is not None:
+                    rest = max(0.0, (pause_end - datetime.now(UTC)).total_seconds())
+                    text += f", {rest:.0f}s left in the pause"
+                live.update(text, refresh=True)
+                time.sleep(min(1.0, left))
+
+
+def render_rollout(report: RolloutReport, plain: bool) -> str:
+    if report.status == "dry-run":
+        return _render_dry_run(report)
+    p = report.progress
+    step = f"step {report.step + 1}/{report.steps}" if report.step is not None else ""
+    if report.status == "aborted":
+        lines = [
+            f"Rollout of {report.canary} aborted at {step}: {report.reason}",
+            f"  traffic: {describe_traffic(report.traffic)}",
+        ]
+        failing = {m.metric for m in (p.last if p else ()) if m.outcome != "ok"}
+        shown = [m for m in report.measurements if m.metric in failing]
+        if shown:
+            lines += ["", table(MEASUREMENT_HEADERS, measurement_rows(shown))]
+    elif report.status == "paused":
+        lines = [
+            f"Rollout of {report.canary} paused at {step} ({describe_traffic(report.traffic)}): "
+            "run `mlserve rollout --continue` to go on"
+        ]
+    elif report.status == "completed" and not report.updates:
+        lines = [f"The rollout of {report.canary} is already completed: nothing to do"]
+    else:
+        lines = [f"Rollout of {report.canary} {report.status}: {describe_traffic(report.traffic)}"]
+    if report.traffic is not None:
+        lines.append(traffic_bars(report.traffic.weights(), plain))
+    return "\n".join(lines)
+
+
+def _render_dry_run(report: RolloutReport) -> str:
+    lines = [
+        f"Dry run: every query once, for canary {report.canary} (stable {report.stable}); "
+        "nothing was changed"
+    ]
+    rows = [
+        [m.metric, _value(m), m.bounds, _would(m, report.errors.get(m.metric))]
+        for m in report.measurements
+    ]
+    lines.append(table(["METRIC", "VALUE", "BOUNDS", "RESULT"], rows))
+    return "\n".join(lines)
+
+
+def _would(m: Measurement, error: Exception | None) -> str:
+    if error is not None:
+        return f"ERROR: {error}"
+    if m.outcome == "ok":
+        return "would pass"
+    if m.outcome == "failed":
+        return "would FAIL"
+    return f"inconclusive: {m.note}"
+
+
+def render_rollout_status(status: RolloutStatus) -> str:
+    p = status.progress
+    text = f"{p.canary} {p.status}, step {p.step + 1} of {status.steps}, weight {status.weight}%"
+    if status.time_left is not None:
+        text += f", {format_seconds(status.time_left)} left in the pause"
+    if p.reason:
+        text += f": {p.reason}"
+    if p.last:
+        last = ", ".join(f"{m.metric} {m.describe()}" for m in p.last)
+        text += f"\n{'':<13}last measured {_clock(p.last[0].time)} UTC: {last}"
+    return text
+
+
+def format_seconds(seconds: float) -> str:
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"

@@ -141,6 +141,92 @@ class Gateway:
     service: ServiceOptions = ServiceOptions()
 
 
+# --- rollout: the steps `mlserve rollout` walks (DESIGN.md section 4) ------------------------
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    weight: int | None = None  # the canary's weight from this step on; None: unchanged
+    pause: str | None = None  # "30s", "5m", "1h" or "manual"; None: go on at once
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    query: str  # PromQL with {{name}}, {{namespace}}, {{stable}} and {{canary}}
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    address: str  # the Prometheus base URL; credentials come from the environment
+    metrics: tuple[Metric, ...]
+    interval: str = "1m"
+    failure_limit: int = 1
+
+
+@dataclass(frozen=True)
+class Rollout:
+    steps: tuple[RolloutStep, ...]
+    complete: bool = True
+    analysis: Analysis | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Rollout:
+        analysis = data.get("analysis")
+        return cls(
+            steps=tuple(RolloutStep(s.get("weight"), s.get("pause")) for s in data["steps"]),
+            complete=data.get("complete", True),
+            analysis=None
+            if analysis is None
+            else Analysis(
+                address=analysis["prometheus"]["address"],
+                interval=analysis.get("interval", "1m"),
+                failure_limit=analysis.get("failureLimit", 1),
+                metrics=tuple(
+                    Metric(
+                        name=m["name"],
+                        query=m["query"],
+                        min=None if m.get("min") is None else float(m["min"]),
+                        max=None if m.get("max") is None else float(m["max"]),
+                    )
+                    for m in analysis["metrics"]
+                ),
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "steps": [
+                {k: v for k, v in (("weight", s.weight), ("pause", s.pause)) if v is not None}
+                for s in self.steps
+            ],
+            "complete": self.complete,
+        }
+        a = self.analysis
+        if a is not None:
+            out["analysis"] = {
+                "prometheus": {"address": a.address},
+                "interval": a.interval,
+                "failureLimit": a.failure_limit,
+                "metrics": [
+                    {
+                        k: v
+                        for k, v in (
+                            ("name", m.name),
+                            ("query", m.query),
+                            ("min", m.min),
+                            ("max", m.max),
+                        )
+                        if v is not None
+                    }
+                    for m in a.metrics
+                ],
+            }
+        return out
+
+
 @dataclass(frozen=True)
 class Spec:
     name: str
@@ -149,6 +235,7 @@ class Spec:
     traffic: Traffic
     namespace: str = "default"
     labels: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    rollout: Rollout | None = None
     source: str = "<spec>"  # the file it was loaded from, for messages
     # What `validate` prints without failing (deprecations, versions that get no traffic, what
     # the gateway cannot do): set by load_spec, not part of the spec's value.
@@ -249,6 +336,7 @@ class Spec:
                 canary=data["traffic"].get("canary"),
                 weight=data["traffic"].get("weight", 0),
             ),
+            rollout=Rollout.from_dict(data["rollout"]) if "rollout" in data else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,7 +415,7 @@ class Spec:
         traffic: dict[str, Any] = {"stable": self.traffic.stable, "weight": self.traffic.weight}
         if self.traffic.canary is not None:
             traffic["canary"] = self.traffic.canary
-        return {
+        out = {
             "apiVersion": API_VERSION,
             "name": self.name,
             "namespace": self.namespace,
@@ -336,6 +424,9 @@ class Spec:
             "versions": versions,
             "traffic": traffic,
         }
+        if self.rollout is not None:
+            out["rollout"] = self.rollout.to_dict()
+        return out
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -365,6 +456,7 @@ _YAML12_SAME = {
 # reads as strings: 1e3, 1e-3, 1.5e3 (1.1 wants a dot and a signed exponent), 0o17.
 _YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _YAML12_OCTAL = re.compile(r"0o[0-7]+")
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _RESERVED_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/version",
@@ -885,6 +977,7 @@ def _show(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
+        value = _URL_USERINFO.sub("***@", value)  # a password in a URL is never echoed
         return repr(value if len(value) <= 60 else value[:57] + "...")
     if isinstance(value, dict):
         return "a mapping"
@@ -1205,6 +1298,80 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
         )
     for where, message in base.module(gw.type).check(spec):
         add(parse_path(where), message)
+    issues.extend(_rollout_issues(spec))
+    return issues
+
+
+def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
+    """The rollout section's rules beyond its shape (DESIGN.md section 4)."""
+    from mlserve.prometheus import check_query
+
+    r = spec.rollout
+    if r is None:
+        return []
+    issues: list[tuple[SpecPath, str, bool]] = []
+    last: tuple[int, int] | None = None  # (index, weight) of the last step that set one
+    for i, step in enumerate(r.steps):
+        at: SpecPath = ("rollout", "steps", i)
+        if step.weight is None and step.pause is None:
+            issues.append((at, "a step needs a weight, a pause or both", False))
+        if step.weight is None:
+            continue
+        if step.weight == 100 and i != len(r.steps) - 1:
+            issues.append(
+                (
+                    (*at, "weight"),
+                    "weight 100 completes the promotion: only the last step can set it",
+                    False,
+                )
+            )
+        if last is not None and step.weight <= last[1]:
+            issues.append(
+                (
+                    (*at, "weight"),
+                    f"weights must rise from step to step: {step.weight} follows "
+                    f"{last[1]} (steps[{last[0]}])",
+                    False,
+                )
+            )
+        last = (i, step.weight)
+    if not r.complete and last is not None and last[1] == 100:
+        issues.append(
+            (
+                ("rollout", "complete"),
+                "complete is false, but the last step sets weight 100, which completes the "
+                "promotion",
+                False,
+            )
+        )
+    a = r.analysis
+    if a is None:
+        return issues
+    if not any(s.pause not in (None, "manual") for s in r.steps):
+        issues.append(
+            (
+                ("rollout", "analysis"),
+                "no step pauses for a duration, so the metrics would never be measured",
+                True,
+            )
+        )
+    seen: dict[str, int] = {}
+    for i, m in enumerate(a.metrics):
+        at = ("rollout", "analysis", "metrics", i)
+        if m.name in seen:
+            issues.append(
+                (
+                    (*at, "name"),
+                    f"duplicate metric name '{m.name}' (also metrics[{seen[m.name]}])",
+                    False,
+                )
+            )
+        seen.setdefault(m.name, i)
+        if m.min is None and m.max is None:
+            issues.append((at, "give min, max or both: the bounds a passing value keeps", False))
+        elif m.min is not None and m.max is not None and m.min > m.max:
+            issues.append(((*at, "min"), f"min {m.min:g} is greater than max {m.max:g}", False))
+        issues.extend(((*at, "query"), p, False) for p in check_query(m.query))
     return issues
 
 

@@ -1,0 +1,195 @@
+"""A REAL Prometheus server (Debian's `prometheus` package) scraping counters this test process
+serves, for the rollout analysis tests.
+
+One server per test session: it listens on a free loopback port, keeps its data in a temporary
+directory and scrapes `/metrics` of a small HTTP server here every second. Tests set each
+(service, version)'s request and error rates; the counters grow accordingly, so `rate()` in a
+query sees a healthy or a failing canary a scrape or two later. Tests use their own service
+names, so they never see each other's series.
+
+Without the binary the tests skip, except under CI=true, where they fail: CI installs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+BINARY = shutil.which("prometheus")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # before any fixture sets CI
+SCRAPE_SECONDS = 1
+# Prometheus asks for basic auth (its --web.config.file), so every test also sends credentials
+# from the environment. The hash is bcrypt of PASSWORD, made once with Python's
+# crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)).
+USER, PASSWORD = "mlserve", "s3cret-pw"
+PASSWORD_HASH = "$2b$04$lJvELqcWPqOT5T0orYuoBeXRyNY14xEMJ5oLzhRxW6uEFrVyb1grK"
+AUTH = {"MLSERVE_PROMETHEUS_USER": USER, "MLSERVE_PROMETHEUS_PASSWORD": PASSWORD}
+
+
+@dataclass
+class _Counter:
+    rate: float  # per second
+    base: float = 0.0
+    since: float = field(default_factory=time.monotonic)
+
+    def value(self, now: float) -> float:
+        return self.base + self.rate * (now - self.since)
+
+    def set_rate(self, rate: float) -> None:
+        now = time.monotonic()
+        self.base, self.since, self.rate = self.value(now), now, rate
+
+
+class Metrics:
+    """`http_requests_total{service, version, code}` counters, served in the text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counters: dict[tuple[str, str, str], _Counter] = {}
+
+    def set(self, service: str, version: str, requests: float, errors: float = 0.0) -> None:
+        """`requests` per second, of which `errors` answer 500 (both series always exist)."""
+        with self._lock:
+            for code, rate in (("200", requests - errors), ("500", errors)):
+                key = (service, version, code)
+                if key in self._counters:
+                    self._counters[key].set_rate(rate)
+                else:
+                    self._counters[key] = _Counter(rate)
+
+    def text(self) -> str:
+        now = time.monotonic()
+        lines = ["# TYPE http_requests_total counter"]
+        with self._lock:
+            for (service, version, code), c in sorted(self._counters.items()):
+                labels = f'service="{service}",version="{version}",code="{code}"'
+                lines.append(f"http_requests_total{{{labels}}} {c.value(now):.3f}")
+        return "\n".join(lines) + "\n"
+
+
+def _serve(metrics: Metrics) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = metrics.text().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Prometheus:
+    url: str
+    metrics: Metrics
+
+    def query(self, promql: str) -> list[dict[str, object]]:
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(_authorized(url), timeout=5) as r:
+            result: list[dict[str, object]] = json.load(r)["data"]["result"]
+            return result
+
+    def wait_for(self, promql: str, timeout: float = 30) -> None:
+        """Until the query returns a series: the scrapes this test needs have happened."""
+        deadline = time.monotonic() + timeout
+        while not self.query(promql):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Prometheus never answered {promql!r}")
+            time.sleep(0.2)
+
+
+def _authorized(url: str) -> urllib.request.Request:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+
+
+def _start(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], str]:
+    assert BINARY is not None
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        f"global: {{scrape_interval: {SCRAPE_SECONDS}s, evaluation_interval: {SCRAPE_SECONDS}s}}\n"
+        "scrape_configs:\n"
+        f"  - job_name: canary\n    static_configs: [{{targets: ['{target}']}}]\n"
+    )
+    web = tmp / "web.yml"
+    web.write_text(f"basic_auth_users:\n  {USER}: {PASSWORD_HASH}\n")
+    port = free_port()
+    log = (tmp / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            BINARY,
+            f"--config.file={config}",
+            f"--web.config.file={web}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return process, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    if BINARY is None:
+        message = "needs Debian's prometheus package (apt-get install -y prometheus)"
+        if IN_CI:
+            pytest.fail(f"CI must run the Prometheus tests: {message}")
+        pytest.skip(message)
+    metrics = Metrics()
+    server = _serve(metrics)
+    tmp = tmp_path_factory.mktemp("prometheus")
+    process, url = _start(tmp, f"127.0.0.1:{server.server_address[1]}")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"prometheus exited: {(tmp / 'prometheus.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(_authorized(f"{url}/-/ready"), timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("prometheus did not become ready")
+            time.sleep(0.2)
+        yield Prometheus(url, metrics)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.shutdown()
