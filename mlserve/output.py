@@ -287,7 +287,8 @@ def render_status(report: StatusReport, plain: bool) -> str:
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     bars = traffic_bars(report.weights, plain)
-    return text + ("\n" + bars if bars else "")
+    notes = "".join(f"\nnote: {n}" for n in report.notes)
+    return text + ("\n" + bars if bars else "") + notes
 
 
 def render_history(rows: Sequence[HistoryRow]) -> str:
