@@ -236,9 +236,11 @@ def test_without_stack_settings_the_config_file_holds_only_the_record(eng: Engin
 
 def test_unreadable_stack_settings_are_a_precondition_error_naming_the_file(eng: Engine) -> None:
     (eng.workdir / "Pulumi.dev.yaml").write_text("config: [unclosed\n")
-    with pytest.raises(PreconditionError, match=r"Pulumi\.dev\.yaml cannot be read"):
-        with eng._config_file({}):
-            pass
+    with (
+        pytest.raises(PreconditionError, match=r"Pulumi\.dev\.yaml cannot be read"),
+        eng._config_file({}),
+    ):
+        pass
 
 
 # --- the real CLI's error texts -----------------------------------------------------------------
