@@ -397,7 +397,7 @@ def deploy(
         message="mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy",
         config=prepared.config,
         expect=prepared.mark,
-        since="the preview above was computed (this plan is no longer what would be applied)",
+        since="the preview",
     )
     return DeployReport(
         plan=report,
