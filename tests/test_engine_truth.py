@@ -65,20 +65,21 @@ def weights_recorded() -> list[tuple[int, str, int | None]]:
 
 
 def test_history_on_the_file_backend_numbers_revisions_from_one(fake: Fake) -> None:
-    ok("deploy", str(SPEC_FILE), "--yes")
-    ok("promote", "--weight", "50", *PROJECT)
-    ok("rollback", *PROJECT)
+    ops.deploy(SPEC, TARGET)
+    ops.promote(TARGET, weight=50)
+    ops.rollback(TARGET)
     # What the CLI itself says: version 0 for every entry (pkg/backend/diy/backend.go `apply`).
     raw = Engine(TARGET).stack().history(page_size=0, show_secrets=False)
     assert [s.version for s in raw] == [0, 0, 0]
-    assert weights_recorded() == [
+    assert [(r["revision"], r["command"], r["weight"]) for r in rows()] == [
         (3, "mlserve rollback", 0),
         (2, "mlserve promote --weight 50", 50),
         (1, "mlserve deploy", 10),
     ]
-    assert [r["revision"] for r in rows("--limit", "2")] == [3, 2]
-    status = json.loads(ok("status", *PROJECT, "--json").stdout)
-    assert status["lastUpdate"]["revision"] == 3
+    assert [r.revision for r in ops.history(TARGET, limit=2)] == [3, 2]
+    assert [r.revision for r in ops.history(TARGET, limit=9)] == [3, 2, 1]
+    last = ops.status(TARGET).last
+    assert last is not None and last.revision == 3
 
 
 def test_history_limit_must_be_positive(fake: Fake) -> None:
@@ -88,18 +89,20 @@ def test_history_limit_must_be_positive(fake: Fake) -> None:
 
 
 def test_rollback_to_2_re_applies_revision_2_on_the_file_backend(fake: Fake) -> None:
-    ok("deploy", str(SPEC_FILE), "--yes")
-    ok("promote", "--weight", "25", *PROJECT)
-    ok("promote", "--complete", *PROJECT)
-    result = ok("rollback", "--to", "2", *PROJECT)
-    assert "Re-applied revision 2 as revision 4 of stack 'dev'" in result.stdout
-    assert weights_recorded()[0] == (4, "mlserve rollback --to 2", 25)
+    ops.deploy(SPEC, TARGET)
+    ops.promote(TARGET, weight=25)
+    ops.promote(TARGET, complete=True)
+    report = ops.rollback(TARGET, to=2)
+    assert (report.reapplied, report.revision) == (2, 4)
+    assert (report.after, report.targets) == (TrafficState("v1", "v2", 25), None)
+    assert ops.history(TARGET)[0].command == "mlserve rollback --to 2"
 
 
 def test_promote_finds_the_live_state_behind_more_than_ten_refreshes(fake: Fake) -> None:
     ops.deploy(SPEC, TARGET)
-    for _ in range(11):  # each writes a history entry; the CLI's default page is 10
-        ops.status(TARGET, refresh=True)
+    eng = Engine(TARGET)
+    for _ in range(11):  # each writes a history entry (`status --refresh`); a page is 10
+        eng.refresh()
     report = ops.promote(TARGET, weight=50, expect_weight=10)
     assert (report.before, report.revision) == (TrafficState("v1", "v2", 10), 13)
     assert len(ops.history(TARGET)) == 13
@@ -316,8 +319,8 @@ def test_a_spec_of_150_kb_deploys_and_nothing_of_it_is_on_any_argv(
     big = tmp_path / "big.yaml"
     big.write_text(yaml.safe_dump(data))
     assert big.stat().st_size > 150_000
-    ok("deploy", str(big), "--yes")
-    ok("promote", "--weight", "40", *PROJECT)
+    ops.deploy(load_spec(big), TARGET)
+    ops.promote(TARGET, weight=40)
     for argv in fake.argvs():
         assert not any("ENV0" in a or "ENV1" in a for a in argv)
     assert "config" not in {argv[0] for argv in fake.argvs()}
