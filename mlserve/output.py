@@ -257,10 +257,8 @@ def render_deploy(report: DeployReport, plain: bool) -> str:
     endpoint = report.outputs.get("endpoint")
     if endpoint:
         lines.append(f"  endpoint: {endpoint}")
-    weights = report.outputs.get("weights")
-    bars = weights if isinstance(weights, Mapping) else report.plan.traffic.weights()
     lines.append(f"  traffic: {describe_traffic(report.plan.traffic)}")
-    lines.append(traffic_bars(bars, plain))
+    lines.append(traffic_bars(report.plan.traffic.weights(), plain))
     lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
