@@ -1,14 +1,31 @@
 """Count the Pulumi CLI processes each mlserve engine command spawns.
 
-Runs the real pulumi.automation code against the stand-in CLI (tests/fake_pulumi), which logs one
-line per process, in a temporary MLSERVE_HOME. Each process is a start of the Go CLI (hundreds of
-milliseconds with a real one, seconds on a loaded CI runner), so this count is what the engine keeps
-low: one version check per command, one stack selection, the whole history in one call, and none
-of the SDK's follow-up reads after `up` (two `stack output`, one `stack history`).
+Runs the real pulumi.automation code against the stand-in CLI (tests/fake_pulumi, which runs the
+program as the real CLI does), which logs one line per process, in a temporary MLSERVE_HOME. Each
+process is a start of the Go CLI (hundreds of milliseconds with a real one, seconds on a loaded CI
+runner), so this count is what the engine keeps low: one version check per command, one stack
+selection, the whole history in one call, and none of the SDK's follow-up reads after an
+operation (`stack output` twice and `stack history` after `up`, `stack history` after refresh and
+destroy).
 
-promote and rollback (issue 9: at most 7):
-    version, stack select, stack history, stack export, up, and the guard's stack history inside
-    the update = 6.
+Measured with pulumi 3.272.0 (provider plugins already installed; issue 9: promote and rollback
+at most 7, 10 before):
+
+    command                      processes
+    deploy (first, new stack)     8   version, stack select, stack init, stack history, preview,
+                                      up, the guard's stack history inside it, stack export
+    deploy (existing stack)       7   the same without stack init
+    plan                          4   version, stack select, stack history, preview
+    promote                       6   version, stack select, stack history, stack export, up,
+                                      the guard's stack history
+    rollback                      6   the same
+    rollback --to 2               5   without stack export (a full update)
+    status                        4   version, stack select, stack history, stack export
+    status --refresh              5   + refresh
+    history                       3   version, stack select, stack history
+    destroy                       4   version, stack select, stack export, destroy
+
+A missing plugin adds `plugin ls` and one `plugin install` per plugin, once.
 
 Usage: python bench/engine_processes.py
 """

@@ -251,6 +251,7 @@ def test_status_shows_the_last_successful_split_not_a_failed_attempts(fake: Fake
     ]
 
 
+@pytest.mark.filterwarnings("ignore:Error in event stream")  # the CLI it kills stops streaming
 def test_status_refresh_says_what_cleared_pending_creates_leave_behind(fake: Fake) -> None:
     """An update killed while creating leaves a pending create; `refresh --clear-pending-creates`
     drops it from the state without reading the object back (pulumi/pulumi#10394)."""
