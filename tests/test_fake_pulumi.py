@@ -110,19 +110,17 @@ def ops(events: list[auto.EngineEvent]) -> list[tuple[str, str]]:
 
 
 def test_file_backend_history_has_version_0_pages_of_10_and_the_diy_layout(fake: Fake) -> None:
-    n = {"i": 0}
-
     def program() -> None:
-        config_map("cm", {"i": str(n["i"])})
+        config_map("cm", {"k": "v"})
 
     s = stack_of(fake, program)
-    for i in range(12):
-        n["i"] = i
-        s.up(message=f"up {i}")
+    s.up(message="up 0")
+    for i in range(1, 12):
+        s.refresh(message=f"refresh {i}")  # a refresh writes an entry too, and costs less
     newest = s.history()  # no --page-size: the CLI's default page of 10 (stack_history.go)
-    assert [h.message for h in newest] == [f"up {i}" for i in range(11, 1, -1)]
+    assert [h.message for h in newest] == [f"refresh {i}" for i in range(11, 1, -1)]
     assert {h.version for h in newest} == {0}  # diy backend.go apply sets no Version
-    assert [h.message for h in s.history(page_size=5, page=3)] == ["up 1", "up 0"]
+    assert [h.message for h in s.history(page_size=5, page=3)] == ["refresh 1", "up 0"]
     assert s.history(page_size=5, page=4) == []
 
     root = diy(fake)
@@ -131,7 +129,7 @@ def test_file_backend_history_has_version_0_pages_of_10_and_the_diy_layout(fake:
     assert len(history) == 24  # a .history.json and a .checkpoint.json per update
     assert all(name.startswith("dev-") for name in history)
     assert (root / "stacks/proj/dev.json.bak").exists()
-    assert len(list((root / "backups/proj/dev").iterdir())) == 12
+    assert len(list((root / "backups/proj/dev").iterdir())) == 12  # diy state.go backupStack
     assert list((root / "locks/organization/proj/dev").iterdir()) == []
 
 

@@ -72,6 +72,11 @@ def stack_config(fake: Fake, stack: str = "dev") -> dict[str, Any]:
 # --- deploy ---------------------------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="real-CLI stand-in: mlserve reports the CLI's revision, which the file backend "
+    "leaves at 0 for every update (issue 9)",
+)
 def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake: Fake) -> None:
     sink = Recorder()
     report = ops.deploy(make_spec(), TARGET, sink=sink)
@@ -157,6 +162,11 @@ def test_a_plugin_that_cannot_be_installed_exits_4_with_the_way_out(fake: Fake) 
     )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="real-CLI stand-in: mlserve reports the CLI's revision, which the file backend "
+    "leaves at 0 for every update (issue 9)",
+)
 def test_deploy_keeps_the_live_canary_weight_and_records_it_in_history(fake: Fake) -> None:
     ops.deploy(make_spec(weight=10), TARGET)
     ops.deploy(make_spec(weight=50), TARGET, reset_traffic=True)
@@ -209,11 +219,17 @@ def test_deploy_removes_a_version_nothing_references_any_more(fake: Fake) -> Non
 
 
 def test_deploy_waits_for_a_lock_then_proceeds(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
+    fake.clear_log()
     fake.set(locked=2)
     sink = Recorder()
-    report = ops.deploy(make_spec(), TARGET, sink=sink, lock_timeout=30)
+    report = ops.deploy(
+        make_spec(weight=30), TARGET, sink=sink, lock_timeout=30, reset_traffic=True
+    )
     assert report.applied
-    assert fake.commands().count("preview") == 3
+    # pkg/backend/diy/backend.go: the preview takes no lock; the update waits for it.
+    assert fake.commands().count("preview") == 1
+    assert fake.commands().count("up") == 3
     assert sink.notes[-1] == (
         f"stack 'dev' of project 'fraud' (backend {(fake.home / 'state').as_uri()}) is locked by "
         "another update; waiting up to 30s"
@@ -236,18 +252,21 @@ def test_a_lock_not_released_in_time_is_stack_busy_with_the_recovery(fake: Fake)
 
 
 def test_lock_timeout_zero_fails_at_once(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
+    fake.clear_log()
     fake.set(locked=-1)
     with pytest.raises(StackBusyError):
-        ops.deploy(make_spec(), TARGET)
-    assert fake.commands().count("preview") == 1
+        ops.deploy(make_spec(weight=30), TARGET, reset_traffic=True)
+    assert fake.commands().count("up") == 1
 
 
 def test_a_failed_update_is_exit_5_with_the_engines_reason(fake: Fake) -> None:
-    fake.set(fail={"up": "Deployment fraud-v2 never became ready: ImagePullBackOff"})
+    fake.set(fail={"up": {"Deployment::fraud-v2": "Deployment fraud-v2 never became ready: "
+                          "ImagePullBackOff"}})  # fmt: skip
     with pytest.raises(OperationFailedError) as e:
         ops.deploy(make_spec(), TARGET)
     assert str(e.value) == (
-        "the update failed: fraud-v1: Deployment fraud-v2 never became ready: ImagePullBackOff "
+        "the update failed: fraud-v2: Deployment fraud-v2 never became ready: ImagePullBackOff "
         "(run with --debug for the engine's full output)"
     )
     assert e.value.exit_code == 5
@@ -293,7 +312,7 @@ def test_plan_shows_weight_changes_and_pending_counts(fake: Fake) -> None:
     report = ops.plan(make_spec(weight=50), TARGET, sink=sink, reset_traffic=True)
 
     assert report.pending
-    assert report.changes == {"same": 5, "update": 1}
+    assert report.changes == {"same": 7, "update": 1}  # the stack resource counts too
     (step,) = report.steps
     assert (step.op, step.type, step.name) == (
         "update",
@@ -328,12 +347,17 @@ def test_plan_works_with_the_file_event_log_of_older_clis(
     preview = next(a for a in fake.argvs() if a[0] == "preview")
     log = preview[preview.index("--event-log") + 1]
     assert not log.startswith("tcp://")
-    assert len(report.steps) == 5
+    assert len(report.steps) == 7
 
 
 # --- status, history, destroy ---------------------------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="real-CLI stand-in: mlserve reports the CLI's revision, which the file backend "
+    "leaves at 0 for every update (issue 9)",
+)
 def test_status_reports_endpoint_versions_weights_and_last_update(fake: Fake) -> None:
     ops.deploy(make_spec(), TARGET)
     fake.clear_log()
@@ -373,7 +397,7 @@ def test_status_of_a_stack_that_does_not_exist_says_so(fake: Fake) -> None:
 def test_destroy_removes_everything_and_nothing_is_live_afterwards(fake: Fake) -> None:
     ops.deploy(make_spec(), TARGET)
     report = ops.destroy(TARGET)
-    assert report.applied and report.changes["delete"] == 6
+    assert report.applied and report.changes["delete"] == 8  # 7 resources and the stack
     assert [r.kind for r in ops.history(TARGET)] == ["destroy", "update"]
     again = ops.deploy(make_spec(weight=30), TARGET)
     assert again.plan.live is None

@@ -694,6 +694,12 @@ class Deployment:
                 pre = self._meta("refresh", old.urn, old.type, old, old)
                 if not internal:
                     self.events.step_pre(pre, self.o.preview)
+                failure = self._knob_failure(old.urn, "refresh", old.custom)
+                if failure is not None:
+                    self.diag("error", failure, old.urn)
+                    self.events.step_failed(pre)
+                    self.failed = True
+                    break
                 new = old
                 if drift > 0 and old.custom and not old.type.startswith(PROVIDER_PREFIX):
                     drift -= 1

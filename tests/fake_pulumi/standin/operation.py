@@ -63,10 +63,16 @@ def operation(a: Argv) -> str:
         for p in (latest or {}).get("pending_operations") or []
     ]
     knobs = control.control()
-    if knobs.get("pending") and olds:
-        # The `pending` knob: the state an update killed mid-step leaves behind.
+    if knobs.get("pending") and latest and olds:
+        # The `pending` knob: the state an update killed mid-step leaves behind, written into
+        # the checkpoint so that every later operation finds it.
         victim = next((r for r in olds if r.custom and not r.type.startswith("pulumi:")), olds[-1])
         pending.append({"resource": victim, "type": "updating"})
+        latest = {**latest, "pending_operations": [
+            *(latest.get("pending_operations") or []),
+            {"resource": victim.to_state(lambda v: seal(v, state_c.encrypt)), "type": "updating"},
+        ]}  # fmt: skip
+        s.backend.write(s.ref, latest)
         control.update(lambda ctl: ctl.pop("pending", None))
     leak = ""
     if knobs.get("leak"):
