@@ -545,7 +545,9 @@ class Deployment:
             return self._replace(urn, typ, name, old, new, replace_keys, changed, dbr)
         if changed:
             new.id = old.id
-            new.outputs = dict(new.inputs) if new.custom else new.inputs
+            new.outputs = (
+                providers.outputs(typ, new.inputs, self.o.preview) if new.custom else new.inputs
+            )
             new.created, new.modified = old.created, now()
             self.run_step("update", urn, typ, old, new, diffs=changed)
             return new, False
@@ -576,9 +578,10 @@ class Deployment:
     def _create(self, typ: str, name: str, new: Res) -> tuple[str, dict[str, Any]]:
         """The provider's Create: the inputs come back as outputs. In a preview the id stays
         unknown (step.go CreateStep: an empty id), and so does every output that depends on it."""
-        if not new.custom or self.o.preview:
+        if not new.custom:
             return "", dict(new.inputs)
-        return providers.new_id(typ, name, new.inputs), dict(new.inputs)
+        outputs = providers.outputs(typ, new.inputs, self.o.preview)
+        return ("" if self.o.preview else providers.new_id(typ, name, new.inputs)), outputs
 
     def _replace(
         self,
