@@ -41,7 +41,18 @@ CANCELLING_NOTE = (
 )
 
 
+# Accepted by the CLI, but their semantics are not imitated: refused rather than ignored.
+NOT_IMITATED = (
+    "--exclude", "--target-dependents", "--exclude-dependents", "--expect-no-changes",
+    "--continue-on-error", "--refresh", "--plan", "--save-plan", "--import-file", "--policy-pack",
+    "--policy-pack-config", "--exclude-protected",
+)  # fmt: skip
+
+
 def operation(a: Argv) -> str:
+    for flag in NOT_IMITATED:
+        if a.has(flag) or a.many(flag):
+            raise Fail(f"error: the test stand-in does not imitate {flag}")
     word = a.words[0]
     kind = {"preview": "update", "up": "update", "update": "update"}.get(word, word)
     preview = word == "preview" or a.has("--preview-only")
