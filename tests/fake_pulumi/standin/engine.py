@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,7 +193,6 @@ class Deployment:
         self.news: dict[str, Res] = {}
         self.handled: set[str] = set()  # old URNs a step took care of
         self.gone: set[int] = set()  # id() of old states deleted
-        self.condemned: list[Res] = []  # replaced create-before-delete: deleted at the end
         self.urns: set[str] = set()
         self.skipped_creates: set[str] = set()
         self.provider_refs: set[str] = set()
@@ -210,7 +208,6 @@ class Deployment:
         self.slept = False
         self.rejected = False
         self.failed_once = False
-        self.started = time.time()
         self.readonly = False
         self.servers: Any = None  # the gRPC servers, kept alive with the deployment
 
@@ -611,7 +608,6 @@ class Deployment:
             self.run_step(create)
             self.run_step(replace)
             old.delete = True
-            self.condemned.append(old)
         return new, False
 
     def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
