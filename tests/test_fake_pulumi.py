@@ -110,19 +110,17 @@ def ops(events: list[auto.EngineEvent]) -> list[tuple[str, str]]:
 
 
 def test_file_backend_history_has_version_0_pages_of_10_and_the_diy_layout(fake: Fake) -> None:
-    n = {"i": 0}
-
     def program() -> None:
-        config_map("cm", {"i": str(n["i"])})
+        config_map("cm", {"k": "v"})
 
     s = stack_of(fake, program)
-    for i in range(12):
-        n["i"] = i
-        s.up(message=f"up {i}")
+    s.up(message="up 0")
+    for i in range(1, 12):
+        s.refresh(message=f"refresh {i}")  # a refresh writes an entry too, and costs less
     newest = s.history()  # no --page-size: the CLI's default page of 10 (stack_history.go)
-    assert [h.message for h in newest] == [f"up {i}" for i in range(11, 1, -1)]
+    assert [h.message for h in newest] == [f"refresh {i}" for i in range(11, 1, -1)]
     assert {h.version for h in newest} == {0}  # diy backend.go apply sets no Version
-    assert [h.message for h in s.history(page_size=5, page=3)] == ["up 1", "up 0"]
+    assert [h.message for h in s.history(page_size=5, page=3)] == ["refresh 1", "up 0"]
     assert s.history(page_size=5, page=4) == []
 
     root = diy(fake)
@@ -131,7 +129,7 @@ def test_file_backend_history_has_version_0_pages_of_10_and_the_diy_layout(fake:
     assert len(history) == 24  # a .history.json and a .checkpoint.json per update
     assert all(name.startswith("dev-") for name in history)
     assert (root / "stacks/proj/dev.json.bak").exists()
-    assert len(list((root / "backups/proj/dev").iterdir())) == 12
+    assert len(list((root / "backups/proj/dev").iterdir())) == 12  # diy state.go backupStack
     assert list((root / "locks/organization/proj/dev").iterdir()) == []
 
 
@@ -149,6 +147,23 @@ def test_cloud_numbers_updates_and_lists_the_running_one_as_in_progress(fake: Fa
     s.up()
     assert seen == [[(1, "in-progress")], [(2, "in-progress"), (1, "succeeded")]]
     assert [(h.version, h.result) for h in s.history()] == [(2, "succeeded"), (1, "succeeded")]
+
+
+def test_bucket_backends_run_the_diy_code_and_keep_version_0(fake: Fake) -> None:
+    s = stack_of(fake, lambda: config_map("cm", {"k": "v"}) and None, backend="s3://team/state")
+    s.up()
+    assert [h.version for h in s.history()] == [0]
+    bucket = fake.root / "fake-state" / "buckets" / "s3" / "team" / "state" / ".pulumi"
+    assert (bucket / "stacks" / "proj" / "dev.json").exists()
+
+
+def test_cloud_reports_a_running_update_as_a_409(fake: Fake) -> None:
+    s = stack_of(fake, lambda: config_map("cm", {"k": "v"}) and None, backend="https://api.x")
+    fake.set(locked=1)
+    with pytest.raises(auto.ConcurrentUpdateError) as e:
+        s.up()
+    assert "[409] Conflict: Another update is currently in progress." in str(e.value)
+    s.up()  # the other update has finished
 
 
 def test_refresh_and_destroy_write_history_previews_do_not(fake: Fake) -> None:
@@ -178,29 +193,36 @@ def test_preview_takes_no_lock_and_up_does(fake: Fake) -> None:
     assert held == [0, 1]  # diy/backend.go: Preview calls apply without Lock
 
 
-RACER = """
-import os, sys
+RUNNER = """
+import json, sys
 from pulumi import automation as auto
 import pulumi_kubernetes as k8s
 def program():
-    k8s.core.v1.ConfigMap("cm", metadata={"name": "cm", "namespace": "ml"}, data={"who": "a"})
+    k8s.core.v1.ConfigMap("cm", metadata={"name": "cm", "namespace": "ml"},
+                          data=json.loads(sys.argv[3]))
 opts = auto.LocalWorkspaceOptions(work_dir=sys.argv[1], secrets_provider="passphrase",
     env_vars={"PULUMI_BACKEND_URL": sys.argv[2], "PULUMI_CONFIG_PASSPHRASE": "correct horse"},
     project_settings=auto.ProjectSettings(name="proj", runtime="python"))
-s = auto.create_or_select_stack("dev", project_name="proj", program=program, opts=opts)
-s.up()
+auto.create_or_select_stack("dev", project_name="proj", program=program, opts=opts).up()
 """
+
+
+def run_elsewhere(fake: Fake, data: dict[str, str]) -> subprocess.Popen[bytes]:
+    """An `up` of the same stack from another process (another CI job)."""
+    (fake.root / "ws").mkdir(exist_ok=True)
+    (fake.root / "state").mkdir(exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, str(fake.root / "ws"), (fake.root / "state").as_uri(),
+         json.dumps(data)],
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
 
 
 def test_two_racing_updates_one_gets_the_lock_error(fake: Fake) -> None:
     s = stack_of(fake, lambda: config_map("cm", {"who": "b"}) and None)
     s.up()
     fake.set(sleep=20)
-    other = subprocess.Popen(
-        [sys.executable, "-c", RACER, str(fake.root / "ws"), (fake.root / "state").as_uri()],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    other = run_elsewhere(fake, {"who": "a"})
     locks = diy(fake) / "locks/organization/proj/dev"
     deadline = time.time() + 30
     while not list(locks.glob("*.json")) and time.time() < deadline:
@@ -491,27 +513,9 @@ def test_a_provider_failure_fails_the_step_and_the_update(fake: Fake) -> None:
     assert urn(CM, "cm") not in resources(fake)
 
 
-KILLED = """
-import sys
-from pulumi import automation as auto
-import pulumi_kubernetes as k8s
-def program():
-    k8s.core.v1.ConfigMap("cm", metadata={"name": "cm", "namespace": "ml"}, data={"k": "v"})
-opts = auto.LocalWorkspaceOptions(work_dir=sys.argv[1], secrets_provider="passphrase",
-    env_vars={"PULUMI_BACKEND_URL": sys.argv[2], "PULUMI_CONFIG_PASSPHRASE": "correct horse"},
-    project_settings=auto.ProjectSettings(name="proj", runtime="python"))
-auto.create_or_select_stack("dev", project_name="proj", program=program, opts=opts).up()
-"""
-
-
 def test_an_update_killed_mid_step_leaves_pending_operations_and_its_lock(fake: Fake) -> None:
     fake.set(sleep=30)
-    (fake.root / "ws").mkdir()
-    (fake.root / "state").mkdir()
-    runner = subprocess.Popen(
-        [sys.executable, "-c", KILLED, str(fake.root / "ws"), (fake.root / "state").as_uri()],
-        stderr=subprocess.DEVNULL,
-    )
+    runner = run_elsewhere(fake, {"k": "v"})
     stack_file = diy(fake) / "stacks/proj/dev.json"
     deadline = time.time() + 60
     while time.time() < deadline:

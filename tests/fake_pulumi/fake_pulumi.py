@@ -18,9 +18,10 @@ Environment:
       "locked": N            another process holds the stack's lock (a real lock file) for the
                              next N lock attempts (-1: until `pulumi cancel` or the knob is
                              cleared); previews do not lock
-      "fail": {"up": reason} the provider fails the first changing custom resource's step with
-                             `reason` ({"up": {"URN-substring": reason}}: the matching resource);
-                             keys: up, preview, refresh, destroy
+      "fail": {"up": reason} the provider fails the step of the first changing custom resource
+                             to reach the engine (the program's registration order, which may
+                             vary, as with the real engine); {"up": {"URN-substring": reason}}
+                             fails the matching resource. Keys: up, preview, refresh, destroy
       "program_error": msg   the monitor rejects the program's first custom resource with `msg`:
                              the SDK raises it inside the program ("python inline source
                              runtime error")

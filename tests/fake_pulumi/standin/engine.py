@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -134,6 +133,22 @@ def _deps(res: Res) -> list[str]:
     return out
 
 
+@dataclass
+class Step:
+    """A step: its op, the resource, its old and new states, and for a diff the replace keys and
+    the changed paths (pkg/resource/deploy/step.go). Create-replacement and delete-replaced are
+    not logical: they are counted once, as the replace."""
+
+    op: str
+    urn: str
+    type: str
+    old: Res | None
+    new: Res | None
+    keys: list[str] | None = None
+    diffs: list[str] | None = None
+    logical: bool = True
+
+
 class StepFailed(Exception):
     """A provider failed the step of the resource at `urn`."""
 
@@ -178,7 +193,6 @@ class Deployment:
         self.news: dict[str, Res] = {}
         self.handled: set[str] = set()  # old URNs a step took care of
         self.gone: set[int] = set()  # id() of old states deleted
-        self.condemned: list[Res] = []  # replaced create-before-delete: deleted at the end
         self.urns: set[str] = set()
         self.skipped_creates: set[str] = set()
         self.provider_refs: set[str] = set()
@@ -194,7 +208,6 @@ class Deployment:
         self.slept = False
         self.rejected = False
         self.failed_once = False
-        self.started = time.time()
         self.readonly = False
         self.servers: Any = None  # the gRPC servers, kept alive with the deployment
 
@@ -224,17 +237,10 @@ class Deployment:
 
     # -- events
 
-    def _meta(
-        self,
-        op: str,
-        urn: str,
-        typ: str,
-        old: Res | None,
-        new: Res | None,
-        keys: list[str] | None = None,
-        diffs: list[str] | None = None,
-        logical: bool = True,
-    ) -> dict[str, Any]:
+    def _meta(self, step: Step) -> dict[str, Any]:
+        """pkg/engine/events.go makeStepEventMetadata."""
+        op, urn, typ, old, new = step.op, step.urn, step.type, step.old, step.new
+        keys, diffs, logical = step.keys, step.diffs, step.logical
         meta: dict[str, Any] = {
             "op": op,
             "urn": urn,
@@ -296,20 +302,11 @@ class Deployment:
         finally:
             self.mu.acquire()
 
-    def run_step(
-        self,
-        op: str,
-        urn: str,
-        typ: str,
-        old: Res | None,
-        new: Res | None,
-        keys: list[str] | None = None,
-        diffs: list[str] | None = None,
-        logical: bool = True,
-    ) -> None:
+    def run_step(self, step: Step) -> None:
         """Execute one step: events, pending operation, the provider's work, state, counts."""
+        op, urn, old, new = step.op, step.urn, step.old, step.new
         internal = is_default_provider(urn)
-        meta = self._meta(op, urn, typ, old, new, keys, diffs, logical)
+        meta = self._meta(step)
         if not internal:
             self.events.step_pre(meta, self.o.preview)
         custom = (new or old).custom if (new or old) else False
@@ -339,10 +336,10 @@ class Deployment:
             self.handled.add(old.urn)
         self._done(entry)
         self.persist()
-        if logical and not internal:
+        if step.logical and not internal:
             self.changes[op] += 1
         if not internal:
-            meta = self._meta(op, urn, typ, old, new, keys, diffs, logical)
+            meta = self._meta(step)
             self.events.step_done(meta, self.o.preview)
 
     # -- registrations
@@ -453,7 +450,7 @@ class Deployment:
             )
             new = Res(urn, goal["type"], True, id=goal["id"], inputs=goal.get("inputs", {}),
                       outputs=outputs, parent=parent, provider=provider, external=True)  # fmt: skip
-            self.run_step("read", urn, goal["type"], old, new)
+            self.run_step(Step("read", urn, goal["type"], old, new))
             return new
 
     def default_provider(self, pkg: str, version: str | None) -> str:
@@ -504,12 +501,12 @@ class Deployment:
             if not targeted:
                 # A skipped create: a same step, nothing stored, outputs unknown to the program.
                 self.skipped_creates.add(urn)
-                self.run_step("same", urn, typ, None, new, logical=False)
+                self.run_step(Step("same", urn, typ, None, new, logical=False))
                 self.news.pop(urn, None)
                 return new, True
             self._check_skipped_dependencies(new)
             new.id, new.outputs = self._create(typ, name, new)
-            self.run_step("create", urn, typ, None, new)
+            self.run_step(Step("create", urn, typ, None, new))
             return new, False
         if not targeted:
             if old.provider and old.provider not in self.provider_refs:
@@ -520,7 +517,7 @@ class Deployment:
                     "is due to a change of providers mixed with --target. Change your program back "
                     "to the original providers"
                 )
-            self.run_step("same", urn, typ, old, old)
+            self.run_step(Step("same", urn, typ, old, old))
             return old, False
         self._check_skipped_dependencies(new)
         changed = diff_paths(old.inputs, new.inputs)
@@ -545,12 +542,14 @@ class Deployment:
             return self._replace(urn, typ, name, old, new, replace_keys, changed, dbr)
         if changed:
             new.id = old.id
-            new.outputs = dict(new.inputs) if new.custom else new.inputs
+            new.outputs = (
+                providers.outputs(typ, new.inputs, self.o.preview) if new.custom else new.inputs
+            )
             new.created, new.modified = old.created, now()
-            self.run_step("update", urn, typ, old, new, diffs=changed)
+            self.run_step(Step("update", urn, typ, old, new, diffs=changed))
             return new, False
         same = new.copy(id=old.id, outputs=old.outputs, created=old.created, modified=old.modified)
-        self.run_step("same", urn, typ, old, same)
+        self.run_step(Step("same", urn, typ, old, same))
         return same, False
 
     def _provider_replaces(self, old_ref: str, new_ref: str) -> bool:
@@ -576,9 +575,10 @@ class Deployment:
     def _create(self, typ: str, name: str, new: Res) -> tuple[str, dict[str, Any]]:
         """The provider's Create: the inputs come back as outputs. In a preview the id stays
         unknown (step.go CreateStep: an empty id), and so does every output that depends on it."""
-        if not new.custom or self.o.preview:
+        if not new.custom:
             return "", dict(new.inputs)
-        return providers.new_id(typ, name, new.inputs), dict(new.inputs)
+        outputs = providers.outputs(typ, new.inputs, self.o.preview)
+        return ("" if self.o.preview else providers.new_id(typ, name, new.inputs)), outputs
 
     def _replace(
         self,
@@ -593,18 +593,21 @@ class Deployment:
     ) -> tuple[Res, bool]:
         new.id, new.outputs = self._create(typ, name, new)
         new.created = new.modified = now()
+        replace = Step("replace", urn, typ, old, new, keys, changed)
+        create = Step("create-replacement", urn, typ, old, new, keys, changed, logical=False)
         if dbr:
             # step_generator.go: delete-replaced, replace, create-replacement.
-            self.run_step("delete-replaced", urn, typ, old, None, keys, changed, logical=False)
+            self.run_step(
+                Step("delete-replaced", urn, typ, old, None, keys, changed, logical=False)
+            )
             self.handled.add(urn)
-            self.run_step("replace", urn, typ, old, new, keys, changed)
-            self.run_step("create-replacement", urn, typ, old, new, keys, changed, logical=False)
+            self.run_step(replace)
+            self.run_step(create)
         else:
             # create-replacement, replace; the old one is deleted after everything else.
-            self.run_step("create-replacement", urn, typ, old, new, keys, changed, logical=False)
-            self.run_step("replace", urn, typ, old, new, keys, changed)
+            self.run_step(create)
+            self.run_step(replace)
             old.delete = True
-            self.condemned.append(old)
         return new, False
 
     def register_outputs(self, urn: str, outputs: dict[str, Any]) -> None:
@@ -619,7 +622,8 @@ class Deployment:
             if res is not None:
                 res.outputs = outputs
                 self.persist()
-                self.events.step_done(self._meta("same", urn, res.type, res, res), self.o.preview)
+                meta = self._meta(Step("same", urn, res.type, res, res))
+                self.events.step_done(meta, self.o.preview)
 
     # -- the end of a deployment
 
@@ -646,7 +650,7 @@ class Deployment:
             if old.delete:
                 if self.canceled.is_set():
                     return
-                self.run_step("delete-replaced", old.urn, old.type, old, None, logical=False)
+                self.run_step(Step("delete-replaced", old.urn, old.type, old, None, logical=False))
                 continue
             if old.urn in self.handled or old.urn in self.urns:
                 continue
@@ -654,7 +658,7 @@ class Deployment:
                 continue
             if self.canceled.is_set():
                 return
-            self.run_step("delete", old.urn, old.type, old, None)
+            self.run_step(Step("delete", old.urn, old.type, old, None))
 
     def finalize_outputs(self) -> None:
         """deployment_executor.go: stack outputs registered during the run replace the old ones
@@ -672,7 +676,7 @@ class Deployment:
             stack.outputs = self.stack_outputs
         self.persist()
         self.events.step_done(
-            self._meta("same", self.stack_urn, STACK_TYPE, stack, stack), self.o.preview
+            self._meta(Step("same", self.stack_urn, STACK_TYPE, stack, stack)), self.o.preview
         )
 
     def refresh(self, drift: int, clear_pending_creates: bool) -> None:
@@ -691,9 +695,15 @@ class Deployment:
                 if self.canceled.is_set():
                     break
                 internal = is_default_provider(old.urn)
-                pre = self._meta("refresh", old.urn, old.type, old, old)
+                pre = self._meta(Step("refresh", old.urn, old.type, old, old))
                 if not internal:
                     self.events.step_pre(pre, self.o.preview)
+                failure = self._knob_failure(old.urn, "refresh", old.custom)
+                if failure is not None:
+                    self.diag("error", failure, old.urn)
+                    self.events.step_failed(pre)
+                    self.failed = True
+                    break
                 new = old
                 if drift > 0 and old.custom and not old.type.startswith(PROVIDER_PREFIX):
                     drift -= 1
@@ -704,7 +714,7 @@ class Deployment:
                 if not internal:
                     self.changes[op] += 1
                     self.events.step_done(
-                        self._meta(op, old.urn, old.type, old, new), self.o.preview
+                        self._meta(Step(op, old.urn, old.type, old, new)), self.o.preview
                     )
             self.pending = [
                 p for p in self.pending if p["type"] == "creating" and not clear_pending_creates
@@ -721,12 +731,14 @@ class Deployment:
                 if self.canceled.is_set():
                     break
                 self.run_step(
-                    "delete-replaced" if old.delete else "delete",
-                    old.urn,
-                    old.type,
-                    old,
-                    None,
-                    logical=not old.delete,
+                    Step(
+                        "delete-replaced" if old.delete else "delete",
+                        old.urn,
+                        old.type,
+                        old,
+                        None,
+                        logical=not old.delete,
+                    )
                 )
 
     def outputs(self) -> dict[str, Any]:

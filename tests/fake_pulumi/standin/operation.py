@@ -41,7 +41,18 @@ CANCELLING_NOTE = (
 )
 
 
+# Accepted by the CLI, but their semantics are not imitated: refused rather than ignored.
+NOT_IMITATED = (
+    "--exclude", "--target-dependents", "--exclude-dependents", "--expect-no-changes",
+    "--continue-on-error", "--refresh", "--plan", "--save-plan", "--import-file", "--policy-pack",
+    "--policy-pack-config", "--exclude-protected",
+)  # fmt: skip
+
+
 def operation(a: Argv) -> str:
+    for flag in NOT_IMITATED:
+        if a.has(flag) or a.many(flag):
+            raise Fail(f"error: the test stand-in does not imitate {flag}")
     word = a.words[0]
     kind = {"preview": "update", "up": "update", "update": "update"}.get(word, word)
     preview = word == "preview" or a.has("--preview-only")
@@ -63,10 +74,16 @@ def operation(a: Argv) -> str:
         for p in (latest or {}).get("pending_operations") or []
     ]
     knobs = control.control()
-    if knobs.get("pending") and olds:
-        # The `pending` knob: the state an update killed mid-step leaves behind.
+    if knobs.get("pending") and latest and olds:
+        # The `pending` knob: the state an update killed mid-step leaves behind, written into
+        # the checkpoint so that every later operation finds it.
         victim = next((r for r in olds if r.custom and not r.type.startswith("pulumi:")), olds[-1])
         pending.append({"resource": victim, "type": "updating"})
+        latest = {**latest, "pending_operations": [
+            *(latest.get("pending_operations") or []),
+            {"resource": victim.to_state(lambda v: seal(v, state_c.encrypt)), "type": "updating"},
+        ]}  # fmt: skip
+        s.backend.write(s.ref, latest)
         control.update(lambda ctl: ctl.pop("pending", None))
     leak = ""
     if knobs.get("leak"):

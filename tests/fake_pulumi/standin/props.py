@@ -5,6 +5,8 @@ carry secrets as ciphertext (sdk/go/common/resource/stack: the `ciphertext` fiel
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 SIG = "4dabf18193072939515e22adb298388d"
@@ -50,63 +52,44 @@ def to_struct(value: dict[str, Any]) -> Any:
     return s
 
 
+def _on_secrets(v: Any, change: Callable[[dict[str, Any]], Any]) -> Any:
+    """`v` with every secret object replaced by `change(secret)`."""
+    if isinstance(v, dict) and v.get(SIG) == SECRET_SIG:
+        return change(v)
+    if isinstance(v, list):
+        return [_on_secrets(x, change) for x in v]
+    if isinstance(v, dict):
+        return {k: _on_secrets(x, change) for k, x in v.items()}
+    return v
+
+
 def plain(v: Any) -> Any:
     """Secrets unwrapped (for diffs and provider logic)."""
-    if is_secret(v):
-        return plain(v.get("value"))
-    if isinstance(v, list):
-        return [plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    return v
+    return _on_secrets(v, lambda s: plain(s.get("value")))
 
 
 def masked(v: Any) -> Any:
     """Secrets shown as "[secret]", as engine events show them without --show-secrets."""
-    if is_secret(v):
-        return "[secret]"
-    if isinstance(v, list):
-        return [masked(x) for x in v]
-    if isinstance(v, dict):
-        return {k: masked(x) for k, x in v.items()}
-    return v
+    return _on_secrets(v, lambda s: "[secret]")
 
 
-def has_unknowns(v: Any) -> bool:
-    if v == UNKNOWN:
-        return True
-    if isinstance(v, list):
-        return any(has_unknowns(x) for x in v)
-    if isinstance(v, dict):
-        return any(has_unknowns(x) for x in v.values())
-    return False
-
-
-def seal(v: Any, encrypt: Any) -> Any:
+def seal(v: Any, encrypt: Callable[[str], str]) -> Any:
     """Wire form -> state form: each secret's value encrypted into `ciphertext`."""
-    if is_secret(v):
-        import json
-
-        return {SIG: SECRET_SIG, "ciphertext": encrypt(json.dumps(v.get("value")))}
-    if isinstance(v, list):
-        return [seal(x, encrypt) for x in v]
-    if isinstance(v, dict):
-        return {k: seal(x, encrypt) for k, x in v.items()}
-    return v
+    return _on_secrets(
+        v, lambda s: {SIG: SECRET_SIG, "ciphertext": encrypt(json.dumps(s.get("value")))}
+    )
 
 
-def unseal(v: Any, decrypt: Any) -> Any:
+def unseal(v: Any, decrypt: Callable[[str], str | None]) -> Any:
     """State form -> wire form; `decrypt` returns None for a passphrase that cannot open it."""
-    if isinstance(v, dict) and v.get(SIG) == SECRET_SIG and "ciphertext" in v:
-        import json
 
-        text = decrypt(v["ciphertext"])
+    def open_secret(s: dict[str, Any]) -> Any:
+        if "ciphertext" not in s:
+            return s
+        text = decrypt(s["ciphertext"])
         return secret(json.loads(text) if text is not None else None)
-    if isinstance(v, list):
-        return [unseal(x, decrypt) for x in v]
-    if isinstance(v, dict):
-        return {k: unseal(x, decrypt) for k, x in v.items()}
-    return v
+
+    return _on_secrets(v, open_secret)
 
 
 def diff_paths(old: Any, new: Any, path: str = "") -> list[str]:

@@ -72,6 +72,29 @@ AZURE_PATHS: dict[str, str] = {
 AZURE_BODY_FORCE_NEW = ["location"]
 
 
+# Outputs a provider computes beyond the inputs. Only what is documented is listed: an API
+# Management instance's gateway is https://<name>.azure-api.net (learn.microsoft.com, "Azure API
+# Management terminology": the default gateway hostname). Unknown during a preview, as computed
+# outputs are (pkg/resource/deploy/step.go: a preview's Create returns no values for them).
+COMPUTED: dict[str, dict[str, str]] = {
+    "azure-native:apimanagement:ApiManagementService": {
+        "gatewayUrl": "https://{serviceName}.azure-api.net"
+    },
+}
+
+
+def outputs(type_token: str, inputs: dict[str, Any], preview: bool) -> dict[str, Any]:
+    """What Create/Update return: the inputs, plus the computed outputs the provider fills in."""
+    out = dict(inputs)
+    values = plain(inputs)
+    for key, template in COMPUTED.get(type_token, {}).items():
+        if preview:
+            out[key] = UNKNOWN
+        else:
+            out[key] = re.sub(r"{(\w+)}", lambda m: str(values.get(m.group(1), "")), template)
+    return out
+
+
 def package(type_token: str) -> str:
     """`kubernetes:apps/v1:Deployment` -> kubernetes; `pulumi:providers:kong` -> kong."""
     parts = type_token.split(":")
