@@ -82,6 +82,22 @@ def test_history_on_the_file_backend_numbers_revisions_from_one(fake: Fake) -> N
     assert last is not None and last.revision == 3
 
 
+def test_on_pulumi_cloud_revisions_are_the_services_own_and_the_running_update_is_skipped(
+    fake: Fake,
+) -> None:
+    """The service numbers updates and lists the running one as in-progress (the stand-in's
+    Cloud imitation): the guard, reading history inside its own update, sees that entry."""
+    cloud = Target("fraud-detector", "dev", backend="https://api.pulumi.example")
+    assert ops.deploy(SPEC, cloud).revision == 1
+    assert ops.promote(cloud, weight=50, expect_weight=10).revision == 2
+    assert ops.rollback(cloud).revision == 3
+    assert [(r.revision, r.traffic) for r in ops.history(cloud)] == [
+        (3, TrafficState("v1", "v2", 0)),
+        (2, TrafficState("v1", "v2", 50)),
+        (1, TrafficState("v1", "v2", 10)),
+    ]
+
+
 def test_history_limit_must_be_positive(fake: Fake) -> None:
     result = mlserve("history", *PROJECT, "--limit", "0")
     assert (result.returncode, result.stderr) == (2, "error: --limit must be at least 1, not 0\n")
