@@ -1121,7 +1121,7 @@ class Engine:
             while True:
                 self._errors, self._warnings, self._changes = [], [], {}
                 try:
-                    result = run(on_event)
+                    result = _in_worker(lambda: run(on_event))
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
                     if self.interrupted:
@@ -1418,6 +1418,40 @@ def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
 
 def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+def _in_worker(call: Callable[[], T]) -> T:
+    """Run `call` on a worker thread while the main thread waits in short timed joins.
+
+    The kernel may deliver a process-directed signal to any thread; CPython then runs the Python
+    handler on the main thread only when that thread next runs bytecode. Blocked in an untimed
+    join (the SDK joins its output readers while the CLI runs), it would not until the operation
+    ended, so a Ctrl-C or SIGTERM would reach the CLI only after the update had finished.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as e:  # handed to the main thread below
+            failure.append(e)
+
+    worker = threading.Thread(target=work, name="mlserve-operation", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        # A second interrupt stopped the CLI at once: give it a moment to exit and write its
+        # last record, as the SDK's own wait did when it ran on this thread.
+        worker.join(10)
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def _terminal_signalled_group() -> bool:
