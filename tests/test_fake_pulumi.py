@@ -86,6 +86,14 @@ def checkpoint(fake: Fake) -> dict[str, Any]:
     return data["checkpoint"]["latest"]
 
 
+def pending_urns(fake: Fake) -> list[str]:
+    """The URNs of the pending operations in the stack file, [] while it is missing or mid-write."""
+    try:
+        return [p["resource"]["urn"] for p in checkpoint(fake).get("pending_operations", [])]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def resources(fake: Fake) -> dict[str, dict[str, Any]]:
     return {r["urn"]: r for r in checkpoint(fake)["resources"]}
 
@@ -516,11 +524,10 @@ def test_a_provider_failure_fails_the_step_and_the_update(fake: Fake) -> None:
 def test_an_update_killed_mid_step_leaves_pending_operations_and_its_lock(fake: Fake) -> None:
     fake.set(sleep=30)
     runner = run_elsewhere(fake, {"k": "v"})
-    stack_file = diy(fake) / "stacks/proj/dev.json"
     deadline = time.time() + 60
-    while time.time() < deadline:
-        if stack_file.exists() and "pending_operations" in stack_file.read_text():
-            break
+    while time.time() < deadline and pending_urns(fake) != [urn(CM, "cm")]:
+        # The default provider's create is briefly pending too (pkg/backend/snapshot.go doCreate
+        # records one for every create step): kill once the ConfigMap's is the only one.
         time.sleep(0.05)
     up = next(c for c in fake.calls() if c["argv"][1:2] == ["up"])
     os.kill(up["pid"], signal.SIGKILL)

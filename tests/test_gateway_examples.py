@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from mlserve import spec as spec_module
 from mlserve.render import RenderedResource, render
+from mlserve.spec import load_spec
 from tests.gateway_helpers import kong_hostname_ok, of_type, one
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,14 +26,7 @@ TOKEN = "kong-admin-token-that-must-not-leak"
 
 
 def _render(path: Path) -> list[RenderedResource]:
-    load_spec = getattr(spec_module, "load_spec", None)
-    if load_spec is None:
-        pytest.skip("load_spec has not landed on this branch yet")
-    spec = load_spec(path)
-    try:
-        return render(spec)
-    except NotImplementedError as e:
-        pytest.skip(f"not on this branch yet: {e}")
+    return render(load_spec(path))
 
 
 def _ids(paths: list[Path]) -> list[str]:
@@ -41,8 +34,6 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 def test_there_are_examples_to_render() -> None:
-    if not (ROOT / "specs").is_dir():
-        pytest.skip("the example specs have not landed on this branch yet")
     assert KONG_SPECS and APIM_SPECS
 
 

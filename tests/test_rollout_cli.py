@@ -73,10 +73,10 @@ def healthy(prom: Prometheus, name: str) -> None:
     prom.wait_for(f'rate(http_requests_total{{service="{name}", version="v2"}}[5s])')
 
 
-def start_rollout(spec: Path) -> subprocess.Popen[str]:
+def start_rollout(spec: Path, *args: str) -> subprocess.Popen[str]:
     """`mlserve rollout SPEC --yes` as a CI job runs it, its output read line by line."""
     return subprocess.Popen(
-        [sys.executable, "-m", "mlserve", "rollout", str(spec), "--yes"],
+        [sys.executable, "-m", "mlserve", "rollout", str(spec), "--yes", *args],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -357,12 +357,14 @@ def test_a_promote_by_hand_during_a_pause_stops_the_rollout_without_a_change(
     spec = write_spec(
         tmp_path, prom, name, [{"weight": 20, "pause": "8s"}, {"weight": 50, "pause": "1s"}]
     )
-    process = start_rollout(spec)
+    # On a loaded machine the promote by hand may still hold the stack's lock when the pause
+    # ends: the rollout waits for it, as a CI job given --lock-timeout would.
+    process = start_rollout(spec, "--lock-timeout", "2m")
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("Step 1/2"):
             break
-    by_hand = mlserve("promote", "--weight", "70", "--project", name)
+    by_hand = mlserve("promote", "--weight", "70", "--project", name, "--lock-timeout", "2m")
     assert by_hand.returncode == 0, by_hand.stderr
     _, stderr = process.communicate(timeout=180)
     assert process.returncode == 6, stderr
