@@ -750,6 +750,7 @@ class Engine:
         self._changes: dict[str, int] = {}  # the running operation's summary event
         self._lock = threading.Lock()
         self.interrupted = False
+        self._stopped = False  # a second interrupt: the operation's display is over
 
     # -- secrets
 
@@ -1093,12 +1094,14 @@ class Engine:
         """Run one engine operation: events, Ctrl-C, lock retries and error mapping."""
 
         def on_event(raw: auto.EngineEvent) -> None:
-            # Called on a gRPC or log-watcher thread.
+            # Called on a gRPC or log-watcher thread, which may outlive a second interrupt.
             try:
                 event = self._convert(raw)
                 if event is None:
                     return
                 with self._lock:
+                    if self._stopped:
+                        return
                     if event.kind == "diag" and event.severity == "error":
                         prefix = f"{event.name}: " if event.name else ""
                         self._errors.append(prefix + summarize(event.message))
@@ -1108,7 +1111,7 @@ class Engine:
                         steps.append(event)
                     if event.kind == "summary":
                         self._changes = dict(event.changes)
-                self.sink.event(event)
+                    self.sink.event(event)
             except Exception:  # a display bug must not break the deployment
                 pass
 
@@ -1121,7 +1124,7 @@ class Engine:
             while True:
                 self._errors, self._warnings, self._changes = [], [], {}
                 try:
-                    result = _in_worker(lambda: run(on_event))
+                    result = _in_worker(lambda: run(on_event), self._stop_display)
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
                     if self.interrupted:
@@ -1146,6 +1149,11 @@ class Engine:
                 if self.interrupted:
                     raise self._interrupted(what, finished=True)
                 return result
+
+    def _stop_display(self) -> None:
+        """After a second interrupt: the events still arriving print nothing more."""
+        with self._lock:
+            self._stopped = True
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake within a tenth of a second of an interrupt."""
@@ -1420,7 +1428,7 @@ def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
 
 
-def _in_worker(call: Callable[[], T]) -> T:
+def _in_worker(call: Callable[[], T], stopped: Callable[[], None]) -> T:
     """Run `call` on a worker thread while the main thread waits in short timed joins.
 
     The kernel may deliver a process-directed signal to any thread; CPython then runs the Python
@@ -1447,6 +1455,7 @@ def _in_worker(call: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         # A second interrupt stopped the CLI at once: give it a moment to exit and write its
         # last record, as the SDK's own wait did when it ran on this thread.
+        stopped()
         worker.join(10)
         raise
     if failure:

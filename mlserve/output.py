@@ -265,7 +265,7 @@ class Progress:
 
     def note(self, text: str) -> None:
         with self._lock:
-            print(text, file=self.notes, flush=True)
+            _line(self.notes, text)
 
     def _write(self, text: str) -> None:
         """A line of progress; once stdout is closed (`| head`), the operation goes on silently."""
@@ -325,10 +325,17 @@ class Quiet:
         pass
 
     def note(self, text: str) -> None:
-        print(text, file=self.notes, flush=True)
+        _line(self.notes, text)
 
     def close(self) -> None:
         pass
+
+
+def _line(stream: TextIO, text: str) -> None:
+    """One line in one write: a signal handler that interrupts it (a second Ctrl-C while the
+    first one's note is printed) cannot leave the line without its end."""
+    stream.write(text + "\n")
+    stream.flush()
 
 
 # --- reports --------------------------------------------------------------------------------

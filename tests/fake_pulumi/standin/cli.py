@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 from .argv import parse
@@ -50,6 +51,9 @@ def dispatch(argv: list[str]) -> str:
 
         return plugin(a)
     if word in ("preview", "up", "update", "refresh", "destroy"):
+        # Before any thread starts, so that all inherit it: the operation takes SIGINT on a
+        # thread of its own (operation._install_sigint).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         from .operation import operation
 
         return operation(a)

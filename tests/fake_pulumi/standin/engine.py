@@ -299,12 +299,15 @@ class Deployment:
         self.slept = True
         self.mu.release()
         try:
-            if self.canceled.wait(float(seconds)):
-                # The knob `cancel_delay`: how long the step in flight still takes once the
-                # update is cancelled (the engine waits for in-flight steps to finish).
-                time.sleep(float(self.o.knobs.get("cancel_delay") or 0))
+            canceled = self.canceled.wait(float(seconds))
         finally:
             self.mu.acquire()
+        if canceled:
+            # The knob `cancel_delay`: how long the step in flight still takes once the update
+            # is cancelled. It holds the deployment's lock meanwhile, so the update ends only
+            # after it: the engine waits for in-flight steps (pkg/resource/deploy/
+            # step_executor.go, WaitForCompletion).
+            time.sleep(float(self.o.knobs.get("cancel_delay") or 0))
 
     def run_step(self, step: Step) -> None:
         """Execute one step: events, pending operation, the provider's work, state, counts."""

@@ -13,7 +13,9 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import control
@@ -140,8 +142,8 @@ def operation(a: Argv) -> str:
         "version": 0,
     }
     token = None if preview else s.backend.begin(s.ref, info)
+    sigint_over = _install_sigint(d, events, preview, s, token, info)
     try:
-        _install_sigint(d, events, preview, s, token, info)
         events.prelude({k: ("[secret]" if sec else v) for k, (v, sec) in config.items()}, preview)
         if d.pending and kind == "update" and not preview:
             _pending_warning(d)
@@ -163,7 +165,7 @@ def operation(a: Argv) -> str:
             )
             s.backend.finish(s.ref, token, info)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        sigint_over()
         if locks:
             s.backend.unlock(s.ref)
     outputs = d.outputs() if kind == "update" and not preview else None
@@ -200,8 +202,21 @@ def _pending_warning(d: Deployment) -> None:
 
 def _install_sigint(
     d: Deployment, events: Events, preview: bool, s: Stack, token: Any, info: dict[str, Any]
-) -> None:
-    def on_sigint(signum: int, frame: Any) -> None:
+) -> Callable[[], None]:
+    """Take SIGINTs one after the other on a thread of their own, as the Go CLI reads them from a
+    channel (pkg/cmd/pulumi/operations: cancellationScopeSource). dispatch() blocked SIGINT before
+    any thread started, so every thread inherits the block and only this one takes them: no
+    signal waits for the main thread to run Python code, nor interrupts a handler. Returns what
+    ends the handling once the operation is over."""
+    over = threading.Event()
+
+    def receive() -> None:
+        while True:
+            signal.sigwait({signal.SIGINT})
+            if not over.is_set():
+                on_sigint()
+
+    def on_sigint() -> None:
         # The knob `sigints` counts the interrupts this CLI received, for the tests.
         control.update(lambda knobs: knobs.__setitem__("sigints", knobs.get("sigints", 0) + 1))
         if not d.canceled.is_set():
@@ -220,7 +235,8 @@ def _install_sigint(
         sys.stdout.flush()
         os._exit(control.EXIT_ERROR)
 
-    signal.signal(signal.SIGINT, on_sigint)
+    threading.Thread(target=receive, name="sigint", daemon=True).start()
+    return over.set
 
 
 def _drive(d: Deployment, a: Argv, kind: str, preview: bool, knobs: dict[str, Any]) -> None:
