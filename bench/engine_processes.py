@@ -1,26 +1,31 @@
 """Count the Pulumi CLI processes each mlserve engine command spawns.
 
-Runs the real pulumi.automation code against the stand-in CLI (tests/fake_pulumi), which logs one
-line per process, in a temporary MLSERVE_HOME. Each process is a start of the Go CLI (hundreds of
-milliseconds with a real one), so this count is what the engine keeps low: one version check per
-command, one stack selection, and no extra outputs()/info() after `up`.
+Runs the real pulumi.automation code against the stand-in CLI (tests/fake_pulumi, which runs the
+program as the real CLI does), which logs one line per process, in a temporary MLSERVE_HOME. Each
+process is a start of the Go CLI (hundreds of milliseconds with a real one, seconds on a loaded CI
+runner), so this count is what the engine keeps low: one version check per command, one stack
+selection, the whole history in one call, and none of the SDK's follow-up reads after an
+operation (`stack output` twice and `stack history` after `up`, `stack history` after refresh and
+destroy).
 
-Measured with pulumi 3.272.0 (provider plugins already installed):
+Measured with pulumi 3.272.0 (provider plugins already installed; issue 9: promote and rollback
+at most 7, 10 before):
 
     command                      processes
-    deploy (first, new stack)    10   version, stack select, stack init, stack history,
-                                      config set-all, preview, up, stack output x2, stack history
-    deploy (existing stack)       9   the same without stack init
-    plan                          5   version, stack select, stack history, config set-all, preview
-                                      (+ stack init on a new stack)
-    status                        5   version, stack select, stack output x2, stack history
-    status --refresh              7   + refresh and its stack history
+    deploy (first, new stack)     8   version, stack select, stack init, stack history, preview,
+                                      up, the guard's stack history inside it, stack export
+    deploy (existing stack)       7   the same without stack init
+    plan                          4   version, stack select, stack history, preview
+    promote                       6   version, stack select, stack history, stack export, up,
+                                      the guard's stack history
+    rollback                      6   the same
+    rollback --to 2               5   without stack export (a full update)
+    status                        4   version, stack select, stack history, stack export
+    status --refresh              5   + refresh
     history                       3   version, stack select, stack history
-    destroy                       5   version, stack select, stack history, destroy, stack history
+    destroy                       4   version, stack select, stack export, destroy
 
-`up` alone is 4 of deploy's 9: the automation API always follows it with `stack output --json`,
-`stack output --json --show-secrets` and `stack history --page-size 1`. A missing plugin adds
-`plugin ls` and one `plugin install` per plugin, once.
+A missing plugin adds `plugin ls` and one `plugin install` per plugin, once.
 
 Usage: python bench/engine_processes.py
 """
@@ -89,6 +94,9 @@ def main() -> None:
             ("deploy (first, new stack)", lambda: ops.deploy(spec, target)),
             ("deploy (existing stack)", lambda: ops.deploy(spec, target)),
             ("plan", lambda: ops.plan(spec, target)),
+            ("promote", lambda: ops.promote(target, weight=50, expect_weight=10)),
+            ("rollback", lambda: ops.rollback(target)),
+            ("rollback --to 2", lambda: ops.rollback(target, to=2)),
             ("status", lambda: ops.status(target)),
             ("status --refresh", lambda: ops.status(target, refresh=True)),
             ("history", lambda: ops.history(target)),

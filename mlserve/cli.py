@@ -649,6 +649,9 @@ def history(
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Show only the newest N revisions.")
+    ] = None,
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
@@ -661,7 +664,7 @@ def history(
         from mlserve import ops, output
 
         target = ops.target_for(None, project, stack, backend)
-        rows = ops.history(target, debug=debug or _debug_env())
+        rows = ops.history(target, limit=limit, debug=debug or _debug_env())
         output.Ui(json_out).show(output.render_history(rows), [r.to_json() for r in rows])
 
 

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._stack import StackInitMode
 from semver import VersionInfo
 
 from mlserve.errors import (
@@ -87,6 +88,15 @@ _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[^%]*%\}>")
+# InstallPluginError (pkg/workspace/plugins.go); "no resource plugin ... found" when automatic
+# acquisition is off (PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION).
+_MISSING_PLUGIN = re.compile(
+    r"(?:Could not automatically download and install resource plugin|no resource plugin) "
+    r"'pulumi-resource-([\w.-]+)'(?: found in the workspace)?,?(?: at version v([\w.+-]+))?"
+)
+# A --target URN neither in the stack nor registered (diag 2011, deployment_executor.go
+# `checkTargets`), and a provider version changed under --target (step_generator.go).
+_TARGET_FAILURE = re.compile(r"could not be found in the stack|has not been registered yet")
 
 T = TypeVar("T")
 
@@ -543,33 +553,135 @@ class PreviewOutcome:
 
 @dataclass(frozen=True)
 class UpOutcome:
-    outputs: Mapping[str, Any]
     changes: Mapping[str, int]
-    version: int | None
+    revision: int  # the history entry this update wrote
     warnings: list[str]
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    version: int | None
+    revision: int  # 1, 2, 3, ...: the backend's own version, or the position (see `_numbered`)
     kind: str
-    result: str
+    result: str  # succeeded | failed | in-progress
     start: datetime
     end: datetime | None
     message: str
     config: Mapping[str, str]  # non-secret config values at that update
     changes: Mapping[str, int]
 
+    @property
+    def counts(self) -> bool:
+        """Whether the stack may have changed with this entry: a finished operation that did
+        not fail without changing anything (a refused promote writes such an entry)."""
+        if self.result == "in-progress":
+            return False
+        return self.result != "failed" or any(n for op, n in self.changes.items() if op != "same")
+
+    def describe(self) -> str:
+        return f"revision {self.revision} (`{self.message or self.kind}`, {self.result})"
+
 
 @dataclass(frozen=True)
-class Deployed:
-    """What the last successful update recorded in its config: the live traffic and spec."""
+class Mark:
+    """Where a stack's history stood when a command read it; the update's guard compares."""
 
-    traffic: dict[str, Any]
-    spec: dict[str, Any] | None
-    version: int | None
-    message: str = ""  # the command that made the update, e.g. "mlserve rollback"
-    config: Mapping[str, str] = field(default_factory=dict)  # everything it recorded
+    count: int
+    newest: HistoryEntry | None
+
+    @classmethod
+    def of(cls, entries: list[HistoryEntry]) -> Mark:
+        counted = [e for e in entries if e.counts]
+        return cls(len(counted), counted[0] if counted else None)
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What `pulumi stack export` shows of a stack's state, secrets still encrypted."""
+
+    urns: frozenset[str]
+    outputs: Mapping[str, Any]  # the root stack's outputs; secret values read "[secret]"
+    providers: Mapping[str, str]  # package -> version of its default provider
+    plugins: frozenset[str]  # every provider package the state uses (default or explicit)
+    pending_creates: tuple[tuple[str, str], ...]  # (type, name) of creates left pending
+
+
+# A secret in a checkpoint: {SECRET_SIG: SECRET_VALUE, "ciphertext": ...}
+# (sdk/go/common/resource/sig/sig.go).
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"
+_MASK = "[secret]"
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, dict):
+        if _SECRET_SIG in value:
+            return _MASK
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _urn_name(urn: str) -> tuple[str, str]:
+    """(type, name) of a URN `urn:pulumi:STACK::PROJECT::[PARENT$]TYPE::NAME`."""
+    parts = urn.split("::")
+    return parts[-2].rsplit("$", 1)[-1], parts[-1]
+
+
+def stack_state(exported: Mapping[str, Any]) -> StackState:
+    """Read `pulumi stack export` output (apitype.UntypedDeployment holding a DeploymentV3)."""
+    deployment = exported.get("deployment") or {}
+    resources = deployment.get("resources") or []
+    outputs: Mapping[str, Any] = {}
+    providers: dict[str, str] = {}
+    plugins: set[str] = set()
+    for r in resources:
+        if r.get("type", "").startswith("pulumi:providers:"):
+            plugins.add(r["type"].split(":", 2)[2])
+        if r.get("type") == "pulumi:pulumi:Stack" and not r.get("parent"):
+            outputs = _masked(r.get("outputs") or {})
+        elif r.get("type", "").startswith("pulumi:providers:") and _urn_name(r.get("urn", ""))[
+            1
+        ].startswith("default"):
+            # Default providers are named default_<version> (pkg/resource/deploy/providers).
+            version = (r.get("inputs") or {}).get("version")
+            if isinstance(version, str):
+                providers[r["type"].split(":", 2)[2]] = version
+    pending = tuple(
+        _urn_name(op.get("resource", {}).get("urn", ""))
+        for op in deployment.get("pending_operations") or []
+        if op.get("type") == "creating"
+    )
+    return StackState(
+        urns=frozenset(r["urn"] for r in resources if "urn" in r),
+        outputs=outputs,
+        providers=providers,
+        plugins=frozenset(plugins),
+        pending_creates=pending,
+    )
+
+
+def _numbered(summaries: list[auto.UpdateSummary]) -> list[HistoryEntry]:
+    """Entries newest first, each with a revision number a user can rely on.
+
+    Pulumi Cloud numbers its updates; the file, S3, Azure Blob and GCS backends report version 0
+    for every entry (pkg/backend/diy/backend.go `apply` builds UpdateInfo without a Version), and
+    list them oldest to newest by file name (pkg/backend/diy/state.go `getHistory`), so there the
+    position is the revision: the oldest is 1, and entries are only ever appended.
+    """
+    own = bool(summaries) and all((s.version or 0) > 0 for s in summaries)
+    return [
+        HistoryEntry(
+            revision=int(s.version) if own and s.version else len(summaries) - i,
+            kind=s.kind,
+            result=s.result,
+            start=s.start_time,
+            end=s.end_time,
+            message=s.message or "",
+            config={k: v.value for k, v in s.config.items() if not v.secret},
+            changes=_op_counts(s.resource_changes or {}),
+        )
+        for i, s in enumerate(summaries)
+    ]
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -577,6 +689,27 @@ class Deployed:
 
 def _noop_program() -> None:
     """refresh and destroy never run the program; inline mode only needs one to exist."""
+
+
+_NO_SUMMARY = auto.UpdateSummary(
+    kind="", start_time=datetime.min, message="", environment={}, config={}, result=""
+)
+
+
+class _Stack(auto.Stack):
+    """A Stack whose operations spawn no follow-up reads.
+
+    The SDK's up() runs `stack output` twice and `stack history --page-size 1` after the update,
+    refresh() and destroy() the history read: three and one more starts of the Go CLI. mlserve
+    knows the revision from its guard, takes the counts from the engine's summary event, and reads
+    outputs (masked) only where a report shows them.
+    """
+
+    def outputs(self) -> auto.OutputMap:
+        return {}
+
+    def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
+        return _NO_SUMMARY
 
 
 @dataclass(frozen=True)
@@ -614,6 +747,7 @@ class Engine:
         self._program_error: BaseException | None = None
         self._errors: list[str] = []  # error diagnostics of the running operation
         self._warnings: list[str] = []
+        self._changes: dict[str, int] = {}  # the running operation's summary event
         self._lock = threading.Lock()
         self.interrupted = False
 
@@ -626,18 +760,6 @@ class Engine:
             else:
                 text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "[secret]", text)
         return text
-
-    def _remember_secret(self, value: Any) -> None:
-        if isinstance(value, str):
-            self._secrets.update(secret_forms(value))
-        elif isinstance(value, Mapping):
-            for v in value.values():
-                self._remember_secret(v)
-        elif isinstance(value, list):
-            for v in value:
-                self._remember_secret(v)
-        elif value is not None and not isinstance(value, bool):
-            self._secrets.add(str(value))
 
     # -- workspace and stack
 
@@ -674,6 +796,10 @@ class Engine:
             env = {
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
                 "PULUMI_BACKEND_URL": self.backend,
+                # A fresh CI workspace has no Pulumi.<stack>.yaml: use the salt the stack's state
+                # holds instead of making a new one (pkg/cmd/pulumi/stack/secrets.go
+                # GetSecretsManager, env.FallbackToStateSecretsManager).
+                "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true",
                 **pp.env,
             }
             self._ws = auto.LocalWorkspace(
@@ -724,16 +850,16 @@ class Engine:
             ws = self.workspace()
             try:
                 try:
-                    self._stack = auto.Stack.select(self.target.stack, ws)
+                    self._stack = _Stack(self.target.stack, ws, StackInitMode.SELECT)
                 except auto.StackNotFoundError:
                     if not create:
                         raise
                     self._require_writable_backend("creating the stack")
                     try:
-                        self._stack = auto.Stack.create(self.target.stack, ws)
+                        self._stack = _Stack(self.target.stack, ws, StackInitMode.CREATE)
                     except auto.StackAlreadyExistsError:
                         # Another first run created it since our select: use theirs.
-                        self._stack = auto.Stack.select(self.target.stack, ws)
+                        self._stack = _Stack(self.target.stack, ws, StackInitMode.SELECT)
             except Exception as e:
                 raise self.map_error(e, "selecting the stack") from None
         return self._stack
@@ -756,139 +882,179 @@ class Engine:
         except auto.CommandError as e:
             raise self.map_error(e, "listing plugins") from None
 
-    # -- config and history
+    # -- config, history and state
 
-    def set_config(self, values: Mapping[str, str]) -> None:
-        stack = self.stack()
-        try:
-            stack.set_all_config({k: auto.ConfigValue(value=v) for k, v in values.items()})
-        except Exception as e:
-            raise self.map_error(e, "setting the stack config") from None
-
-    def history(self, page_size: int | None = None) -> list[HistoryEntry]:
-        """Newest first; secret config values are never fetched."""
-        stack = self.stack()
-        try:
-            summaries = stack.history(page_size=page_size, show_secrets=False)
-        except Exception as e:
-            raise self.map_error(e, "reading the stack history") from None
-        return [
-            HistoryEntry(
-                version=s.version,
-                kind=s.kind,
-                result=s.result,
-                start=s.start_time,
-                end=s.end_time,
-                message=s.message or "",
-                config={k: v.value for k, v in s.config.items() if not v.secret},
-                changes=_op_counts(s.resource_changes or {}),
-            )
-            for s in summaries
-        ]
-
-    def deployed(self, entries: list[HistoryEntry] | None = None) -> Deployed | None:
-        """The live state, from the backend's history (a fresh CI workspace has no local config).
-
-        The newest successful update that recorded `mlserve:traffic` wins; a successful destroy
-        after it means nothing is live.
-        """
-        pages = [entries] if entries is not None else [self.history(page_size=10)]
-        if entries is None and len(pages[0]) == 10:
-            pages.append(self.history())
-        for page in pages:
-            for e in page:
-                if e.result != "succeeded":
-                    continue
-                if e.kind == "destroy":
-                    return None
-                if e.kind == "update" and "mlserve:traffic" in e.config:
-                    spec = e.config.get("mlserve:spec")
-                    return Deployed(
-                        traffic=json.loads(e.config["mlserve:traffic"]),
-                        spec=json.loads(spec) if spec else None,
-                        version=e.version,
-                        message=e.message or "",
-                        config=e.config,
-                    )
+    def _settings_file(self) -> Path | None:
+        short = self.target.stack.rsplit("/", 1)[-1]
+        for ext in (".yaml", ".yml", ".json"):  # LocalWorkspace._stack_settings_extensions
+            path = self.workdir / f"Pulumi.{short}{ext}"
+            if path.exists():
+                return path
         return None
 
-    def outputs(self) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def _config_file(self, values: Mapping[str, str]) -> Iterator[str]:
+        """A private copy of the stack's settings with this command's config, for --config-file.
+
+        Config never goes on argv (`config set-all` puts every value there: 128 KiB at most, and
+        visible in `ps`), and the workspace's Pulumi.<stack>.yaml is never rewritten, since another
+        mlserve process may be waiting for the lock with its own values. The CLI records this file's
+        config in the update's history entry (pkg/backend/diy/backend.go `apply`: Config:
+        update.Target.Config); a passphrase salt it has to add lands here, not in the workspace
+        (pkg/cmd/pulumi/stack/io.go `SaveProjectStack` writes to --config-file when given).
+        """
+        settings: dict[str, Any] = {}
+        source = self._settings_file()
+        if source is not None:
+            try:
+                loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError) as e:
+                raise PreconditionError(
+                    f"{source} cannot be read ({e}): fix it, or move it away to start from the "
+                    "stack's own settings"
+                ) from None
+            settings = dict(loaded) if isinstance(loaded, Mapping) else {}
+        config = settings.get("config")
+        kept = {
+            k: v
+            for k, v in (config.items() if isinstance(config, Mapping) else ())
+            if not str(k).startswith("mlserve:")  # only this command's record is recorded
+        }
+        settings["config"] = {**kept, **values}
+        fd, path = tempfile.mkstemp(prefix=".mlserve-config-", suffix=".yaml", dir=self.workdir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                yaml.safe_dump(settings, f, allow_unicode=True, width=2**31)
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def history(self) -> list[HistoryEntry]:
+        """The whole history in one call, newest first; secret config values are never fetched.
+
+        `--page-size 0` means every entry on every backend (pkg/backend/diy/state.go `getHistory`
+        pages only when pageSize > 0; the service client sends no paging then); without it the CLI
+        returns the newest 10 (pkg/cmd/pulumi/stack/stack_history.go, default --page-size 10).
+        `stack history` takes no lock (RequireStack with LoadOnly), so it works while an update
+        runs.
+        """
         stack = self.stack()
         try:
-            outputs = stack.outputs()
+            summaries = stack.history(page_size=0, show_secrets=False)
         except Exception as e:
-            raise self.map_error(e, "reading the stack outputs") from None
-        return self._outputs(outputs)
+            raise self.map_error(e, "reading the stack history") from None
+        return _numbered(summaries)
 
-    def _outputs(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, out in outputs.items():
-            if out.secret:
-                self._remember_secret(out.value)
-                result[key] = "[secret]"
-            else:
-                result[key] = out.value
-        return result
+    def state(self) -> StackState:
+        """The stack's state as `pulumi stack export` shows it (no --show-secrets: nothing is
+        decrypted, so no passphrase is needed), in one process."""
+        stack = self.stack()
+        ws = self.workspace()
+        try:
+            result = ws.pulumi_command.run(
+                ["stack", "export", "--stack", stack.name],
+                ws.work_dir,
+                {**ws.env_vars},
+            )
+            exported = json.loads(result.stdout)
+        except Exception as e:
+            raise self.map_error(e, "reading the stack's state") from None
+        return stack_state(exported if isinstance(exported, Mapping) else {})
 
     # -- operations
 
-    def preview(self, program: Callable[[], None]) -> PreviewOutcome:
+    def preview(self, program: Callable[[], None], config: Mapping[str, str]) -> PreviewOutcome:
         steps: list[Event] = []
         stack = self.stack()
-        result = self._operation(
-            "preview",
-            lambda on_event: stack.preview(
-                program=self._guard(program), on_event=on_event, color="never"
-            ),
-            steps,
-        )
+        with self._config_file(config) as config_file:
+            result = self._operation(
+                "preview",
+                lambda on_event: stack.preview(
+                    program=self._keep_error(program),
+                    on_event=on_event,
+                    color="never",
+                    config_file=config_file,
+                ),
+                steps,
+            )
         return PreviewOutcome(_op_counts(result.change_summary), steps, self._warning_lines())
 
     def up(
-        self, program: Callable[[], None], message: str, target: list[str] | None = None
+        self,
+        program: Callable[[], None],
+        *,
+        message: str,
+        config: Mapping[str, str],
+        expect: Mark,
+        since: str,
+        target: list[str] | None = None,
     ) -> UpOutcome:
+        """Update, running `program` only if the stack's history still stands at `expect`.
+
+        The program runs after the update has taken the stack's lock (pkg/backend/diy/backend.go
+        `Update` locks before `apply` runs the program), so of two commands computed from the
+        same history exactly one changes the stack, whichever waited. `since` names what
+        `expect` was read at, for the refusal.
+        """
         stack = self.stack()
-        result = self._operation(
-            "update",
-            lambda on_event: stack.up(
-                program=self._guard(program),
-                on_event=on_event,
-                message=message,
-                target=target,
-                color="never",
-            ),
-        )
-        for value in result.summary.config.values():
-            if value.secret:
-                self._remember_secret(value.value)
-        return UpOutcome(
-            outputs=self._outputs(result.outputs),
-            changes=_op_counts(result.summary.resource_changes or {}),
-            version=result.summary.version,
-            warnings=self._warning_lines(),
-        )
+        revision: list[int] = []
+
+        def guarded() -> None:
+            entries = self.history()
+            now = Mark.of(entries)
+            if now != expect:
+                newest = f": {now.newest.describe()}" if now.newest else ""
+                raise PreconditionError(
+                    f"{self.describe()} changed since {since}{newest}. Nothing was changed: "
+                    "check `mlserve status`, then run the command again"
+                )
+            # The service lists the running update (in-progress); the file backends write its
+            # entry when it ends, after every entry seen here.
+            running = [e.revision for e in entries if e.result == "in-progress"]
+            revision.append(running[0] if running else (entries[0].revision + 1 if entries else 1))
+            program()
+
+        with self._config_file(config) as config_file:
+            self._operation(
+                "update",
+                lambda on_event: stack.up(
+                    program=self._keep_error(guarded),
+                    on_event=on_event,
+                    message=message,
+                    target=target,
+                    color="never",
+                    config_file=config_file,
+                ),
+            )
+        return UpOutcome(self._changes, revision[0], self._warning_lines())
 
     def refresh(self) -> dict[str, int]:
-        """Refresh; pending creates from an interrupted update are cleared (they are re-read)."""
+        """Refresh; pending creates from an interrupted update are dropped from the state."""
         stack = self.stack()
-        result = self._operation(
-            "refresh",
-            lambda on_event: stack.refresh(
-                on_event=on_event,
-                color="never",
-                clear_pending_creates=True,
-                message="mlserve status --refresh",
-            ),
-        )
-        return _op_counts(result.summary.resource_changes or {})
+        with self._config_file({}) as config_file:
+            self._operation(
+                "refresh",
+                lambda on_event: stack.refresh(
+                    on_event=on_event,
+                    color="never",
+                    clear_pending_creates=True,
+                    message="mlserve status --refresh",
+                    config_file=config_file,
+                ),
+            )
+        return dict(self._changes)
 
     def destroy(self, message: str) -> dict[str, int]:
         stack = self.stack()
-        result = self._operation(
-            "destroy",
-            lambda on_event: stack.destroy(on_event=on_event, color="never", message=message),
-        )
-        return _op_counts(result.summary.resource_changes or {})
+        with self._config_file({}) as config_file:
+            self._operation(
+                "destroy",
+                lambda on_event: stack.destroy(
+                    on_event=on_event, color="never", message=message, config_file=config_file
+                ),
+            )
+        return dict(self._changes)
 
     def pending_hint(self) -> str:
         return (
@@ -906,7 +1072,7 @@ class Engine:
             lines.append(line)
         return lines
 
-    def _guard(self, program: Callable[[], None]) -> Callable[[], None]:
+    def _keep_error(self, program: Callable[[], None]) -> Callable[[], None]:
         """Keep the program's own exception: its message beats the engine's log of it."""
 
         def guarded() -> None:
@@ -940,6 +1106,8 @@ class Engine:
                         self._warnings.append(event.message)
                     if steps is not None and event.kind == "start" and event.op != "same":
                         steps.append(event)
+                    if event.kind == "summary":
+                        self._changes = dict(event.changes)
                 self.sink.event(event)
             except Exception:  # a display bug must not break the deployment
                 pass
@@ -951,9 +1119,9 @@ class Engine:
             self._require_writable_backend(f"the {what}")
         with self._interruptible():
             while True:
-                self._errors, self._warnings = [], []
+                self._errors, self._warnings, self._changes = [], [], {}
                 try:
-                    result = run(on_event)
+                    result = _in_worker(lambda: run(on_event))
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
                     if self.interrupted:
@@ -1141,9 +1309,24 @@ class Engine:
                     "PULUMI_CONFIG_PASSPHRASE_FILE (or PULUMI_CONFIG_PASSPHRASE) to the one it "
                     "was created with"
                 )
-            if re.search(r"no resource plugin .* found|could not (find|download) plugin", text):
+            missing = _MISSING_PLUGIN.search(text)
+            if missing:
+                name, version = missing.groups()
                 return EngineUnavailableError(
-                    f"a provider plugin is missing: {self._reasons(text)}; run `mlserve setup`"
+                    f"the {name} provider plugin{f' v{version}' if version else ''} is missing and "
+                    "could not be installed automatically: run `mlserve setup` where there is "
+                    "network, or copy ~/.pulumi/plugins from a machine that has it"
+                )
+            if _TARGET_FAILURE.search(text):
+                # checkTargets runs after the targeted steps (deployment_executor.go), and the
+                # provider check fails mid-way (step_generator.go): some routing may have changed.
+                return PreconditionError(
+                    self._with_debug(
+                        f"the routing-only {what} failed: {self._reasons(text)}. Part of the "
+                        "routing may have changed: run `mlserve deploy` first, then check "
+                        "`mlserve status`",
+                        text,
+                    )
                 )
             if isinstance(e, auto.InlineSourceRuntimeError) or self._program_error is not None:
                 err = self._program_error
@@ -1235,6 +1418,40 @@ def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
 
 def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+def _in_worker(call: Callable[[], T]) -> T:
+    """Run `call` on a worker thread while the main thread waits in short timed joins.
+
+    The kernel may deliver a process-directed signal to any thread; CPython then runs the Python
+    handler on the main thread only when that thread next runs bytecode. Blocked in an untimed
+    join (the SDK joins its output readers while the CLI runs), it would not until the operation
+    ended, so a Ctrl-C or SIGTERM would reach the CLI only after the update had finished.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as e:  # handed to the main thread below
+            failure.append(e)
+
+    worker = threading.Thread(target=work, name="mlserve-operation", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        # A second interrupt stopped the CLI at once: give it a moment to exit and write its
+        # last record, as the SDK's own wait did when it ran on this thread.
+        worker.join(10)
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 def _terminal_signalled_group() -> bool:

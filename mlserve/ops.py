@@ -6,23 +6,35 @@ Logic only: these functions never print and never exit. Progress goes to a `Sink
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlserve import engine, traffic
 from mlserve.backends.base import CAPABILITIES, require_supported
 from mlserve.backends.base import notes as gateway_notes
-from mlserve.engine import Deployed, Engine, Event, HistoryEntry, Sink, Target
+from mlserve.engine import (
+    PLUGIN_PACKAGES,
+    Engine,
+    Event,
+    HistoryEntry,
+    Mark,
+    Sink,
+    StackState,
+    Target,
+    sdk_version,
+)
 from mlserve.errors import MlserveError, PreconditionError, UsageError
 from mlserve.program import build_program
-from mlserve.spec import Spec
+from mlserve.spec import Spec, recorded_spec_problems
 from mlserve.traffic import TrafficState, reconcile
 
 if TYPE_CHECKING:
@@ -31,6 +43,7 @@ if TYPE_CHECKING:
 parse_duration = engine.parse_duration
 TRAFFIC_KEY = "mlserve:traffic"
 SPEC_KEY = "mlserve:spec"
+T = TypeVar("T")
 
 
 def target_for(spec: Spec | None, project: str | None, stack: str, backend: str | None) -> Target:
@@ -74,44 +87,133 @@ def plugins_for(spec: Spec) -> list[str]:
     return names if gateway in names else [*names, gateway]
 
 
-def _live_traffic(deployed: Deployed | None) -> TrafficState | None:
-    if deployed is None:
-        return None
+# --- what the stack recorded -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """What an mlserve update recorded in its config: the traffic it applied and the spec."""
+
+    revision: int
+    message: str  # the command that made the update, e.g. "mlserve rollback"
+    traffic: TrafficState
+    spec: Spec
+    config: Mapping[str, str]  # every non-secret config value the update recorded
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return self.spec.version_names
+
+
+def _live_entry(entries: list[HistoryEntry]) -> HistoryEntry | None:
+    """The newest successful update that recorded mlserve's state; None if a successful destroy
+    came after it. Failed updates are skipped: their config and outputs are not what is live."""
+    for e in entries:
+        if e.result != "succeeded":
+            continue
+        if e.kind == "destroy":
+            return None
+        if e.kind == "update" and TRAFFIC_KEY in e.config:
+            return e
+    return None
+
+
+def _traffic_from(data: Any) -> TrafficState:
+    if not isinstance(data, dict):
+        raise ValueError(f"is JSON {json.dumps(data)[:60]}, not an object")
+    for key in ("canary", "previous"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"has {key} {json.dumps(data[key])[:60]}, not a version name")
+    stable = data.get("stable")
+    if not isinstance(stable, str) or not stable:
+        raise ValueError("has no stable version name")
+    weight = data.get("weight", 0)
+    if isinstance(weight, bool) or not isinstance(weight, int):
+        raise ValueError(f"has weight {json.dumps(weight)[:60]}, not an integer")
     try:
-        return TrafficState.from_dict(deployed.traffic)
-    except (KeyError, TypeError, ValueError) as e:
-        raise PreconditionError(
-            f"the stack's recorded traffic ({TRAFFIC_KEY}) is not valid: {e}; "
-            "deploy with --reset-traffic to replace it"
-        ) from None
+        return TrafficState(stable, data.get("canary"), weight, data.get("previous"))
+    except ValueError as e:
+        raise ValueError(f"is not a valid traffic state: {e}") from None
 
 
-def _undoes_rollback(
-    deployed: Deployed | None, live: TrafficState | None, new: TrafficState
-) -> list[str]:
+def _spec_from(data: Any) -> Spec:
+    problems = recorded_spec_problems(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(f"is not a valid spec: {problems[0]}{more}")
+    return Spec.from_dict(data, source=SPEC_KEY)
+
+
+class DamagedRecord(PreconditionError):
+    """A revision's `mlserve:traffic` or `mlserve:spec` cannot be read (a hand edit, another
+    tool, an older mlserve): exit 6 naming the revision, the key and the way out."""
+
+    def __init__(self, damage: str, way_out: str) -> None:
+        self.damage = damage
+        super().__init__(f"{damage}. {way_out}")
+
+
+def _record(entry: HistoryEntry, way_out: str) -> Record:
+    def read(key: str, parse: Callable[[Any], T]) -> T:
+        raw = entry.config.get(key)
+        try:
+            if raw is None:
+                raise ValueError("is missing")
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"is not JSON: {raw[:60]!r}") from None
+            return parse(data)
+        except (ValueError, KeyError, TypeError) as e:
+            damage = f"revision {entry.revision} recorded a damaged `{key}`: it {e}"
+            raise DamagedRecord(damage, way_out) from None
+
+    spec = read(SPEC_KEY, _spec_from)
+    state = read(TRAFFIC_KEY, _traffic_from)
+    unknown = [v for v in state.versions() if v not in spec.version_names]
+    if unknown:
+        raise DamagedRecord(
+            f"revision {entry.revision} recorded a damaged `{TRAFFIC_KEY}`: it names "
+            f"{', '.join(unknown)}, which its `{SPEC_KEY}` does not define",
+            way_out,
+        )
+    return Record(entry.revision, entry.message, state, spec, entry.config)
+
+
+def _live_record(entries: list[HistoryEntry]) -> Record | None:
+    """The live record; damaged, exit 6 with the way out."""
+    entry = _live_entry(entries)
+    if entry is None:
+        return None
+    return _record(
+        entry,
+        "Nothing was changed. To recover, `mlserve deploy SPEC --reset-traffic` replaces the "
+        "record with the spec's traffic; `mlserve history` lists every revision",
+    )
+
+
+def _undoes_rollback(live: Record | None, new: TrafficState) -> list[str]:
     """A deploy right after a rollback that routes traffic back to a version: say so plainly.
 
     The spec still names what was rolled back until someone edits it, so a routine deploy from
     CI would quietly undo the rollback.
     """
-    if deployed is None or live is None or not deployed.message.startswith("mlserve rollback"):
+    if live is None or not live.message.startswith("mlserve rollback"):
         return []
-    before = live.weights()
+    before = live.traffic.weights()
     raised = [
         f"{v} {before.get(v, 0)}% -> {w}%" for v, w in new.weights().items() if w > before.get(v, 0)
     ]
     if not raised:
         return []
     return [
-        f"the last update (revision {deployed.version}, `{deployed.message}`) was a rollback; "
+        f"the last update (revision {live.revision}, `{live.message}`) was a rollback; "
         f"this deploy sends traffic back: {', '.join(raised)}. If that is not intended, update "
         "the spec's traffic first"
     ]
 
 
-def effective_spec(
-    spec: Spec, new: TrafficState, live: TrafficState | None, deployed: Deployed | None
-) -> tuple[Spec, list[str]]:
+def effective_spec(spec: Spec, new: TrafficState, live: Record | None) -> tuple[Spec, list[str]]:
     """The spec plus the versions it dropped that must stay deployed (DESIGN.md section 4).
 
     `previous` and the live stable and canary stay; their definitions come from the spec the
@@ -122,18 +224,17 @@ def effective_spec(
         (new.stable, "stable"),
         (new.canary, "canary"),
         (new.previous, "the previous stable, kept at 0% for an instant rollback"),
-        (live.stable if live else None, "the live stable"),
-        (live.canary if live else None, "the live canary"),
+        (live.traffic.stable if live else None, "the live stable"),
+        (live.traffic.canary if live else None, "the live canary"),
     ):
         if name is not None and name not in spec.version_names:
             roles.setdefault(name, role)
     if not roles:
         return spec, []
-    stored = Spec.from_dict(deployed.spec) if deployed and deployed.spec else None
     extra, notes = [], []
     for name, role in roles.items():
-        if stored is not None and name in stored.version_names:
-            extra.append(stored.version(name))
+        if live is not None and name in live.versions:
+            extra.append(live.spec.version(name))
             notes.append(f"{name} is not in the spec but stays deployed: it is {role}")
         elif name in new.versions():
             raise PreconditionError(
@@ -141,6 +242,14 @@ def effective_spec(
                 "record defines it: add it to the spec's versions"
             )
     return replace(spec, versions=spec.versions + tuple(extra)), notes
+
+
+def _recorded_config(state: TrafficState, spec: Spec) -> dict[str, str]:
+    """The config an update records: every history entry holds what was live after it."""
+    return {
+        TRAFFIC_KEY: json.dumps(state.to_dict(), sort_keys=True),
+        SPEC_KEY: json.dumps(spec.to_dict(), sort_keys=True),
+    }
 
 
 # --- plan and deploy ------------------------------------------------------------------------
@@ -211,35 +320,59 @@ class DeployReport:
         }
 
 
-def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> tuple[Callable[[], None], PlanReport]:
-    """Select the stack, install plugins, reconcile traffic and record it in the stack config."""
+@dataclass(frozen=True)
+class _Prepared:
+    program: Callable[[], None]
+    config: dict[str, str]
+    mark: Mark  # the history the plan was computed from
+    report: PlanReport
+
+
+def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
+    """Select the stack, install plugins, read the live record and reconcile the traffic."""
     eng.stack(create=True)
     eng.ensure_plugins(plugins_for(spec))
-    deployed = eng.deployed()
-    live = _live_traffic(deployed)
-    new, warnings = reconcile(spec, live, reset=reset_traffic)
-    warnings += _undoes_rollback(deployed, live, new)
+    entries = eng.history()
+    ignored: list[str] = []
+    try:
+        live = _live_record(entries)
+    except DamagedRecord as e:
+        if not reset_traffic:
+            raise
+        # The way out of a damaged record: start from the spec alone.
+        live = None
+        ignored = [f"{e.damage}; --reset-traffic replaces it with the spec's traffic"]
+    new, warnings = reconcile(spec, live.traffic if live else None, reset=reset_traffic)
+    warnings += _undoes_rollback(live, new)
     warnings += [message for _, message in gateway_notes(spec, new)]
-    effective, notes = effective_spec(spec, new, live, deployed)
-    # Recorded before the update, so every history entry holds what was live after it.
-    eng.set_config(
-        {
-            TRAFFIC_KEY: json.dumps(new.to_dict(), sort_keys=True),
-            SPEC_KEY: json.dumps(effective.to_dict(), sort_keys=True),
-        }
-    )
+    effective, notes = effective_spec(spec, new, live)
     report = PlanReport(
         project=eng.target.project,
         stack=eng.target.stack,
         backend=eng.backend,
-        live=live,
+        live=live.traffic if live else None,
         traffic=new,
         versions=effective.version_names,
         changes={},
         steps=[],
-        warnings=warnings + notes,
+        warnings=ignored + warnings + notes,
     )
-    return build_program(effective, new), report
+    return _Prepared(
+        build_program(effective, new),
+        _recorded_config(new, effective),
+        Mark.of(entries),
+        report,
+    )
+
+
+def _previewed(eng: Engine, prepared: _Prepared) -> PlanReport:
+    preview = eng.preview(prepared.program, prepared.config)
+    return replace(
+        prepared.report,
+        changes=preview.changes,
+        steps=preview.steps,
+        warnings=prepared.report.warnings + preview.warnings,
+    )
 
 
 def plan(
@@ -252,14 +385,7 @@ def plan(
     debug: bool = False,
 ) -> PlanReport:
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
-    program, report = _prepare(spec, eng, reset_traffic)
-    preview = eng.preview(program)
-    return replace(
-        report,
-        changes=preview.changes,
-        steps=preview.steps,
-        warnings=report.warnings + preview.warnings,
-    )
+    return _previewed(eng, _prepare(spec, eng, reset_traffic))
 
 
 def deploy(
@@ -273,28 +399,32 @@ def deploy(
     debug: bool = False,
     on_plan: Callable[[PlanReport], None] | None = None,
 ) -> DeployReport:
-    """Preview, show (on_plan), confirm (None: --yes), then update."""
+    """Preview, show (on_plan), confirm (None: --yes), then update.
+
+    The file backends do not lock a preview (pkg/backend/diy/backend.go `Preview`): the update
+    runs only if the stack's history is still where the preview read it, so what is applied is
+    what was shown.
+    """
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
-    program, report = _prepare(spec, eng, reset_traffic)
-    preview = eng.preview(program)
-    report = replace(
-        report,
-        changes=preview.changes,
-        steps=preview.steps,
-        warnings=report.warnings + preview.warnings,
-    )
+    prepared = _prepare(spec, eng, reset_traffic)
+    report = _previewed(eng, prepared)
     if on_plan is not None:
         on_plan(report)
     if confirm is not None and report.pending and not confirm(report):
         return DeployReport(plan=report, applied=False)
-    message = "mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy"
-    up = eng.up(program, message=message)
+    up = eng.up(
+        prepared.program,
+        message="mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy",
+        config=prepared.config,
+        expect=prepared.mark,
+        since="the preview",
+    )
     return DeployReport(
         plan=report,
         applied=True,
         changes=up.changes,
-        outputs=up.outputs,
-        revision=up.version,
+        outputs=eng.state().outputs,
+        revision=up.revision,
         warnings=[w for w in up.warnings if w not in report.warnings],
     )
 
@@ -357,65 +487,110 @@ def check_expect_weight(expect_weight: int | None) -> None:
 
 @dataclass(frozen=True)
 class _Live:
-    """What a routing-only change starts from: the live state and spec, read from the stack."""
+    """What a routing-only change starts from: the live record and the stack's state."""
 
-    state: TrafficState
-    spec: Spec
-    newest: int | None  # the newest finished update: the stack must not move past it
-    routing: tuple[str, ...]
-    config: Mapping[str, str] = field(default_factory=dict)  # what the live update recorded
+    record: Record
+    mark: Mark  # the history it was read from: the update's guard compares
+    held: StackState  # what `pulumi stack export` showed
 
+    @property
+    def state(self) -> TrafficState:
+        return self.record.traffic
 
-def _finished(entries: list[HistoryEntry]) -> int | None:
-    """The newest update that has finished (a service backend also lists the running one)."""
-    return next((e.version for e in entries if e.result in ("succeeded", "failed")), None)
+    @property
+    def spec(self) -> Spec:
+        return self.record.spec
+
+    @property
+    def config(self) -> Mapping[str, str]:
+        """The config the newest successful update recorded."""
+        return self.record.config
 
 
 def _read_live(eng: Engine) -> _Live:
     eng.stack()
-    entries = eng.history(page_size=10)
-    deployed = eng.deployed(entries)
-    live = _live_traffic(deployed)
-    if deployed is None or live is None:
+    entries = eng.history()
+    record = _live_record(entries)
+    if record is None:
         raise PreconditionError(f"nothing is deployed in {eng.describe()}: run `mlserve deploy`")
-    try:
-        spec = Spec.from_dict(deployed.spec or {})
-    except (KeyError, TypeError, ValueError) as e:
-        raise PreconditionError(
-            f"the stack's recorded spec ({SPEC_KEY}) is not usable: {e}; redeploy with "
-            "`mlserve deploy`"
-        ) from None
-    routing = eng.outputs().get("routing")
-    if not isinstance(routing, list) or not routing:
+    return _Live(record, Mark.of(entries), eng.state())
+
+
+def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str) -> set[str]:
+    """The URNs of the routing resources the program declares for `state`, from a run under
+    Pulumi's mocks (render.py), on a thread of its own so the mocks' runtime settings (context
+    variables) never meet the real program's.
+
+    The mocks qualify a child of the stack with the stack's type; the engine does not
+    (pkg/resource/deploy/deployment.go `generateURN` skips the root stack type), so
+    `urn:pulumi:S::P::pulumi:pulumi:Stack$T::N` becomes `urn:pulumi:S::P::T::N`.
+    """
+
+    def run() -> set[str]:
+        import pulumi
+        from pulumi.runtime.settings import get_root_resource
+
+        from mlserve.render import render_program
+
+        found: set[str] = set()
+        program = build_program(spec, state)
+
+        def capture() -> Any:
+            program()
+            root = get_root_resource()
+            assert root is not None
+            routing = root.outputs.get("routing", [])  # type: ignore[attr-defined]
+            return pulumi.Output.from_input(routing).apply(
+                lambda urns: found.update(
+                    u.replace("::pulumi:pulumi:Stack$", "::", 1) for u in urns
+                )
+            )
+
+        loop = asyncio.new_event_loop()  # a thread's own; the SDK runs the program on it
+        asyncio.set_event_loop(loop)
+        try:
+            render_program(capture, project, stack)
+        finally:
+            loop.close()
+        return found
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+def _check_providers(eng: Engine, live: _Live) -> None:
+    """A targeted update fails if a default provider's version changed ("provider ... has not
+    been registered yet ... mixed with --target", step_generator.go; pulumi/pulumi#15732)."""
+    for name in plugins_for(live.spec):
+        held, installed = live.held.providers.get(name), sdk_version(name)
+        if held is not None and installed is not None and held != installed:
+            raise PreconditionError(
+                f"{eng.describe()} was deployed with the {name} provider v{held}, and "
+                f"v{installed} is installed: a routing-only update cannot change provider "
+                "versions. Nothing was changed: run `mlserve deploy` first (or install "
+                f"{PLUGIN_PACKAGES[name]}=={held})"
+            )
+
+
+def _routing_targets(eng: Engine, live: _Live, new: TrafficState) -> list[str]:
+    """Every routing resource the new program declares, and every one the stack holds.
+
+    A --target URN must be in the stack or registered by the program, or the update fails after
+    applying the rest (deployment_executor.go `checkTargets`). What the stack holds comes from
+    its last update's `routing` output (a failed update may have set it) and from what the live
+    record declares, each kept only if the state has it.
+    """
+    # A URN holds the stack's own name, not `org/project/stack` (deployment.go `generateURN`).
+    project, stack = eng.target.project, eng.target.stack.rsplit("/", 1)[-1]
+    exported = live.held.outputs.get("routing")
+    if not isinstance(exported, list) or not exported:
         raise PreconditionError(
             f"{eng.describe()} records no routing resources (output `routing`): redeploy "
             "with `mlserve deploy` first"
         )
-    return _Live(live, spec, _finished(entries), tuple(str(u) for u in routing), deployed.config)
-
-
-def _unchanged_since(eng: Engine, newest: int | None) -> Callable[[Callable[[], None]], None]:
-    """Run the program only if no update finished since the live state was read.
-
-    The program runs while the update holds the stack's lock: after waiting on another job's
-    lock (--lock-timeout), the state this command computed from may be stale. Refusing then is
-    what makes --expect-weight a guard between racing CI jobs, not only a check before the wait.
-    """
-
-    def run(program: Callable[[], None]) -> None:
-        entries = eng.history(page_size=5)
-        now = _finished(entries)
-        if now != newest:
-            entry = next((e for e in entries if e.version == now), None)
-            what = f" ({entry.message or entry.kind}, {entry.result})" if entry else ""
-            raise PreconditionError(
-                f"{eng.describe()} changed while this command waited for its lock: revision "
-                f"{now}{what}. Nothing was changed: check `mlserve status` and run the "
-                "command again"
-            )
-        program()
-
-    return run
+    held = {str(u) for u in exported} | _declared_routing(live.spec, live.state, project, stack)
+    declared = _declared_routing(live.spec, new, project, stack)
+    return sorted(declared | (held & live.held.urns))
 
 
 def _routing_update(
@@ -426,22 +601,19 @@ def _routing_update(
     warnings: list[str],
     extra_config: Mapping[str, str] | None = None,
 ) -> TrafficReport:
-    """Record the new state and update only the routing resources (DESIGN.md section 4).
-
-    `extra_config` is recorded by the same update (the rollout's progress)."""
+    """Update only the routing resources (DESIGN.md section 4), recording the new state, the
+    spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved past `live`."""
     eng.ensure_plugins(plugins_for(live.spec))
-    # A fresh CI workspace has no local config: set both, so this update's history entry
-    # records the whole live state like a deploy's does.
-    eng.set_config(
-        {
-            TRAFFIC_KEY: json.dumps(new.to_dict(), sort_keys=True),
-            SPEC_KEY: json.dumps(live.spec.to_dict(), sort_keys=True),
-            **(extra_config or {}),
-        }
+    _check_providers(eng, live)
+    targets = _routing_targets(eng, live, new)
+    up = eng.up(
+        build_program(live.spec, new),
+        message=command,
+        config={**(extra_config or {}), **_recorded_config(new, live.spec)},
+        expect=live.mark,
+        since=f"this command read it at revision {live.record.revision}",
+        target=targets,
     )
-    program = build_program(live.spec, new)
-    guard = _unchanged_since(eng, live.newest)
-    up = eng.up(lambda: guard(program), message=command, target=list(live.routing))
     return TrafficReport(
         command=command,
         project=eng.target.project,
@@ -449,9 +621,9 @@ def _routing_update(
         backend=eng.backend,
         before=live.state,
         after=new,
-        revision=up.version,
+        revision=up.revision,
         changes=up.changes,
-        targets=live.routing,
+        targets=tuple(targets),
         warnings=warnings + up.warnings,
     )
 
@@ -511,9 +683,9 @@ def rollback(
 def _reapply(eng: Engine, revision: int) -> TrafficReport:
     eng.stack()
     entries = eng.history()
-    entry = next((e for e in entries if e.version == revision), None)
+    entry = next((e for e in entries if e.revision == revision), None)
     if entry is None:
-        known = sorted(e.version for e in entries if e.version is not None)
+        known = sorted(e.revision for e in entries)
         span = f"revisions {known[0]}..{known[-1]}" if known else "no revisions yet"
         raise PreconditionError(
             f"revision {revision} is not in the history of {eng.describe()} ({span}): "
@@ -524,38 +696,39 @@ def _reapply(eng: Engine, revision: int) -> TrafficReport:
             f"revision {revision} was a {entry.kind} that {entry.result}: only a successful "
             "update can be re-applied"
         )
-    raw_traffic, raw_spec = entry.config.get(TRAFFIC_KEY), entry.config.get(SPEC_KEY)
-    if not raw_traffic or not raw_spec:
+    if TRAFFIC_KEY not in entry.config:
         raise PreconditionError(
             f"revision {revision} recorded no mlserve traffic and spec ({TRAFFIC_KEY}, "
             f"{SPEC_KEY}): it was not made by mlserve deploy, promote or rollback"
         )
+    chosen = _record(entry, "Nothing was changed: re-apply another revision (`mlserve history`)")
+    warnings = []
     try:
-        state = TrafficState.from_dict(json.loads(raw_traffic))
-        spec = Spec.from_dict(json.loads(raw_spec))
-    except (KeyError, TypeError, ValueError) as e:
-        raise PreconditionError(
-            f"revision {revision}'s recorded state is not usable: {e}"
-        ) from None
-    before = _live_traffic(eng.deployed(entries))
-    eng.ensure_plugins(plugins_for(spec))
-    eng.set_config({TRAFFIC_KEY: raw_traffic, SPEC_KEY: raw_spec})
+        before = _live_record(entries)
+    except DamagedRecord as e:  # re-applying a good revision is a way out of a damaged one
+        before = None
+        warnings.append(f"{e.damage}; this update replaces it")
+    eng.ensure_plugins(plugins_for(chosen.spec))
     command = f"mlserve rollback --to {revision}"
-    guard = _unchanged_since(eng, _finished(entries))
-    program = build_program(spec, state)
-    up = eng.up(lambda: guard(program), message=command)
+    up = eng.up(
+        build_program(chosen.spec, chosen.traffic),
+        message=command,
+        config=_recorded_config(chosen.traffic, chosen.spec),
+        expect=Mark.of(entries),
+        since="this command read its history",
+    )
     return TrafficReport(
         command=command,
         project=eng.target.project,
         stack=eng.target.stack,
         backend=eng.backend,
-        before=before,
-        after=state,
-        revision=up.version,
+        before=before.traffic if before else None,
+        after=chosen.traffic,
+        revision=up.revision,
         changes=up.changes,
         targets=None,
         reapplied=revision,
-        warnings=up.warnings,
+        warnings=warnings + up.warnings,
     )
 
 
@@ -598,7 +771,7 @@ def _row(entry: HistoryEntry) -> HistoryRow:
         except (ValueError, KeyError, TypeError):
             state = None
     return HistoryRow(
-        revision=entry.version,
+        revision=entry.revision,
         time=entry.start,
         kind=entry.kind,
         result=entry.result,
@@ -614,12 +787,13 @@ class StatusReport:
     stack: str
     backend: str
     endpoint: str | None
-    traffic: TrafficState | None
+    traffic: TrafficState | None  # what the newest successful update applied
     weights: Mapping[str, int]
     versions: tuple[str, ...]
     last: HistoryRow | None
     drift: Mapping[str, int] | None  # with --refresh: what the refresh changed
     outputs: Mapping[str, Any]
+    notes: list[str] = field(default_factory=list)
     rollout: RolloutStatus | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -633,8 +807,48 @@ class StatusReport:
             "versions": list(self.versions),
             "lastUpdate": self.last.to_json() if self.last else None,
             "drift": dict(self.drift) if self.drift is not None else None,
+            "notes": self.notes,
             "rollout": self.rollout.to_json() if self.rollout else None,
         }
+
+
+def _failed_since(entries: list[HistoryEntry], live: Record | None) -> list[str]:
+    """A failed operation after the live record may have changed part of the routing, and keeps
+    the outputs its program registered (pulumi/pulumi#14621): the traffic shown is the record's."""
+    for e in entries:
+        if live is not None and e.revision == live.revision:
+            return []
+        if e.counts and e.result == "failed":
+            known = (
+                f"the traffic shown is what revision {live.revision} applied"
+                if live
+                else "no update has succeeded since"
+            )
+            return [
+                f"{e.describe()} failed after changing resources: {known}, and part of the "
+                "stack may differ. `mlserve status --refresh` compares it with the real world; "
+                + (
+                    f"`mlserve rollback --to {live.revision}` or `mlserve deploy` applies a "
+                    "known state again"
+                    if live
+                    else "`mlserve deploy` applies the spec again"
+                )
+            ]
+    return []
+
+
+def _cleared(held: StackState) -> list[str]:
+    """What `refresh --clear-pending-creates` leaves behind (pulumi/pulumi#10394): it drops
+    the pending creates from the state without reading them."""
+    if not held.pending_creates:
+        return []
+    names = ", ".join(f"{t} {n}" for t, n in held.pending_creates)
+    return [
+        f"the refresh dropped {len(held.pending_creates)} create(s) an interrupted update left "
+        f"pending: {names}. Their objects may exist without the stack managing them: look for "
+        "each in the cluster or gateway and delete any that exist, then run `mlserve deploy` "
+        "to create them under the stack's management"
+    ]
 
 
 def status(
@@ -642,22 +856,16 @@ def status(
 ) -> StatusReport:
     eng = Engine(target, sink=sink, debug=debug)
     eng.stack()
-    drift = None
+    entries = eng.history()
+    live = _live_record(entries)
+    held = eng.state()
+    drift, notes = None, []
     if refresh:
         changes = eng.refresh()
         drift = {op: n for op, n in changes.items() if op != "same" and n}
-    outputs = eng.outputs()
-    entries = eng.history(page_size=10)
-    deployed = eng.deployed(entries)
-    live = _live_traffic(deployed)
-    traffic_out = outputs.get("traffic")
-    if isinstance(traffic_out, Mapping):
-        live = TrafficState.from_dict(dict(traffic_out))
-    weights = outputs.get("weights")
-    versions: tuple[str, ...] = ()
-    if deployed is not None and deployed.spec:
-        versions = tuple(v["name"] for v in deployed.spec.get("versions", []))
-    endpoint = outputs.get("endpoint")
+        notes += _cleared(held)
+    notes += _failed_since(entries, live)
+    endpoint = held.outputs.get("endpoint")
     from mlserve.ops_rollout import rollout_status
 
     return StatusReport(
@@ -665,19 +873,23 @@ def status(
         stack=target.stack,
         backend=eng.backend,
         endpoint=str(endpoint) if endpoint is not None else None,
-        traffic=live,
-        weights=dict(weights) if isinstance(weights, Mapping) else (live.weights() if live else {}),
-        versions=versions,
+        traffic=live.traffic if live else None,
+        weights=live.traffic.weights() if live else {},
+        versions=live.versions if live else (),
         last=_row(entries[0]) if entries else None,
         drift=drift,
-        outputs=outputs,
-        rollout=rollout_status(deployed.config, deployed.spec, live) if deployed else None,
+        outputs=held.outputs,
+        notes=notes,
+        rollout=rollout_status(live.config, live.spec, live.traffic) if live else None,
     )
 
 
-def history(target: Target, *, debug: bool = False) -> list[HistoryRow]:
+def history(target: Target, *, limit: int | None = None, debug: bool = False) -> list[HistoryRow]:
+    """Every revision, newest first; with `limit`, the newest `limit`."""
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {limit}")
     eng = Engine(target, debug=debug)
-    return [_row(e) for e in eng.history()]
+    return [_row(e) for e in eng.history()[:limit]]
 
 
 @dataclass(frozen=True)
@@ -704,11 +916,10 @@ def destroy(
     lock_timeout: float = 0.0,
     debug: bool = False,
 ) -> DestroyReport:
+    """Delete what the stack holds; reads no record, so a damaged one does not stop it."""
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     eng.stack()
-    deployed = eng.deployed()
-    if deployed is not None and deployed.spec:
-        eng.ensure_plugins(plugins_for(Spec.from_dict(deployed.spec)))
+    eng.ensure_plugins(n for n in eng.state().plugins if n in PLUGIN_PACKAGES)
     if confirm is not None and not confirm(eng.describe()):
         return DestroyReport(target.project, target.stack, applied=False)
     changes = eng.destroy(message="mlserve destroy")

@@ -166,14 +166,14 @@ class RolloutStatus:
 
 
 def rollout_status(
-    config: Mapping[str, str], spec: Mapping[str, Any] | None, live: TrafficState | None
+    config: Mapping[str, str], spec: Spec, live: TrafficState
 ) -> RolloutStatus | None:
     """The recorded rollout, if it still describes the live traffic."""
     try:
         progress = recorded(config)
-        rollout = Rollout.from_dict(spec["rollout"]) if spec and "rollout" in spec else None
-    except (PreconditionError, KeyError, TypeError, ValueError):
+    except PreconditionError:
         return None
+    rollout = spec.rollout
     if progress is None or rollout is None or live is None or not progress.matches(live):
         return None
     if progress.step >= len(rollout.steps):
@@ -255,7 +255,7 @@ class _Run:
         update = Update(command, report.revision, live.state, new)
         self.updates.append(update)
         self.progress = progress
-        self.live = replace(live, state=new)
+        self.live = replace(live, record=replace(live.record, traffic=new))
         self.watcher.stepped(progress, self.steps, update)
 
 

@@ -362,10 +362,8 @@ def render_deploy(report: DeployReport, plain: bool) -> str:
     endpoint = report.outputs.get("endpoint")
     if endpoint:
         lines.append(f"  endpoint: {endpoint}")
-    weights = report.outputs.get("weights")
-    bars = weights if isinstance(weights, Mapping) else report.plan.traffic.weights()
     lines.append(f"  traffic: {describe_traffic(report.plan.traffic)}")
-    lines.append(traffic_bars(bars, plain))
+    lines.append(traffic_bars(report.plan.traffic.weights(), plain))
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
@@ -394,7 +392,8 @@ def render_status(report: StatusReport, plain: bool) -> str:
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     bars = traffic_bars(report.weights, plain)
-    return text + ("\n" + bars if bars else "")
+    notes = "".join(f"\nnote: {n}" for n in report.notes)
+    return text + ("\n" + bars if bars else "") + notes
 
 
 def render_history(rows: Sequence[HistoryRow]) -> str:

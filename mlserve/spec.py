@@ -514,6 +514,19 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def recorded_spec_problems(data: Any) -> list[str]:
+    """Schema problems of a spec a stack recorded (`Spec.to_dict()` form), each `path: message`.
+
+    As for a file, except the version count: deploy keeps `previous` and the live versions
+    beside the spec's own, so a record may hold more than a file may list.
+    """
+    return [
+        f"{format_path(tuple(e.absolute_path)) or '(top level)'}: {e.message}"
+        for e in _validator().iter_errors(data)
+        if not (e.validator == "maxItems" and list(e.absolute_path) == ["versions"])
+    ]
+
+
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Load and check a spec file (`-`: standard input, shown as `<stdin>`); raise SpecError
     listing every problem, sorted by position."""

@@ -72,9 +72,13 @@ def test_no_terminal_and_no_yes_is_a_usage_error(fake: Fake, command: str) -> No
 def test_deploy_then_status_history_and_plan_exit_code(fake: Fake) -> None:
     deployed = mlserve("deploy", SPEC, "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "Deployed revision 1 of stack 'dev': 6 created" in deployed.stdout
-    assert "  + create    Deployment  fraud-detector-v1  created" in (deployed.stdout)
-    assert "  v2  ###...........................   10%" in deployed.stdout
+    assert "Deployed revision 1 of stack 'dev': 8 created" in deployed.stdout
+    assert "  + create    Deployment  fraud-detector-v1  created" in deployed.stdout
+    assert deployed.stdout.endswith(
+        "  traffic: v1 90%, v2 10%\n"
+        "  v1  ###########################...   90%\n"
+        "  v2  ###...........................   10%\n"
+    )
 
     status = mlserve("status", "--project", "fraud-detector")
     assert status.returncode == 0, status.stderr
@@ -101,7 +105,7 @@ def test_json_output_is_one_document_on_stdout(fake: Fake) -> None:
     document = json.loads(result.stdout)
     assert document["applied"] is True
     assert document["outputs"]["weights"] == {"v1": 90, "v2": 10}
-    assert document["plan"]["changes"] == {"create": 6}
+    assert document["plan"]["changes"] == {"create": 8}
     assert "created a passphrase" in result.stderr
 
 
@@ -114,11 +118,12 @@ def test_a_held_lock_exits_3_and_a_failed_update_exits_5(fake: Fake) -> None:
     )
     assert "pulumi cancel --yes --stack dev --cwd" in busy.stderr
 
-    fake.set(fail={"up": "Deployment ml/fraud-detector-v2 never became ready"})
+    fake.set(fail={"up": {"Deployment::fraud-detector-v2": "Deployment ml/fraud-detector-v2 "
+                          "never became ready"}})  # fmt: skip
     failed = mlserve("deploy", SPEC, "--yes")
     assert failed.returncode == 5
     assert failed.stderr.endswith(
-        "error: the update failed: fraud-detector-v1: Deployment ml/fraud-detector-v2 never "
+        "error: the update failed: fraud-detector-v2: Deployment ml/fraud-detector-v2 never "
         "became ready (run with --debug for the engine's full output)\n"
     )
 

@@ -1,9 +1,10 @@
 """Contract tests against a REAL Pulumi CLI: skipped unless `pulumi` is on PATH.
 
-They run an inline program that only exports outputs, on a file backend under tmp_path with a
-passphrase from the environment, so they need no cloud, no cluster and no login. They were
-written where no Pulumi CLI can be installed: on the first machine with one, run
-`pytest -m engine` and treat a failure as a finding about the engine, not as flakiness.
+They run inline programs that only export outputs or declare component resources (no provider, no
+plugin), on a file backend under tmp_path with a passphrase from the environment, so they need no
+cloud, no cluster and no login. Each asserts what pulumi/pulumi's source says the CLI does (file
+named beside it). They were written where no Pulumi CLI can be installed: on the first machine with
+one, run `pytest -m engine` and treat a failure as a finding about the engine, not as flakiness.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
+import yaml
 
-from mlserve.engine import Engine, Target
+from mlserve import ops
+from mlserve.engine import Engine, Mark, Target
 from mlserve.errors import PreconditionError, StackBusyError
-from tests.helpers import real_engine_only, real_target
+from mlserve.spec import load_spec
+from tests.helpers import REPO, real_engine_only, real_target
 
 pytestmark = real_engine_only
 target = real_target
 TRAFFIC = {"stable": "v1", "canary": "v2", "weight": 10, "previous": None}
+RECORD = {
+    ops.TRAFFIC_KEY: json.dumps(TRAFFIC),
+    ops.SPEC_KEY: json.dumps(load_spec(REPO / "specs" / "istio.yaml").to_dict()),
+}
 
 
 def program() -> None:
@@ -31,41 +40,119 @@ def program() -> None:
     pulumi.export("token", pulumi.Output.secret("contract-secret-token"))
 
 
-def slow_program() -> None:
-    import pulumi
+def routes(*names: str, pause: float = 0) -> Callable[[], None]:
+    """A program declaring component resources (no provider needed), as routing stands in."""
 
-    time.sleep(8)
-    pulumi.export("endpoint", "http://slow.example.test/")
+    def run() -> None:
+        import pulumi
+
+        time.sleep(pause)
+        for name in names:
+            pulumi.ComponentResource("mlserve:contract:Route", name)
+        pulumi.export("routing", list(names))
+
+    return run
+
+
+def up(eng: Engine, prog: Callable[[], None], message: str, **kw: object) -> int:
+    kw.setdefault("config", RECORD)
+    kw.setdefault("expect", Mark.of(eng.history()))
+    outcome = eng.up(prog, message=message, since="the test read it", **kw)  # type: ignore[arg-type]
+    return outcome.revision
 
 
 def test_deploy_outputs_history_destroy_on_a_real_engine(target: Target) -> None:
     eng = Engine(target)
     eng.stack(create=True)
-    eng.set_config({"mlserve:traffic": json.dumps(TRAFFIC)})
-
-    preview = eng.preview(program)
+    preview = eng.preview(program, RECORD)
     assert preview.changes.get("create") == 1  # the pulumi:pulumi:Stack
 
-    up = eng.up(program, message="mlserve deploy")
-    assert up.outputs["endpoint"] == "http://models.example.test/fraud"
-    assert up.outputs["weights"] == {"v1": 90, "v2": 10}
-    assert up.outputs["token"] == "[secret]"
-    assert eng.scrub("leaked contract-secret-token") == "leaked [secret]"
-
+    assert up(eng, program, "mlserve deploy") == 1
     fresh = Engine(target)  # a new command: selects the existing stack
     entries = fresh.history()
-    assert [(e.kind, e.result, e.message) for e in entries] == [
-        ("update", "succeeded", "mlserve deploy")
+    assert [(e.revision, e.kind, e.result, e.message) for e in entries] == [
+        (1, "update", "succeeded", "mlserve deploy")
     ]
-    assert json.loads(entries[0].config["mlserve:traffic"]) == TRAFFIC
-    deployed = fresh.deployed()
-    assert deployed is not None and deployed.traffic == TRAFFIC
-    assert fresh.outputs()["token"] == "[secret]"
+    # --config-file: the update's history entry records that file's config
+    # (pkg/backend/diy/backend.go `apply`: Config: update.Target.Config) ...
+    assert json.loads(entries[0].config[ops.TRAFFIC_KEY]) == TRAFFIC
+    # ... and the workspace's own settings never saw it; the private copy is gone.
+    settings = yaml.safe_load((fresh.workdir / "Pulumi.dev.yaml").read_text()) or {}
+    assert not any(str(k).startswith("mlserve:") for k in settings.get("config") or {})
+    assert "encryptionsalt" in settings  # written by `stack init --secrets-provider passphrase`
+    assert not list(fresh.workdir.glob(".mlserve-config-*"))
+    # `stack export` without --show-secrets: outputs with the secret still encrypted
+    assert fresh.state().outputs == {
+        "endpoint": "http://models.example.test/fraud",
+        "weights": {"v1": 90, "v2": 10},
+        "token": "[secret]",
+    }
 
-    changes = fresh.destroy(message="mlserve destroy")
-    assert changes.get("delete") == 1
-    assert [e.kind for e in Engine(target).history()] == ["destroy", "update"]
-    assert Engine(target).deployed() is None
+    assert fresh.destroy(message="mlserve destroy").get("delete") == 1
+    assert [(e.revision, e.kind) for e in Engine(target).history()] == [
+        (2, "destroy"),
+        (1, "update"),
+    ]
+    assert ops._live_record(Engine(target).history()) is None
+
+
+def test_revisions_past_the_cli_default_page_of_ten_stay_unique_and_the_record_is_found(
+    target: Target,
+) -> None:
+    # The file backend reports version 0 for every entry (pkg/backend/diy/backend.go `apply`),
+    # and `stack history` without --page-size returns the newest 10 (stack_history.go).
+    eng = Engine(target)
+    eng.stack(create=True)
+    up(eng, program, "mlserve deploy")
+    for _ in range(11):
+        eng.refresh()
+    entries = Engine(target).history()
+    assert [e.revision for e in entries] == list(range(12, 0, -1))
+    assert [e.kind for e in entries] == ["refresh"] * 11 + ["update"]
+    live = ops._live_record(entries)
+    assert live is not None and live.revision == 1
+
+
+def test_a_spec_larger_than_an_argument_may_be_reaches_the_history_through_the_config_file(
+    target: Target,
+) -> None:
+    eng = Engine(target)
+    eng.stack(create=True)
+    big = "x" * 150_000  # one argv string may hold 128 KiB on Linux (MAX_ARG_STRLEN)
+    up(eng, program, "mlserve deploy", config={**RECORD, "mlserve:big": big})
+    assert Engine(target).history()[0].config["mlserve:big"] == big
+
+
+def test_a_fresh_workspace_without_stack_settings_updates_with_the_states_salt(
+    target: Target,
+) -> None:
+    eng = Engine(target)
+    eng.stack(create=True)
+    up(eng, program, "first")
+    (eng.workdir / "Pulumi.dev.yaml").unlink()  # a new CI runner: only the backend is shared
+    # PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER (pkg/cmd/pulumi/stack/secrets.go): the state's
+    # secrets manager is used, and nothing is written into the workspace.
+    fresh = Engine(target)
+    assert up(fresh, program, "second") == 2
+    assert not (fresh.workdir / "Pulumi.dev.yaml").exists()
+    assert fresh.state().outputs["token"] == "[secret]"
+
+
+def test_a_target_registered_by_the_program_may_be_new_and_an_unknown_one_fails(
+    target: Target,
+) -> None:
+    eng = Engine(target)
+    eng.stack(create=True)
+    up(eng, routes("a"), "deploy")
+    urn = f"urn:pulumi:dev::{target.project}::mlserve:contract:Route::"  # deployment.go generateURN
+    assert urn + "a" in Engine(target).state().urns
+    # A target must be in the old state or registered by the program (deployment_executor.go
+    # `checkTargets`): "b" is new and registered, so it is created.
+    up(eng, routes("a", "b"), "targeted", target=[urn + "a", urn + "b"])
+    assert urn + "b" in Engine(target).state().urns
+    # Neither in the state nor registered: the update fails (diag 2011).
+    with pytest.raises(PreconditionError, match="could not be found in the stack"):
+        up(eng, routes("a", "b"), "unknown", target=[urn + "a", urn + "zzz"])
 
 
 def test_a_missing_stack_is_a_precondition_error_on_a_real_engine(target: Target) -> None:
@@ -80,7 +167,7 @@ def test_a_held_lock_is_stack_busy_on_a_real_engine(target: Target) -> None:
 
     def run() -> None:
         try:
-            holder.up(slow_program, message="holder")
+            up(holder, routes("a", pause=8), "holder", expect=Mark.of([]))
         except BaseException as e:
             errors.append(e)
 
@@ -90,8 +177,49 @@ def test_a_held_lock_is_stack_busy_on_a_real_engine(target: Target) -> None:
         time.sleep(4)  # the update has taken the DIY lock and is running the slow program
         waiter = Engine(target, lock_timeout=0)
         waiter.stack()
+        # refresh locks like update (pkg/backend/diy/backend.go `Refresh`); preview does not
         with pytest.raises(StackBusyError, match="is locked by another update"):
-            waiter.preview(program)
+            waiter.refresh()
     finally:
         thread.join(120)
     assert errors == []
+
+
+def test_of_two_updates_computed_from_one_history_the_one_that_waited_changes_nothing(
+    target: Target,
+) -> None:
+    first = Engine(target)
+    first.stack(create=True)
+    up(first, routes("a"), "deploy")
+    read = Mark.of(first.history())
+    results: dict[str, object] = {}
+
+    def racer(name: str, pause: float) -> None:
+        eng = Engine(target, lock_timeout=120)
+        eng.stack()
+        try:
+            results[name] = up(eng, routes("a", pause=pause), name, expect=read)
+        except PreconditionError as e:
+            results[name] = e
+
+    # The first holds the lock 8 s in its program; the second waits for it, then its guard reads
+    # the first's entry: `stack history` takes no lock (RequireStack LoadOnly) and the DIY
+    # backend writes an update's entry when it ends, before unlocking (backend.go `apply`).
+    a = threading.Thread(target=racer, args=("winner", 8))
+    a.start()
+    time.sleep(3)
+    b = threading.Thread(target=racer, args=("loser", 0))
+    b.start()
+    a.join(180)
+    b.join(180)
+    assert results["winner"] == 2
+    assert isinstance(results["loser"], PreconditionError)
+    assert "changed since the test read it: revision 2 (`winner`, succeeded)" in str(
+        results["loser"]
+    )
+    entries = Engine(target).history()
+    assert [(e.revision, e.message, e.result) for e in entries][:2] == [
+        (3, "loser", "failed"),
+        (2, "winner", "succeeded"),
+    ]
+    assert Mark.of(entries) == Mark.of(entries[1:])  # the refused update changed nothing

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from mlserve import ops
 from mlserve.engine import Event, Target
@@ -67,11 +68,13 @@ class Recorder:
         self.notes.append(text)
 
 
-def stack_config(fake: Fake, stack: str = "dev") -> dict[str, Any]:
-    import yaml
-
-    data = yaml.safe_load((fake.workspace("fraud") / f"Pulumi.{stack}.yaml").read_text())
-    return dict(data.get("config") or {})
+def recorded(fake: Fake, project: str = "fraud", stack: str = "dev") -> dict[str, Any]:
+    """The config the newest history entry recorded, read from the file backend's own files
+    (`.pulumi/history/PROJECT/STACK/STACK-<nanoseconds>.history.json`, pkg/backend/diy/state.go
+    `addToHistory`), not through mlserve."""
+    directory = fake.home / "state" / ".pulumi" / "history" / project / stack
+    newest = sorted(directory.glob("*.history.json"))[-1]
+    return dict(json.loads(newest.read_text())["config"])
 
 
 # --- deploy ---------------------------------------------------------------------------------
@@ -89,12 +92,10 @@ def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake:
         "stack select",
         "stack init",
         "stack history",
-        "config set-all",
         "preview",
         "up",
-        "stack output",
-        "stack output",
-        "stack history",
+        "stack history",  # the guard, inside the update
+        "stack export",  # the outputs the report shows
     ]
     backend = (fake.home / "state").as_uri()
     passphrase = fake.home / "passphrase"
@@ -109,7 +110,7 @@ def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake:
         f"created a passphrase for stack secrets in {passphrase} (mode 0600); "
         "keep it: every later command on this backend needs it"
     ]
-    config = stack_config(fake)
+    config = recorded(fake)
     assert json.loads(config["mlserve:traffic"]) == {
         "stable": "v1",
         "canary": "v2",
@@ -119,6 +120,10 @@ def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake:
     assert json.loads(config["mlserve:spec"]) == make_spec().to_dict()
     up = next(a for a in fake.argvs() if a[0] == "up")
     assert up[up.index("--message") + 1] == "mlserve deploy"
+    # the record goes through a private copy of the stack settings, never into the workspace's
+    assert Path(up[up.index("--config-file") + 1]).parent == fake.workspace("fraud")
+    settings = yaml.safe_load((fake.workspace("fraud") / "Pulumi.dev.yaml").read_text())
+    assert not any(k.startswith("mlserve:") for k in settings.get("config") or {})
 
 
 def test_the_passphrase_file_is_created_once_and_reused(fake: Fake) -> None:
@@ -130,13 +135,19 @@ def test_the_passphrase_file_is_created_once_and_reused(fake: Fake) -> None:
     assert sink.notes == []
 
 
-def test_a_second_deploy_selects_the_stack_and_spawns_nine_processes(fake: Fake) -> None:
+def test_a_second_deploy_selects_the_stack_and_spawns_seven_processes(fake: Fake) -> None:
     ops.deploy(make_spec(), TARGET)
     fake.clear_log()
     ops.deploy(make_spec(), TARGET)
-    # version, stack select, history, config set-all, preview, then up's four
-    assert len(fake.calls()) == 9
-    assert "stack init" not in fake.commands()
+    assert fake.commands() == [
+        "version",
+        "stack select",
+        "stack history",
+        "preview",
+        "up",
+        "stack history",
+        "stack export",
+    ]
 
 
 def test_deploy_installs_the_plugin_at_the_sdk_version_only_when_missing(fake: Fake) -> None:
@@ -200,8 +211,8 @@ def test_deploy_keeps_previous_and_live_versions_the_spec_dropped(fake: Fake) ->
         "v1 is not in the spec but stays deployed: it is the previous stable, kept at 0% "
         "for an instant rollback" in report.plan.warnings
     )
-    recorded = json.loads(stack_config(fake)["mlserve:spec"])
-    assert [v["name"] for v in recorded["versions"]] == ["v2", "v3", "v1"]
+    spec = json.loads(recorded(fake)["mlserve:spec"])
+    assert [v["name"] for v in spec["versions"]] == ["v2", "v3", "v1"]
     assert not [s for s in report.plan.steps if s.op == "delete" and s.name == "fraud-v1"]
 
 
@@ -214,11 +225,16 @@ def test_deploy_removes_a_version_nothing_references_any_more(fake: Fake) -> Non
 
 
 def test_deploy_waits_for_a_lock_then_proceeds(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
+    fake.clear_log()
     fake.set(locked=2)
     sink = Recorder()
-    report = ops.deploy(make_spec(), TARGET, sink=sink, lock_timeout=30)
+    report = ops.deploy(
+        make_spec(weight=20), TARGET, sink=sink, lock_timeout=30, reset_traffic=True
+    )
     assert report.applied
-    assert fake.commands().count("preview") == 3
+    # a preview takes no lock (pkg/backend/diy/backend.go `Preview`); the update waits
+    assert (fake.commands().count("preview"), fake.commands().count("up")) == (1, 3)
     assert sink.notes[-1] == (
         f"stack 'dev' of project 'fraud' (backend {(fake.home / 'state').as_uri()}) is locked by "
         "another update; waiting up to 30s"
@@ -226,6 +242,7 @@ def test_deploy_waits_for_a_lock_then_proceeds(fake: Fake) -> None:
 
 
 def test_a_lock_not_released_in_time_is_stack_busy_with_the_recovery(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
     fake.set(locked=-1)
     with pytest.raises(StackBusyError) as e:
         ops.deploy(make_spec(), TARGET, lock_timeout=0.05)
@@ -241,18 +258,21 @@ def test_a_lock_not_released_in_time_is_stack_busy_with_the_recovery(fake: Fake)
 
 
 def test_lock_timeout_zero_fails_at_once(fake: Fake) -> None:
+    ops.deploy(make_spec(), TARGET)
+    fake.clear_log()
     fake.set(locked=-1)
     with pytest.raises(StackBusyError):
         ops.deploy(make_spec(), TARGET)
-    assert fake.commands().count("preview") == 1
+    assert fake.commands().count("up") == 1
 
 
 def test_a_failed_update_is_exit_5_with_the_engines_reason(fake: Fake) -> None:
-    fake.set(fail={"up": "Deployment fraud-v2 never became ready: ImagePullBackOff"})
+    reason = "Deployment fraud-v2 never became ready: ImagePullBackOff"
+    fake.set(fail={"up": {"Deployment::fraud-v2": reason}})
     with pytest.raises(OperationFailedError) as e:
         ops.deploy(make_spec(), TARGET)
     assert str(e.value) == (
-        "the update failed: fraud-v1: Deployment fraud-v2 never became ready: ImagePullBackOff "
+        "the update failed: fraud-v2: Deployment fraud-v2 never became ready: ImagePullBackOff "
         "(run with --debug for the engine's full output)"
     )
     assert e.value.exit_code == 5
@@ -286,7 +306,7 @@ def test_a_live_version_defined_nowhere_is_a_precondition_error(fake: Fake) -> N
     # the stack's record lost v2's definition (an older mlserve, a hand edit)
     spec = make_spec(("v1",), "v1", None, 0)
     with pytest.raises(PreconditionError, match="version v9 carries traffic"):
-        ops.effective_spec(spec, TrafficState("v1", "v9", 5), None, None)
+        ops.effective_spec(spec, TrafficState("v1", "v9", 5), None)
 
 
 # --- plan -----------------------------------------------------------------------------------
@@ -298,7 +318,7 @@ def test_plan_shows_weight_changes_and_pending_counts(fake: Fake) -> None:
     report = ops.plan(make_spec(weight=50), TARGET, sink=sink, reset_traffic=True)
 
     assert report.pending
-    assert report.changes == {"same": 5, "update": 1}
+    assert report.changes == {"same": 7, "update": 1}  # the stack and its provider count too
     (step,) = report.steps
     assert (step.op, step.type, step.name) == (
         "update",
@@ -333,7 +353,7 @@ def test_plan_works_with_the_file_event_log_of_older_clis(
     preview = next(a for a in fake.argvs() if a[0] == "preview")
     log = preview[preview.index("--event-log") + 1]
     assert not log.startswith("tcp://")
-    assert len(report.steps) == 5
+    assert len(report.steps) == 7
 
 
 # --- status, history, destroy ---------------------------------------------------------------
@@ -378,7 +398,7 @@ def test_status_of_a_stack_that_does_not_exist_says_so(fake: Fake) -> None:
 def test_destroy_removes_everything_and_nothing_is_live_afterwards(fake: Fake) -> None:
     ops.deploy(make_spec(), TARGET)
     report = ops.destroy(TARGET)
-    assert report.applied and report.changes["delete"] == 6
+    assert report.applied and report.changes["delete"] == 8
     assert [r.kind for r in ops.history(TARGET)] == ["destroy", "update"]
     again = ops.deploy(make_spec(weight=30), TARGET)
     assert again.plan.live is None
@@ -439,8 +459,9 @@ def test_a_wrong_passphrase_says_which_one_to_set(
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "first one")
     ops.deploy(make_spec(), TARGET)
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", "second one")
+    ops.status(TARGET)  # reads nothing secret: no passphrase needed
     with pytest.raises(EngineUnavailableError) as e:
-        ops.status(TARGET)
+        ops.promote(TARGET, weight=50)
     assert str(e.value) == (
         f"the passphrase does not open stack 'dev' of project 'fraud' (backend "
         f"{(fake.home / 'state').as_uri()}): set PULUMI_CONFIG_PASSPHRASE_FILE (or "
@@ -463,7 +484,7 @@ def test_no_process_sees_the_passphrase_in_argv(
 def test_pending_operations_from_an_interrupted_update_come_with_the_way_out(fake: Fake) -> None:
     ops.deploy(make_spec(), TARGET)
     fake.set(pending=True)
-    report = ops.deploy(make_spec(weight=20), TARGET, reset_traffic=True)
+    report = ops.promote(TARGET, weight=20)
     assert report.warnings == [
         "Attempting to deploy or update resources with 1 pending operations from previous "
         "deployment. (an interrupted update left pending operations: run "

@@ -1,22 +1,21 @@
-"""Contract test against a REAL Pulumi CLI (skipped without one): the promote/rollback guard reads
-the stack's history from inside the running update's program, while the update holds the lock.
+"""Contract test against a REAL Pulumi CLI (skipped without one): the guard promote and rollback
+run reads the stack's history from inside the running update's program, while the update holds
+the lock, and numbers the update it lets through.
 
 Written where no Pulumi CLI can be installed: on the first machine with one, run `pytest -m engine`.
 """
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from mlserve import ops
-from mlserve.engine import Engine, Target
+from mlserve.engine import Engine, Mark, Target
 from mlserve.errors import PreconditionError
 from tests.helpers import real_engine_only, real_target
 
 pytestmark = real_engine_only
 target = real_target
+CONFIG = {"mlserve:traffic": '{"stable": "v1"}'}
 
 
 def program() -> None:
@@ -28,14 +27,21 @@ def program() -> None:
 def test_the_guard_reads_history_inside_a_running_update(target: Target) -> None:
     eng = Engine(target)
     eng.stack(create=True)
-    eng.set_config({"mlserve:traffic": json.dumps({"stable": "v1"})})
-    first = eng.up(program, message="first")
-    # The running update is not a finished one: the guard sees revision 1 and lets it run.
-    guard = ops._unchanged_since(eng, first.version)
-    second = eng.up(lambda: guard(program), message="second")
-    assert second.version == 2
-    # Computed before revision 2: the guard stops the program, and the update changes nothing.
-    stale = ops._unchanged_since(eng, first.version)
-    with pytest.raises(PreconditionError, match="changed while this command waited"):
-        eng.up(lambda: stale(program), message="stale")
-    assert [e.result for e in eng.history()][:2] == ["failed", "succeeded"]
+    first = eng.up(program, message="first", config=CONFIG, expect=Mark.of([]), since="start")
+    assert first.revision == 1
+    read = Mark.of(eng.history())
+    # The running update is not listed by the file backend (its entry is written when it ends):
+    # the guard sees revision 1, lets it run, and numbers it 2.
+    second = eng.up(program, message="second", config=CONFIG, expect=read, since="the read")
+    assert second.revision == 2
+    assert eng.history()[0].revision == 2
+    # Read before revision 2: the guard stops the program, and the update changes nothing.
+    with pytest.raises(PreconditionError, match="changed since the read: revision 2"):
+        eng.up(program, message="stale", config=CONFIG, expect=read, since="the read")
+    entries = eng.history()
+    assert [(e.revision, e.result) for e in entries] == [
+        (3, "failed"),
+        (2, "succeeded"),
+        (1, "succeeded"),
+    ]
+    assert Mark.of(entries) == Mark.of(entries[1:])

@@ -1,7 +1,8 @@
 """promote and rollback at the CLI, through the REAL pulumi.automation code and the stand-in CLI.
 
-The stand-in records every invocation (argv) and keeps each stack's state and history, with the
-config every update recorded: that is what these tests read to check what each step declared.
+The stand-in runs mlserve's program, records every invocation (argv) and keeps each stack in the
+file backend's own layout (`.pulumi/stacks`, `.pulumi/history`): that is what these tests read to
+check what each step declared and recorded, independently of mlserve's own readers.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from tests.helpers import run_mlserve as mlserve
 fake = fixture.fake
 SPEC = str(REPO / "specs" / "istio.yaml")  # fraud-detector: v1 stable, v2 canary at 10%
 PROJECT = ("--project", "fraud-detector")
-ROUTE = (
-    "urn:pulumi:dev::fraud-detector::kubernetes:networking.istio.io/v1:VirtualService::"
-    "fraud-detector"
-)
+URN = "urn:pulumi:dev::fraud-detector::kubernetes:networking.istio.io/v1:"
+ROUTES = [URN + "DestinationRule::fraud-detector", URN + "VirtualService::fraud-detector"]
 
 
 def ok(*args: str) -> subprocess.CompletedProcess[str]:
@@ -33,16 +32,33 @@ def ok(*args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def stack_state(fake: Fake, stack: str = "dev") -> dict[str, Any]:
-    """The stand-in's record of a stack: resources, outputs and history."""
-    path = fake.home / "state" / ".pulumi" / "stacks" / "fraud-detector" / f"{stack}.json"
-    state: dict[str, Any] = json.loads(path.read_text())
-    return state
+def state_dir(fake: Fake) -> Path:
+    return fake.home / "state" / ".pulumi"
+
+
+def history(fake: Fake) -> list[dict[str, Any]]:
+    """Every history entry (UpdateInfo), oldest first: `STACK-<nanoseconds>.history.json` files
+    (pkg/backend/diy/state.go `addToHistory`)."""
+    directory = state_dir(fake) / "history" / "fraud-detector" / "dev"
+    return [json.loads(p.read_text()) for p in sorted(directory.glob("*.history.json"))]
+
+
+def resources(fake: Fake) -> list[dict[str, Any]]:
+    """The resources of the stack's checkpoint (`.pulumi/stacks/PROJECT/STACK.json`)."""
+    checkpoint = json.loads(
+        (state_dir(fake) / "stacks" / "fraud-detector" / "dev.json").read_text()
+    )
+    return checkpoint["checkpoint"]["latest"]["resources"]  # type: ignore[no-any-return]
+
+
+def outputs(fake: Fake) -> dict[str, Any]:
+    stack = next(r for r in resources(fake) if r["type"] == "pulumi:pulumi:Stack")
+    return stack["outputs"]  # type: ignore[no-any-return]
 
 
 def recorded(fake: Fake, key: str = "mlserve:traffic") -> list[Any]:
     """The value of `key` each update recorded in its config, oldest first."""
-    return [json.loads(e["config"][key]["value"]) for e in stack_state(fake)["history"]]
+    return [json.loads(e["config"][key]) for e in history(fake)]
 
 
 def traffic(
@@ -65,8 +81,7 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
     fake: Fake,
 ) -> None:
     ok("deploy", SPEC, "--yes")
-    routing = stack_state(fake)["outputs"]["routing"]
-    assert routing == [ROUTE]
+    assert sorted(outputs(fake)["routing"]) == ROUTES
 
     first = ok("promote", "--weight", "25", *PROJECT)
     assert first.stdout == (
@@ -75,7 +90,7 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         "  ~ update    VirtualService  fraud-detector  updated"
         "  weights 90/10 -> 75/25\n"
         "Promoted: revision 2 of stack 'dev' of project 'fraud-detector', routing only "
-        "(1 resource targeted): 1 updated, 5 unchanged\n"
+        "(2 resources targeted): 1 updated, 7 unchanged\n"
         "  before: v1 90%, v2 10%\n"
         "  v1  ###########################...   90%\n"
         "  v2  ###...........................   10%\n"
@@ -101,8 +116,8 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         traffic("v1"),  # rolled back to v1; no `previous`, so a second rollback has nothing
     ]
     # Each promote and rollback passed exactly the routing URNs; deploys update everything.
-    assert up_targets(fake) == [None, [ROUTE], [ROUTE], None, [ROUTE], [ROUTE]]
-    messages = [e["message"] for e in stack_state(fake)["history"]]
+    assert up_targets(fake) == [None, ROUTES, ROUTES, None, ROUTES, ROUTES]
+    messages = [e["message"] for e in history(fake)]
     assert messages == [
         "mlserve deploy",
         "mlserve promote --weight 25",
@@ -112,14 +127,15 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         "mlserve rollback",
     ]
     # After the completed promotion the previous stable is still deployed.
-    completed = stack_state(fake)["history"][4]["config"]
-    spec = json.loads(completed["mlserve:spec"]["value"])
+    spec = recorded(fake, "mlserve:spec")[4]
     assert [v["name"] for v in spec["versions"]] == ["v1", "v2"]
-    deployments = [r["name"] for r in stack_state(fake)["resources"].values()]
-    assert {"fraud-detector-v1", "fraud-detector-v2"} <= set(deployments)
+    deployments = {
+        r["urn"].rsplit("::", 1)[1] for r in resources(fake) if "Deployment" in r["type"]
+    }
+    assert deployments == {"fraud-detector-v1", "fraud-detector-v2"}
 
-    history = ok("history", *PROJECT)
-    lines = history.stdout.splitlines()
+    table = ok("history", *PROJECT)
+    lines = table.stdout.splitlines()
     assert lines[0].split() == [
         "REV", "TIME", "(UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "COMMAND"
     ]  # fmt: skip
@@ -142,7 +158,7 @@ def test_complete_is_the_same_as_weight_100(fake: Fake) -> None:
         "weights": {"v2": 100},
     }
     assert recorded(fake)[-1] == traffic("v2", previous="v1")
-    assert stack_state(fake)["history"][-1]["message"] == "mlserve promote --complete"
+    assert history(fake)[-1]["message"] == "mlserve promote --complete"
 
 
 def test_json_output_has_before_and_after(fake: Fake) -> None:
@@ -159,7 +175,7 @@ def test_json_output_has_before_and_after(fake: Fake) -> None:
         "revision": 2,
         "reappliedRevision": None,
         "changes": {"update": 1},
-        "targets": [ROUTE],
+        "targets": ROUTES,
         "warnings": [],
     }
     back = json.loads(ok("rollback", *PROJECT, "--json").stdout)
@@ -221,7 +237,7 @@ def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake)
     first = ok("rollback", *PROJECT)
     assert first.stdout.splitlines()[2:] == [
         "Rolled back: revision 3 of stack 'dev' of project 'fraud-detector', routing only "
-        "(1 resource targeted): 1 updated, 5 unchanged",
+        "(2 resources targeted): 1 updated, 7 unchanged",
         "  before: v2 100% (previous v1 at 0%)",
         "  v2  ##############################  100%",
         "  after:  v1 100%",
@@ -249,14 +265,14 @@ def test_rollback_to_a_revision_re_applies_its_spec_and_traffic(fake: Fake) -> N
     result = ok("rollback", "--to", "2", *PROJECT)
     assert result.stdout.splitlines()[2:4] == [
         "Re-applied revision 2 as revision 4 of stack 'dev' of project 'fraud-detector', "
-        "full update: 1 updated, 5 unchanged",
+        "full update: 1 updated, 7 unchanged",
         "  before: v2 100% (previous v1 at 0%)",
     ]
     assert "  after:  v1 75%, v2 25%" in result.stdout
     assert recorded(fake)[-1] == traffic("v1", "v2", 25)
     assert recorded(fake, "mlserve:spec")[-1] == recorded(fake, "mlserve:spec")[1]
     assert up_targets(fake)[-1] is None  # a redeploy of an old state, not routing only
-    assert stack_state(fake)["history"][-1]["message"] == "mlserve rollback --to 2"
+    assert history(fake)[-1]["message"] == "mlserve rollback --to 2"
 
 
 @pytest.mark.parametrize(
@@ -357,14 +373,12 @@ def test_a_fresh_workspace_promotes_from_the_stacks_record(fake: Fake) -> None:
 def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothing(
     fake: Fake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Job B read weight 10, then waited on job A's lock; A moved the canary to 50. B's program,
-    run under the lock, finds a newer revision and stops: --expect-weight 10 is not silently
-    applied over A's 50. (The stand-in never runs the program: here the program runs under
-    Pulumi's mocks just before the stand-in's update, as the real CLI would run it.)"""
+    """Job B read weight 10, then another job moved the canary to 50 before B's update took the
+    lock. B's program, run under the lock, finds the newer revision and stops: --expect-weight
+    10 is not silently applied over the other job's 50."""
     from mlserve import ops
     from mlserve.engine import Engine, Target
     from mlserve.errors import PreconditionError
-    from mlserve.render import render_program
     from mlserve.spec import load_spec
 
     target = Target("fraud-detector", "dev")
@@ -372,23 +386,28 @@ def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothin
     real_up = Engine.up
     other_job_ran = []
 
-    def up(self: Engine, program: Any, message: str, target: Any = None) -> Any:
+    def up(self: Engine, program: Any, **kw: Any) -> Any:
         if not other_job_ran:
             other_job_ran.append(True)
             ops.promote(Target("fraud-detector", "dev"), weight=50)
-        render_program(program, "fraud-detector", "dev")
-        return real_up(self, program, message, target)
+        return real_up(self, program, **kw)
 
     monkeypatch.setattr(Engine, "up", up)
     with pytest.raises(PreconditionError) as e:
         ops.promote(target, weight=25, expect_weight=10)
     backend = (fake.home / "state").as_uri()
     assert str(e.value) == (
-        f"stack 'dev' of project 'fraud-detector' (backend {backend}) changed while this "
-        "command waited for its lock: revision 2 (mlserve promote --weight 50, succeeded). "
-        "Nothing was changed: check `mlserve status` and run the command again"
+        f"stack 'dev' of project 'fraud-detector' (backend {backend}) changed since this "
+        "command read it at revision 1: revision 2 (`mlserve promote --weight 50`, succeeded). "
+        "Nothing was changed: check `mlserve status`, then run the command again"
     )
-    assert recorded(fake) == [traffic("v1", "v2", 10), traffic("v1", "v2", 50)]
+    entries = history(fake)
+    assert [(e["message"], e["result"]) for e in entries] == [
+        ("mlserve deploy", "succeeded"),
+        ("mlserve promote --weight 50", "succeeded"),
+        ("mlserve promote --weight 25 --expect-weight 10", "failed"),
+    ]
+    assert entries[-1]["resourceChanges"].get("update") is None  # it changed nothing
     # With nothing in between, the same check passes and the update runs.
     ops.promote(target, weight=75, expect_weight=50)
     assert recorded(fake)[-1] == traffic("v1", "v2", 75)

@@ -611,3 +611,18 @@ def test_ingress_nginx_refuses_what_its_admission_rejects(
     )
     [line] = problems(text)
     assert line.split(": ", 1)[1] == message
+
+
+def test_the_service_gateway_refuses_rollout_steps_that_split_traffic(problems: Problems) -> None:
+    text = (
+        MINIMAL.replace("type: istio", "type: service")
+        .replace("  host: models.example.com\n", "")
+        .replace("traffic:", "  - name: v2\n    image: ghcr.io/a/b:2\ntraffic:")
+        .replace("stable: v1", "stable: v1\n  canary: v2")
+        + "rollout:\n  steps:\n    - {weight: 10, pause: 1m}\n    - {pause: 5m}\n"
+    )
+    assert problems(text) == [
+        "spec.yaml:15:16: rollout.steps[0].weight: gateway service cannot send 10% to the "
+        "canary: a Service selects one version; a rollout behind it can only pause (and "
+        "measure) before `complete` switches every request to the canary",
+    ]

@@ -48,6 +48,16 @@ def check(spec: Spec) -> list[tuple[str, str]]:
                 "(the endpoint output); remove gateway.host",
             )
         )
+    for i, step in enumerate(spec.rollout.steps if spec.rollout else ()):
+        if step.weight is not None and step.weight < 100:
+            problems.append(
+                (
+                    f"rollout.steps[{i}].weight",
+                    f"gateway service cannot send {step.weight}% to the canary: a Service "
+                    "selects one version; a rollout behind it can only pause (and measure) "
+                    "before `complete` switches every request to the canary",
+                )
+            )
     return problems
 
 
