@@ -23,8 +23,10 @@ monitor deserializes each request once more. Its time goes with the number of la
 the pure-Python YAML emitter (now libyaml's), echoing every input back as an output (now none),
 one copy of every label string per object (now interned), every resource's protobuf copies alive
 at once (registrations now run one at a time: 236 -> 142 MB on the issue's spec), and cyclic
-garbage collection walking the process while the SDK ran and YAML nodes were built (paused for
-those steps now). What is left above Pulumi alone is recording the inputs and writing the output.
+garbage collection walking the process (during the SDK's run the objects alive before it are now
+frozen out of it; while YAML nodes are built it is paused), and the YAML emitter resolving the tag
+of every scalar twice (now once per distinct value). What is left above Pulumi alone is recording
+the inputs and writing the output.
 Pulumi alone already takes 2 s or more, and on the spec with the most labels 150 MB: the targets
 cannot be met while render runs the program through the SDK. (The mocks' preview mode skips
 those outputs, but then Kong specs fail to render: inputs computed from outputs are unknown.)
