@@ -239,6 +239,7 @@ def test_garbage_collection_is_back_as_it_was_after_render_and_write() -> None:
     spec = make_spec("istio")
     write(render(spec), "yaml", io.StringIO())
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0  # frozen during the SDK's run only
     gc.disable()
     try:
         write(render(spec), "yaml", io.StringIO())
