@@ -96,14 +96,16 @@ class Fake:
 HOME = "mlserve-home"
 KUBERNETES = importlib.metadata.version("pulumi-kubernetes")
 _snapshots: dict[bytes, Path] = {}  # spec text -> the root its deploy ran under, per process
+# The environment the session started in: a snapshot must not depend on which test (and which
+# of its monkeypatched variables) happened to ask for it first.
+_SESSION_ENV = {k: v for k, v in os.environ.items() if k not in CLEARED}
 
 
 def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
     text = spec.read_bytes()
     if text not in _snapshots:
         root = temp.mktemp(f"deployed-{spec.stem}")
-        env = {k: v for k, v in os.environ.items() if k not in CLEARED}
-        env.update(_environ(root))
+        env = {**_SESSION_ENV, **_environ(root, _SESSION_ENV.get("PATH", ""))}
         install_plugin(root / "pulumi-home", "kubernetes", KUBERNETES)
         deploy = subprocess.run(
             [sys.executable, "-m", "mlserve", "deploy", str(spec), "--yes"],
@@ -119,11 +121,11 @@ def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
     return _snapshots[text]
 
 
-def _environ(root: Path) -> dict[str, str]:
-    """The variables that put the stand-in first on PATH and every side effect under `root`."""
+def _environ(root: Path, path: str) -> dict[str, str]:
+    """The variables that put the stand-in first on `path` and every side effect under `root`."""
     return {
-        "PATH": f"{FAKE_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        "FAKE_PULUMI_PYTHON": os.environ.get("TS_STANDIN_PY", sys.executable),
+        "PATH": f"{FAKE_DIR}{os.pathsep}{path}",
+        "FAKE_PULUMI_PYTHON": sys.executable,
         "FAKE_PULUMI_LOG": str(root / "pulumi-calls.jsonl"),
         "FAKE_PULUMI_STATE": str(root / "fake-state"),
         "FAKE_PULUMI_CONTROL": str(root / "control.json"),
@@ -146,7 +148,7 @@ def fake(
 ) -> Fake:
     for var in CLEARED:
         monkeypatch.delenv(var, raising=False)
-    for var, value in _environ(tmp_path).items():
+    for var, value in _environ(tmp_path, os.environ.get("PATH", "")).items():
         monkeypatch.setenv(var, value)
     f = Fake(
         root=tmp_path,
