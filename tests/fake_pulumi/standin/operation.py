@@ -262,8 +262,16 @@ def _run_program(d: Deployment, client: str, a: Argv) -> None:
             if d.failed or d.canceled.is_set():
                 break
             time.sleep(0.01)
-        with d.mu:  # in-flight steps finish first (they hold the deployment's lock)
+        # In-flight steps finish first (they hold the deployment's lock). Timed waits: the
+        # kernel may give a SIGINT to another thread, and Python runs the handler only when this
+        # (main) thread next runs bytecode, which an untimed wait would hold off until the
+        # in-flight steps finished; the real CLI's CancellationScope takes a second Ctrl-C at once.
+        while not d.mu.acquire(timeout=0.05):
+            pass
+        try:
             d.stopped = True
+        finally:
+            d.mu.release()
         if future.done() and not d.failed and not d.canceled.is_set():
             try:
                 response = future.result()
