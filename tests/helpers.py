@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from mlserve.cli import app
 from mlserve.engine import Target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +36,18 @@ def run_mlserve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
         text=True,
         timeout=timeout,
     )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process (typer's CliRunner, from the repository root, no terminal): the
+    same parsing, messages and exit codes as `run_mlserve`, without a Python start and mlserve's
+    imports per call (about a second of CPU). For tests whose subject is what a command does;
+    where the process is the subject (signals, pipes, the entry point's exit, racing processes),
+    tests run `run_mlserve`."""
+    with contextlib.chdir(REPO):
+        result = CliRunner().invoke(app, list(args), prog_name="mlserve")
+    return subprocess.CompletedProcess(["mlserve", *args], result.exit_code, result.stdout,
+                                       result.stderr)  # fmt: skip
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from mlserve.errors import Problem
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
 SPEC = str(REPO / "specs" / "istio.yaml")

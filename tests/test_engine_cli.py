@@ -1,4 +1,7 @@
-"""The engine commands as a user or a CI step runs them: exit codes, messages, JSON, no secrets."""
+"""The engine commands as a user or a CI step runs them: exit codes, messages, JSON, no secrets.
+
+The commands run in this process (`run_cli`); the test that no output carries the passphrase runs
+each as its own process, since anything a child writes to the inherited stderr is its subject."""
 
 from __future__ import annotations
 
@@ -10,8 +13,8 @@ import pytest
 
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
-from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import REPO, run_mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
 no_pulumi = fixture.no_pulumi
@@ -153,19 +156,19 @@ def test_the_passphrase_never_appears_in_any_output(
     monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", secret)
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # doctor fails: exit 4
     runs = [
-        mlserve("plan", SPEC),
-        mlserve("deploy", SPEC, "--yes", "--debug"),
-        mlserve("status", "--project", "fraud-detector", "--refresh", "--debug"),
-        mlserve("history", "--project", "fraud-detector", "--json"),
-        mlserve("doctor", SPEC, "--debug"),
+        run_mlserve("plan", SPEC),
+        run_mlserve("deploy", SPEC, "--yes", "--debug"),
+        run_mlserve("status", "--project", "fraud-detector", "--refresh", "--debug"),
+        run_mlserve("history", "--project", "fraud-detector", "--json"),
+        run_mlserve("doctor", SPEC, "--debug"),
     ]
     fake.set(fail={"up": "engine dumped its environment"}, leak=True)
-    runs.append(mlserve("deploy", SPEC, "--yes", "--debug", "--stack", "prod"))
-    runs.append(mlserve("deploy", SPEC, "--yes", "--stack", "prod"))
+    runs.append(run_mlserve("deploy", SPEC, "--yes", "--debug", "--stack", "prod"))
+    runs.append(run_mlserve("deploy", SPEC, "--yes", "--stack", "prod"))
     fake.set(program_error="boom", leak=True)
-    runs.append(mlserve("plan", SPEC, "--debug", "--json"))
+    runs.append(run_mlserve("plan", SPEC, "--debug", "--json"))
     fake.set()
-    runs.append(mlserve("destroy", "--yes", "--project", "fraud-detector", "--debug"))
+    runs.append(run_mlserve("destroy", "--yes", "--project", "fraud-detector", "--debug"))
 
     assert [r.returncode for r in runs] == [0, 0, 0, 0, 4, 5, 5, 5, 0]
     assert "passphrase was [secret]" in runs[5].stderr  # the leak was there, and scrubbed

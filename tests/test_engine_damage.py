@@ -21,10 +21,11 @@ from mlserve.traffic import TrafficState
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
-SPEC = load_spec(REPO / "specs" / "istio.yaml")  # v1 stable, v2 canary at 10%
+SPEC_FILE = REPO / "specs" / "istio.yaml"  # v1 stable, v2 canary at 10%
+SPEC = load_spec(SPEC_FILE)
 TARGET = Target("fraud-detector", "dev")
 LIVE = TrafficState("v1", "v2", 10)
 T, S = ops.TRAFFIC_KEY, ops.SPEC_KEY
@@ -68,7 +69,7 @@ def test_damaged_state_is_exit_6_with_the_way_out_and_reset_traffic_recovers(
     fake: Fake, kind: str
 ) -> None:
     values, damage = DAMAGE[kind]
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     record_damage(values)
     refused: dict[str, Callable[[], Any]] = {
         "status": lambda: ops.status(TARGET),
@@ -105,7 +106,7 @@ def test_damaged_state_is_exit_6_with_the_way_out_and_reset_traffic_recovers(
 
 def test_the_cli_says_the_same_and_exits_6(fake: Fake) -> None:
     values, damage = DAMAGE["traffic-a-list"]
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     record_damage(values)
     result = mlserve("status", "--project", "fraud-detector")
     assert (result.returncode, result.stderr) == (
@@ -118,7 +119,7 @@ def test_the_cli_says_the_same_and_exits_6(fake: Fake) -> None:
 
 
 def test_rollback_to_a_good_revision_is_another_way_out(fake: Fake) -> None:
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     record_damage(DAMAGE["spec-wrong-shape"][0])
     report = ops.rollback(TARGET, to=1)
     assert (report.before, report.after, report.revision) == (None, LIVE, 3)
@@ -128,7 +129,7 @@ def test_rollback_to_a_good_revision_is_another_way_out(fake: Fake) -> None:
 
 
 def test_a_damaged_revision_cannot_be_re_applied(fake: Fake) -> None:
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     record_damage(DAMAGE["traffic-not-json"][0])
     ops.deploy(SPEC, TARGET, reset_traffic=True)
     with pytest.raises(MlserveError) as e:

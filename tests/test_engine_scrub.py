@@ -11,7 +11,7 @@ from mlserve import engine
 from mlserve.engine import Engine, Target
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 from tests.test_engine_settings import SPEC
 
 fake = fixture.fake

@@ -1,6 +1,7 @@
 """Issue 11: bad paths and URLs, project names, concurrent first runs and a lost passphrase.
 
-Every run goes through the real pulumi.automation code and the stand-in CLI (tests/fake_pulumi).
+Every run goes through the real pulumi.automation code and the stand-in CLI (tests/fake_pulumi);
+the commands run in this process (`run_cli`), except the racing first runs.
 """
 
 from __future__ import annotations
@@ -19,17 +20,12 @@ from mlserve.errors import UsageError
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 from tests.test_ops import TARGET, make_spec
 
 fake = fixture.fake
 SPEC = str(REPO / "specs" / "istio.yaml")
 PROJECT = ("--project", "fraud-detector")
-
-
-def deployed(fake: Fake, *args: str) -> None:
-    result = mlserve("deploy", SPEC, "--yes", *args)
-    assert result.returncode == 0, result.stderr
 
 
 @contextlib.contextmanager
@@ -119,7 +115,7 @@ def test_a_passphrase_file_that_is_not_text_or_empty_exits_4(fake: Fake) -> None
 
 
 def test_status_works_in_a_read_only_workspace_and_says_why_when_it_cannot(fake: Fake) -> None:
-    deployed(fake)
+    fake.deployed(REPO / "specs" / "istio.yaml")
     workspace = fake.workspace("fraud-detector")
     with unwritable(workspace):
         status = mlserve("status", *PROJECT)
@@ -138,7 +134,7 @@ def test_status_works_in_a_read_only_workspace_and_says_why_when_it_cannot(fake:
 
 
 def test_a_backend_that_cannot_be_written_stops_changes_but_not_reads(fake: Fake) -> None:
-    deployed(fake)
+    fake.deployed(REPO / "specs" / "istio.yaml")
     state = fake.home / "state"
     fake.clear_log()
     with unwritable(state):
@@ -258,7 +254,7 @@ def test_the_default_backend_is_recognised_however_it_is_written(
 
 
 def test_the_default_written_out_uses_the_same_workspace_and_stack(fake: Fake) -> None:
-    deployed(fake)
+    fake.deployed(REPO / "specs" / "istio.yaml")
     status = mlserve("status", *PROJECT, "--backend", f"file://{fake.home}/state/")
     assert status.returncode == 0, status.stderr
     assert [p.name for p in (fake.home / "workspaces").iterdir()] == ["fraud-detector"]

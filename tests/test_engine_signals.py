@@ -21,7 +21,7 @@ from mlserve.engine import Target
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.test_engine_settings import PROJECT, SPEC, deployed
+from tests.test_engine_settings import PROJECT, SPEC
 
 fake = fixture.fake
 
@@ -146,7 +146,7 @@ def test_a_second_interrupt_stops_pulumi_at_once_and_says_what_may_be_left(fake:
 
 
 def test_ctrl_c_while_waiting_for_a_lock_stops_at_once_and_claims_no_cancel(fake: Fake) -> None:
-    deployed(fake)
+    fake.deployed(REPO / "specs" / "istio.yaml")
     fake.set(locked=-1)
     env = {**os.environ, "MLSERVE_LOCK_POLL_SECONDS": "600"}  # one long wait before a retry
     proc = start("destroy", "--yes", *PROJECT, "--lock-timeout", "1h", env=env)

@@ -29,7 +29,7 @@ from mlserve.traffic import TrafficState
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
 SPEC_FILE = REPO / "specs" / "istio.yaml"  # fraud-detector: v1 stable, v2 canary at 10%
@@ -65,7 +65,7 @@ def weights_recorded() -> list[tuple[int, str, int | None]]:
 
 
 def test_history_on_the_file_backend_numbers_revisions_from_one(fake: Fake) -> None:
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     ops.promote(TARGET, weight=50)
     ops.rollback(TARGET)
     # What the CLI itself says: version 0 for every entry (pkg/backend/diy/backend.go `apply`).
@@ -105,7 +105,7 @@ def test_history_limit_must_be_positive(fake: Fake) -> None:
 
 
 def test_rollback_to_2_re_applies_revision_2_on_the_file_backend(fake: Fake) -> None:
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     ops.promote(TARGET, weight=25)
     ops.promote(TARGET, complete=True)
     report = ops.rollback(TARGET, to=2)
@@ -115,7 +115,7 @@ def test_rollback_to_2_re_applies_revision_2_on_the_file_backend(fake: Fake) -> 
 
 
 def test_promote_finds_the_live_state_behind_more_than_ten_refreshes(fake: Fake) -> None:
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     eng = Engine(TARGET)
     for _ in range(11):  # each writes a history entry (`status --refresh`); a page is 10
         eng.refresh()
@@ -132,9 +132,10 @@ def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_change
 ) -> None:
     """20 rounds of two CI jobs started together (issue 9: both used to exit 0, the second
     overwriting the first): one exits 0, the other 6 having changed nothing, whichever waited
-    on the lock; and what the winner printed is what its revision recorded."""
-    ok("deploy", str(SPEC_FILE), "--yes")
-    expected, revision = 10, 1
+    on the lock; and what the winners printed is what their revisions recorded: one successful
+    update a round (the history is read once, at the end)."""
+    fake.deployed(SPEC_FILE)
+    expected, winners = 10, []
 
     def racer(weight: int) -> subprocess.Popen[str]:
         args = ["--weight", str(weight), "--expect-weight", str(expected), "--lock-timeout", "2m"]
@@ -154,20 +155,18 @@ def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_change
         codes = [job.returncode for job in jobs]
         assert sorted(codes) == [0, 6], outcomes
         won, lost = codes.index(0), codes.index(6)
-        winner = weights[won]
-        assert json.loads(outcomes[won][0])["after"]["weight"] == winner
+        assert json.loads(outcomes[won][0])["after"]["weight"] == weights[won]
         assert "nothing was changed" in outcomes[lost][1].lower()
-        history = ops.history(TARGET)
-        succeeded = [r for r in history if r.result == "succeeded"]
-        assert succeeded[0].traffic == TrafficState("v1", "v2", winner)
-        assert sum(r.result == "succeeded" for r in history if r.revision > revision) == 1
-        expected, revision = winner, succeeded[0].revision
+        expected = weights[won]
+        winners.append(expected)
+    succeeded = [r.traffic for r in reversed(ops.history(TARGET)) if r.result == "succeeded"]
+    assert succeeded == [TrafficState("v1", "v2", w) for w in [10, *winners]]
 
 
 def test_deploy_refuses_when_the_stack_changed_after_the_preview_it_showed(fake: Fake) -> None:
     """The file backend does not lock a preview (pkg/backend/diy/backend.go `Preview`): another
     job can update the stack while a user reads the plan."""
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
 
     def confirm(plan: ops.PlanReport) -> bool:
         assert plan.traffic == TrafficState("v1", "v2", 30)
@@ -228,7 +227,7 @@ def test_a_provider_upgrade_stops_promote_before_anything_changes(
 ) -> None:
     """After `pip install -U pulumi-kubernetes`, a targeted update fails with "provider ... has
     not been registered yet" (step_generator.go, pulumi/pulumi#15732): promote says to deploy."""
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     held = engine.sdk_version("kubernetes")
     monkeypatch.setattr(ops, "sdk_version", lambda name: "99.0.0")
     fake.install_plugin("kubernetes", "99.0.0")
@@ -251,7 +250,7 @@ def test_a_provider_upgrade_stops_promote_before_anything_changes(
 def test_status_shows_the_last_successful_split_not_a_failed_attempts(fake: Fake) -> None:
     """A failed update keeps the outputs its program registered (pulumi/pulumi#14621), and its
     config is in its history entry: neither is what is live."""
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     fake.set(fail={"up": {"VirtualService": "admission webhook denied the request"}})
     with pytest.raises(OperationFailedError):
         ops.deploy(with_canary_v3(), TARGET)  # creates v3's workload, then fails on routing
@@ -271,7 +270,7 @@ def test_status_shows_the_last_successful_split_not_a_failed_attempts(fake: Fake
 def test_status_refresh_says_what_cleared_pending_creates_leave_behind(fake: Fake) -> None:
     """An update killed while creating leaves a pending create; `refresh --clear-pending-creates`
     drops it from the state without reading the object back (pulumi/pulumi#10394)."""
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     fake.set(sleep=120)  # the first create of the next update takes two minutes
     fake.clear_log()
     failed: list[BaseException] = []
@@ -312,7 +311,7 @@ def test_status_refresh_says_what_cleared_pending_creates_leave_behind(fake: Fak
 
 def test_promote_and_rollback_start_at_most_six_pulumi_processes(fake: Fake) -> None:
     """Each is a start of the Go CLI (issue 9: at most 7); bench/engine_processes.py shows all."""
-    ops.deploy(SPEC, TARGET)
+    fake.deployed(SPEC_FILE)
     routing_only = ["version", "stack select", "stack history", "stack export", "up"]
     for run, expected in (
         (lambda: ops.promote(TARGET, weight=50, expect_weight=10), routing_only),

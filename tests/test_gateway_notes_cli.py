@@ -7,7 +7,7 @@ from __future__ import annotations
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
 

@@ -56,6 +56,13 @@ def make_spec(
     )
 
 
+def deployed(fake: Fake) -> None:
+    """As `ops.deploy(make_spec(), TARGET)` leaves a fresh stack: a copy (`Fake.deployed`)."""
+    spec = fake.root / "fraud.yaml"
+    spec.write_text(yaml.safe_dump(make_spec().to_dict()))
+    fake.deployed(spec)
+
+
 class Recorder:
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -127,7 +134,7 @@ def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake:
 
 
 def test_the_passphrase_file_is_created_once_and_reused(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     first = (fake.home / "passphrase").read_text()
     sink = Recorder()
     ops.deploy(make_spec(), TARGET, sink=sink)
@@ -136,7 +143,7 @@ def test_the_passphrase_file_is_created_once_and_reused(fake: Fake) -> None:
 
 
 def test_a_second_deploy_selects_the_stack_and_spawns_seven_processes(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.clear_log()
     ops.deploy(make_spec(), TARGET)
     assert fake.commands() == [
@@ -174,7 +181,7 @@ def test_a_plugin_that_cannot_be_installed_exits_4_with_the_way_out(fake: Fake) 
 
 
 def test_deploy_keeps_the_live_canary_weight_and_records_it_in_history(fake: Fake) -> None:
-    ops.deploy(make_spec(weight=10), TARGET)
+    deployed(fake)
     ops.deploy(make_spec(weight=50), TARGET, reset_traffic=True)
     report = ops.deploy(make_spec(weight=10), TARGET)
 
@@ -192,7 +199,7 @@ def test_deploy_keeps_the_live_canary_weight_and_records_it_in_history(fake: Fak
 
 
 def test_a_fresh_workspace_reads_the_live_state_from_the_backend(fake: Fake) -> None:
-    ops.deploy(make_spec(weight=10), TARGET)
+    deployed(fake)
     ops.deploy(make_spec(weight=40), TARGET, reset_traffic=True)
     shutil.rmtree(fake.home / "workspaces")  # a new CI runner sharing the backend
 
@@ -202,7 +209,7 @@ def test_a_fresh_workspace_reads_the_live_state_from_the_backend(fake: Fake) -> 
 
 
 def test_deploy_keeps_previous_and_live_versions_the_spec_dropped(fake: Fake) -> None:
-    ops.deploy(make_spec(("v1", "v2"), "v1", "v2", 10), TARGET)
+    deployed(fake)
     report = ops.deploy(make_spec(("v2", "v3"), "v2", "v3", 5), TARGET)
 
     assert report.plan.traffic == TrafficState("v2", "v3", 5, previous="v1")
@@ -225,7 +232,7 @@ def test_deploy_removes_a_version_nothing_references_any_more(fake: Fake) -> Non
 
 
 def test_deploy_waits_for_a_lock_then_proceeds(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.clear_log()
     fake.set(locked=2)
     sink = Recorder()
@@ -242,7 +249,7 @@ def test_deploy_waits_for_a_lock_then_proceeds(fake: Fake) -> None:
 
 
 def test_a_lock_not_released_in_time_is_stack_busy_with_the_recovery(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.set(locked=-1)
     with pytest.raises(StackBusyError) as e:
         ops.deploy(make_spec(), TARGET, lock_timeout=0.05)
@@ -258,7 +265,7 @@ def test_a_lock_not_released_in_time_is_stack_busy_with_the_recovery(fake: Fake)
 
 
 def test_lock_timeout_zero_fails_at_once(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.clear_log()
     fake.set(locked=-1)
     with pytest.raises(StackBusyError):
@@ -302,7 +309,7 @@ def test_a_failing_program_reports_the_programs_message(fake: Fake) -> None:
 
 
 def test_a_live_version_defined_nowhere_is_a_precondition_error(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     # the stack's record lost v2's definition (an older mlserve, a hand edit)
     spec = make_spec(("v1",), "v1", None, 0)
     with pytest.raises(PreconditionError, match="version v9 carries traffic"):
@@ -313,7 +320,7 @@ def test_a_live_version_defined_nowhere_is_a_precondition_error(fake: Fake) -> N
 
 
 def test_plan_shows_weight_changes_and_pending_counts(fake: Fake) -> None:
-    ops.deploy(make_spec(weight=10), TARGET)
+    deployed(fake)
     sink = Recorder()
     report = ops.plan(make_spec(weight=50), TARGET, sink=sink, reset_traffic=True)
 
@@ -339,7 +346,7 @@ def test_plan_shows_weight_changes_and_pending_counts(fake: Fake) -> None:
 
 
 def test_plan_with_nothing_to_change_is_not_pending(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     report = ops.plan(make_spec(), TARGET)
     assert not report.pending
     assert report.steps == []
@@ -360,7 +367,7 @@ def test_plan_works_with_the_file_event_log_of_older_clis(
 
 
 def test_status_reports_endpoint_versions_weights_and_last_update(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.clear_log()
     report = ops.status(TARGET)
     assert report.endpoint == "http://models.example.com/fraud"
@@ -378,7 +385,7 @@ def test_status_reports_endpoint_versions_weights_and_last_update(fake: Fake) ->
 
 
 def test_status_refresh_reports_drift_and_clears_pending_creates(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.set(drift=2)
     report = ops.status(TARGET, refresh=True)
     assert report.drift == {"update": 2}
@@ -396,7 +403,7 @@ def test_status_of_a_stack_that_does_not_exist_says_so(fake: Fake) -> None:
 
 
 def test_destroy_removes_everything_and_nothing_is_live_afterwards(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     report = ops.destroy(TARGET)
     assert report.applied and report.changes["delete"] == 8
     assert [r.kind for r in ops.history(TARGET)] == ["destroy", "update"]
@@ -406,7 +413,7 @@ def test_destroy_removes_everything_and_nothing_is_live_afterwards(fake: Fake) -
 
 
 def test_destroy_declined_changes_nothing(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     asked: list[str] = []
     report = ops.destroy(TARGET, confirm=lambda what: asked.append(what) is not None)
     assert not report.applied
@@ -482,7 +489,7 @@ def test_no_process_sees_the_passphrase_in_argv(
 
 
 def test_pending_operations_from_an_interrupted_update_come_with_the_way_out(fake: Fake) -> None:
-    ops.deploy(make_spec(), TARGET)
+    deployed(fake)
     fake.set(pending=True)
     report = ops.promote(TARGET, weight=20)
     assert report.warnings == [

@@ -2,7 +2,9 @@
 
 The stand-in runs mlserve's program, records every invocation (argv) and keeps each stack in the
 file backend's own layout (`.pulumi/stacks`, `.pulumi/history`): that is what these tests read to
-check what each step declared and recorded, independently of mlserve's own readers.
+check what each step declared and recorded, independently of mlserve's own readers. The commands
+run in this process (`run_cli`), each test from a copy of the deployed example (`fake.deployed`);
+one runs them as separate processes, as a CI job does.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import pytest
 
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
-from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import REPO, run_mlserve
+from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
-SPEC = str(REPO / "specs" / "istio.yaml")  # fraud-detector: v1 stable, v2 canary at 10%
+SPEC_FILE = REPO / "specs" / "istio.yaml"  # fraud-detector: v1 stable, v2 canary at 10%
+SPEC = str(SPEC_FILE)
 PROJECT = ("--project", "fraud-detector")
 URN = "urn:pulumi:dev::fraud-detector::kubernetes:networking.istio.io/v1:"
 ROUTES = [URN + "DestinationRule::fraud-detector", URN + "VirtualService::fraud-detector"]
@@ -80,7 +83,7 @@ def up_targets(fake: Fake) -> list[list[str] | None]:
 def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
     fake: Fake,
 ) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     assert sorted(outputs(fake)["routing"]) == ROUTES
 
     first = ok("promote", "--weight", "25", *PROJECT)
@@ -115,8 +118,8 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         traffic("v2", previous="v1"),  # completed: v1 kept at 0% for an instant rollback
         traffic("v1"),  # rolled back to v1; no `previous`, so a second rollback has nothing
     ]
-    # Each promote and rollback passed exactly the routing URNs; deploys update everything.
-    assert up_targets(fake) == [None, ROUTES, ROUTES, None, ROUTES, ROUTES]
+    # Each promote and rollback passed exactly the routing URNs; a deploy updates everything.
+    assert up_targets(fake) == [ROUTES, ROUTES, None, ROUTES, ROUTES]
     messages = [e["message"] for e in history(fake)]
     assert messages == [
         "mlserve deploy",
@@ -151,7 +154,7 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
 
 
 def test_complete_is_the_same_as_weight_100(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     done = ok("promote", "--complete", *PROJECT, "--json")
     assert json.loads(done.stdout)["after"] == {
         **traffic("v2", previous="v1"),
@@ -162,7 +165,7 @@ def test_complete_is_the_same_as_weight_100(fake: Fake) -> None:
 
 
 def test_json_output_has_before_and_after(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     result = ok("promote", "--weight", "40", "--expect-weight", "10", *PROJECT, "--json")
     document = json.loads(result.stdout)
     assert document == {
@@ -186,7 +189,7 @@ def test_json_output_has_before_and_after(fake: Fake) -> None:
 
 
 def test_expect_weight_mismatch_exits_6_and_changes_nothing(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     fake.clear_log()
     result = mlserve("promote", "--weight", "50", "--expect-weight", "25", *PROJECT)
     assert result.returncode == 6
@@ -198,7 +201,7 @@ def test_expect_weight_mismatch_exits_6_and_changes_nothing(fake: Fake) -> None:
 
 
 def test_expect_weight_counts_no_canary_as_zero(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     ok("promote", "--complete", *PROJECT)
     result = mlserve("promote", "--weight", "50", "--expect-weight", "10", *PROJECT)
     assert result.returncode == 6
@@ -232,9 +235,11 @@ def test_promote_on_a_stack_never_deployed_exits_6(fake: Fake) -> None:
 
 
 def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
-    ok("promote", "--complete", *PROJECT)
-    first = ok("rollback", *PROJECT)
+    """As a CI job runs them: each command its own `python -m mlserve` process."""
+    fake.deployed(SPEC_FILE)
+    assert run_mlserve("promote", "--complete", *PROJECT).returncode == 0
+    first = run_mlserve("rollback", *PROJECT)
+    assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[2:] == [
         "Rolled back: revision 3 of stack 'dev' of project 'fraud-detector', routing only "
         "(2 resources targeted): 1 updated, 7 unchanged",
@@ -244,14 +249,14 @@ def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake)
         "  v1  ##############################  100%",
     ]
     fake.clear_log()
-    second = mlserve("rollback", *PROJECT)
+    second = run_mlserve("rollback", *PROJECT)
     assert second.returncode == 6
     assert second.stderr == "error: nothing to roll back: v1 100%\n"
     assert "up" not in fake.commands()
 
 
 def test_rollback_of_a_canary_at_zero_has_nothing_to_roll_back(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     ok("rollback", *PROJECT)
     again = mlserve("rollback", *PROJECT)
     assert again.returncode == 6
@@ -259,7 +264,7 @@ def test_rollback_of_a_canary_at_zero_has_nothing_to_roll_back(fake: Fake) -> No
 
 
 def test_rollback_to_a_revision_re_applies_its_spec_and_traffic(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     ok("promote", "--weight", "25", *PROJECT)
     ok("promote", "--complete", *PROJECT)
     result = ok("rollback", "--to", "2", *PROJECT)
@@ -290,7 +295,7 @@ def test_rollback_to_a_revision_re_applies_its_spec_and_traffic(fake: Fake) -> N
 def test_rollback_to_a_revision_that_cannot_be_re_applied_exits_6(
     fake: Fake, revision: str, message: str
 ) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     fake.set(fail={"up": "admission webhook denied the request"})
     assert mlserve("promote", "--weight", "30", *PROJECT).returncode == 5
     fake.set()
@@ -303,7 +308,7 @@ def test_rollback_to_a_revision_that_cannot_be_re_applied_exits_6(
 
 
 def test_a_failed_promote_leaves_the_live_state_as_it_was(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     fake.set(fail={"up": "admission webhook denied the request"})
     failed = mlserve("promote", "--weight", "30", *PROJECT)
     assert failed.returncode == 5
@@ -347,7 +352,7 @@ def test_a_weight_that_is_not_a_number_exits_2_before_any_engine_work(fake: Fake
 
 
 def test_promote_waits_for_the_lock_like_deploy(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     fake.set(locked=2)
     waited = ok("promote", "--weight", "30", "--lock-timeout", "30s", *PROJECT)
     assert "is locked by another update; waiting up to 30s" in waited.stderr
@@ -359,7 +364,7 @@ def test_promote_waits_for_the_lock_like_deploy(fake: Fake) -> None:
 
 def test_a_fresh_workspace_promotes_from_the_stacks_record(fake: Fake) -> None:
     """A CI runner has no local Pulumi.<stack>.yaml: the state comes from the backend."""
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     for f in fake.workspace("fraud-detector").glob("Pulumi.*.yaml"):
         f.unlink()
     ok("promote", "--weight", "60", "--expect-weight", "10", *PROJECT)
@@ -379,10 +384,9 @@ def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothin
     from mlserve import ops
     from mlserve.engine import Engine, Target
     from mlserve.errors import PreconditionError
-    from mlserve.spec import load_spec
 
     target = Target("fraud-detector", "dev")
-    ops.deploy(load_spec(Path(SPEC)), target)
+    fake.deployed(SPEC_FILE)
     real_up = Engine.up
     other_job_ran = []
 
@@ -414,7 +418,7 @@ def test_a_promote_that_waited_on_another_jobs_update_refuses_and_changes_nothin
 
 
 def test_a_deploy_that_would_undo_a_rollback_says_so(fake: Fake) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     ok("promote", "--complete", *PROJECT)
     ok("rollback", *PROJECT)  # revision 3: v1 100%; the spec still has v2 as canary at 10%
     plan = ok("plan", SPEC)
@@ -429,7 +433,7 @@ def test_a_deploy_that_would_undo_a_rollback_says_so(fake: Fake) -> None:
 def test_a_deploy_that_keeps_a_rolled_back_canary_at_zero_does_not_warn_of_undoing(
     fake: Fake,
 ) -> None:
-    ok("deploy", SPEC, "--yes")
+    fake.deployed(SPEC_FILE)
     ok("promote", "--weight", "50", *PROJECT)
     ok("rollback", *PROJECT)  # v2 stays deployed at 0%; a redeploy keeps the live 0%
     redeploy = ok("deploy", SPEC, "--yes")

@@ -3,6 +3,7 @@ tests/prometheus_fixture.py), the engine side through the stand-in Pulumi CLI (`
 
 Nothing here ran against a real Pulumi CLI or a cluster: the routing updates are the stand-in's.
 The stack's state is read back through mlserve's own `history --json` and `status --json`.
+Commands run in this process (`run_cli`), except where a process is stopped or killed mid-rollout.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests import prometheus_fixture
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
-from tests.helpers import run_mlserve as mlserve
+from tests.helpers import run_cli as mlserve
 from tests.prometheus_fixture import Prometheus
 
 fake = fixture.fake

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ class Fake:
     pulumi_home: Path
     log: Path
     control: Path
+    temp: pytest.TempPathFactory  # where the deployed stacks `deployed` copies are kept
 
     def calls(self) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -67,9 +71,7 @@ class Fake:
         return json.loads(self.control.read_text()) if self.control.exists() else {}
 
     def install_plugin(self, name: str, version: str) -> Path:
-        path = self.pulumi_home / "plugins" / f"resource-{name}-v{version}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return install_plugin(self.pulumi_home, name, version)
 
     def workspace(self, project: str) -> Path:
         return self.home / "workspaces" / project
@@ -77,30 +79,86 @@ class Fake:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
+    def deployed(self, spec: Path) -> None:
+        """The stack as `mlserve deploy SPEC --yes` leaves it on this test's fresh MLSERVE_HOME
+        (state, history, workspace, passphrase), without deploying again: each spec is deployed
+        once per test process, in a real process through the stand-in, and each test gets a
+        copy of the files. The call log stays empty: it holds this test's calls only."""
+        snapshot = _snapshot(spec, self.temp)
+        shutil.copytree(snapshot / HOME, self.home)
+        # Pulumi.yaml names the backend and the workspace by absolute path: here, this test's.
+        old, new = str(snapshot).encode(), str(self.root).encode()
+        for path in self.home.rglob("*"):
+            if path.is_file() and old in (data := path.read_bytes()):
+                path.write_bytes(data.replace(old, new))
+
+
+HOME = "mlserve-home"
+KUBERNETES = importlib.metadata.version("pulumi-kubernetes")
+_snapshots: dict[bytes, Path] = {}  # spec text -> the root its deploy ran under, per process
+# The environment the session started in: a snapshot must not depend on which test (and which
+# of its monkeypatched variables) happened to ask for it first.
+_SESSION_ENV = {k: v for k, v in os.environ.items() if k not in CLEARED}
+
+
+def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
+    text = spec.read_bytes()
+    if text not in _snapshots:
+        root = temp.mktemp(f"deployed-{spec.stem}")
+        env = {**_SESSION_ENV, **_environ(root, _SESSION_ENV.get("PATH", ""))}
+        install_plugin(root / "pulumi-home", "kubernetes", KUBERNETES)
+        deploy = subprocess.run(
+            [sys.executable, "-m", "mlserve", "deploy", str(spec), "--yes"],
+            cwd=FAKE_DIR.parents[1],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert deploy.returncode == 0, deploy.stderr
+        _snapshots[text] = root
+    return _snapshots[text]
+
+
+def _environ(root: Path, path: str) -> dict[str, str]:
+    """The variables that put the stand-in first on `path` and every side effect under `root`."""
+    return {
+        "PATH": f"{FAKE_DIR}{os.pathsep}{path}",
+        "FAKE_PULUMI_PYTHON": sys.executable,
+        "FAKE_PULUMI_LOG": str(root / "pulumi-calls.jsonl"),
+        "FAKE_PULUMI_STATE": str(root / "fake-state"),
+        "FAKE_PULUMI_CONTROL": str(root / "control.json"),
+        "MLSERVE_HOME": str(root / HOME),
+        "PULUMI_HOME": str(root / "pulumi-home"),
+        "MLSERVE_LOCK_POLL_SECONDS": "0.01",
+        "CI": "true",
+    }
+
+
+def install_plugin(pulumi_home: Path, name: str, version: str) -> Path:
+    path = pulumi_home / "plugins" / f"resource-{name}-v{version}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
 
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Fake:
+def fake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Fake:
     for var in CLEARED:
         monkeypatch.delenv(var, raising=False)
+    for var, value in _environ(tmp_path, os.environ.get("PATH", "")).items():
+        monkeypatch.setenv(var, value)
     f = Fake(
         root=tmp_path,
-        home=tmp_path / "mlserve-home",
+        home=tmp_path / HOME,
         pulumi_home=tmp_path / "pulumi-home",
         log=tmp_path / "pulumi-calls.jsonl",
         control=tmp_path / "control.json",
+        temp=tmp_path_factory,
     )
-    monkeypatch.setenv("PATH", f"{FAKE_DIR}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("FAKE_PULUMI_PYTHON", sys.executable)
-    monkeypatch.setenv("FAKE_PULUMI_LOG", str(f.log))
-    monkeypatch.setenv("FAKE_PULUMI_STATE", str(tmp_path / "fake-state"))
-    monkeypatch.setenv("FAKE_PULUMI_CONTROL", str(f.control))
-    monkeypatch.setenv("MLSERVE_HOME", str(f.home))
-    monkeypatch.setenv("PULUMI_HOME", str(f.pulumi_home))
-    monkeypatch.setenv("MLSERVE_LOCK_POLL_SECONDS", "0.01")
-    monkeypatch.setenv("CI", "true")
-    import importlib.metadata
-
-    f.install_plugin("kubernetes", importlib.metadata.version("pulumi-kubernetes"))
+    f.install_plugin("kubernetes", KUBERNETES)
     return f
 
 

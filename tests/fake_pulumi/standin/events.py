@@ -51,12 +51,13 @@ class Events:
         self.future: Any = None
         if target and target.startswith("tcp://"):
             import grpc
-            from pulumi.runtime.proto import events_pb2, events_pb2_grpc
 
-            self._request = events_pb2.EventRequest
+            from .stubs import stub
+
+            self._request = stub("events_pb2").EventRequest
             channel = grpc.insecure_channel(target[len("tcp://") :])
-            stub = events_pb2_grpc.EventsStub(channel)
-            self.future = stub.StreamEvents.future(iter(self.q.get, None))
+            events = stub("events_pb2_grpc").EventsStub(channel)
+            self.future = events.StreamEvents.future(iter(self.q.get, None))
 
     def emit(self, **event: Any) -> None:
         with self.mu:

@@ -2,8 +2,9 @@
 and the `Run` call on the caller's language runtime (`--client`).
 
 Sources: proto/pulumi/resource.proto, engine.proto, language.proto (stubs in
-pulumi.runtime.proto); pkg/resource/deploy/source_eval.go (resmon: RegisterResource,
-RegisterResourceOutputs, ReadResource, SupportsFeature; Run with the monitor address);
+pulumi.runtime.proto, loaded by `stubs`); pkg/resource/deploy/source_eval.go (resmon:
+RegisterResource, RegisterResourceOutputs, ReadResource, SupportsFeature; Run with the monitor
+address);
 sdk/python/lib/pulumi/automation/_server.py (the inline LanguageServer: it reads the engine address
 from `args[0]` and logs "python inline source runtime error" for an exception in the program).
 """
@@ -15,16 +16,17 @@ from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
-from pulumi.runtime.proto import (
-    engine_pb2_grpc,
-    language_pb2,
-    language_pb2_grpc,
-    resource_pb2,
-    resource_pb2_grpc,
-)
 
 from .engine import Abort, Deployment, Res, StepFailed
 from .props import from_struct, to_struct
+from .stubs import stub
+
+engine_pb2 = stub("engine_pb2")
+engine_pb2_grpc = stub("engine_pb2_grpc")
+language_pb2 = stub("language_pb2")
+language_pb2_grpc = stub("language_pb2_grpc")
+resource_pb2 = stub("resource_pb2")
+resource_pb2_grpc = stub("resource_pb2_grpc")
 
 SEVERITY = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 SHUT_DOWN = "resource monitor shut down while waiting on step's done channel"
@@ -154,13 +156,9 @@ class EngineService(engine_pb2_grpc.EngineServicer):  # type: ignore[misc]
         return empty_pb2.Empty()
 
     def GetRootResource(self, request: Any, context: Any) -> Any:
-        from pulumi.runtime.proto import engine_pb2
-
         return engine_pb2.GetRootResourceResponse(urn=self.root)
 
     def SetRootResource(self, request: Any, context: Any) -> Any:
-        from pulumi.runtime.proto import engine_pb2
-
         self.root = request.urn
         return engine_pb2.SetRootResourceResponse()
 
