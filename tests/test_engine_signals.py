@@ -51,15 +51,6 @@ def read_all(fd: int, seen: bytearray, timeout: float = 60) -> str:
     return bytes(seen).decode(errors="replace").replace("\r\n", "\n")
 
 
-def sigints(fake: Fake) -> int | None:
-    """The stand-in's count of SIGINTs so far (None while it rewrites the control file)."""
-    try:
-        count: int | None = fake.get_control().get("sigints")
-    except ValueError:
-        return None
-    return count
-
-
 def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """mlserve in a new session without a terminal, as a CI runner starts a step."""
     return subprocess.Popen(
@@ -130,7 +121,7 @@ def test_a_second_interrupt_stops_pulumi_at_once_and_says_what_may_be_left(fake:
     # Two SIGINTs that reach a process before its handler runs count once (POSIX does not queue
     # standard signals, nor does CPython's handler): the second comes once the CLI has the first.
     deadline = time.monotonic() + 60
-    while sigints(fake) != 1 and time.monotonic() < deadline:
+    while fake.get_control().get("sigints") != 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGINT)
     output = read_all(proc.stdout.fileno(), seen)

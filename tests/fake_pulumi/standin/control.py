@@ -57,5 +57,8 @@ def update(change: Callable[[dict[str, Any]], Any]) -> Any:
     with _locked(path):
         data = control()
         result = change(data)
-        path.write_text(json.dumps(data))
+        # Replaced whole, so that a test polling the knobs never reads half a file.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)
         return result
