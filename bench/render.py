@@ -6,30 +6,20 @@ accepts, YAML output included).
 A script, not a test: timings depend on the machine (on a busy one, compare CPU time rather than
 wall time; each fresh process runs --repeat times and the fastest is kept). First the in-process
 render time of 1..10-version specs per Kubernetes gateway (the one-off import of pulumi is not
-counted), then fresh `mlserve` processes, as a user runs them, on two valid specs of about 1 MiB
-whose labels go on every one of istio's 33 objects: the issue's (2,725 labels, 10 versions,
-35 MB of YAML) and the most labels the loader's 10,000 values allow (4,962). Beside the renders,
-two baselines: `validate` of the same file (start-up and loading), and Pulumi alone: the same
-`mlserve render` with render's program, loop and Pulumi's mock monitor, but mocks that record
-nothing, so nothing is printed. Exit status 1 when a render misses a target.
+counted), then fresh `mlserve` processes, as a user runs them, on the heaviest specs `validate`
+accepts: the most values (64 labels of the longest kind on every one of istio's 33 objects, and
+ten versions with as many environment variables as the loader's 10,000 values allow) and the
+longest strings (the same labels, environment values of up to 32 KiB filling 1 MiB). Beside the
+renders, two baselines: `validate` of the same file (start-up and loading), and Pulumi alone: the
+same `mlserve render` with render's program and Pulumi's mock monitor, but mocks that record
+nothing, so nothing is printed.
+Exit status 1 when a render misses a target.
 
-Where the time and memory go (pyinstrument, cProfile, py-spy, an RSS timeline, tracemalloc,
-glibc's mallinfo2): the Pulumi SDK serializes every resource's inputs to a protobuf Struct (and a
-copy of it in the request), and with no outputs from the monitor deserializes them again as the
-resource's outputs (pulumi/runtime/rpc.py serialize_properties, resolve_outputs), which stay
-alive to the end of the run: istio's routing resources depend on every workload; the mock
-monitor deserializes each request once more. Its time goes with the number of label values
-(90,000 and 164,000 here), its memory mostly with those output strings. mlserve's own share was
-the pure-Python YAML emitter (now libyaml's), echoing every input back as an output (now none),
-one copy of every label string per object (now interned), every resource's protobuf copies alive
-at once (registrations now run one at a time: 236 -> 142 MB on the issue's spec), and cyclic
-garbage collection walking the process (during the SDK's run the objects alive before it are now
-frozen out of it; while YAML nodes are built it is paused), and the YAML emitter resolving the tag
-of every scalar twice (now once per distinct value). What is left above Pulumi alone is recording
-the inputs and writing the output.
-Pulumi alone already takes 2 s or more, and on the spec with the most labels 150 MB: the targets
-cannot be met while render runs the program through the SDK. (The mocks' preview mode skips
-those outputs, but then Kong specs fail to render: inputs computed from outputs are unknown.)
+Where the time goes: the Pulumi SDK serializes every input value to protobuf and back (twice:
+the mock monitor, then the resource's outputs; pulumi/runtime/rpc.py serialize_properties,
+resolve_outputs), so render's time grows with the number of values, most of all the labels,
+which every object carries. Before labels were capped at 64, a valid 1 MiB spec with 2,725 labels
+took 2.8-3.2 s and 143 MB however render was tuned: Pulumi alone took 2.2-2.6 s of it.
 """
 
 from __future__ import annotations
@@ -88,38 +78,34 @@ def spec(gateway: str, versions: int) -> Spec:
     )
 
 
-def largest_spec(path: Path) -> None:
-    """The issue's spec, just under 1 MiB: 2,725 labels (304-character keys) and 10 versions."""
-    lines = ["apiVersion: mlserve/v1", "name: fraud", "namespace: ml", "labels:"]
+def _labels() -> list[str]:
+    """64 labels (the most allowed) with 317-character keys and 63-character values."""
     prefix = ".".join(["p" * 60] * 4)  # a DNS prefix of 243 characters
-    for i in range(2725):
-        lines.append(f"  {prefix}/label-{i:05d}-{'k' * 48}: value-{i:05d}-{'v' * 51}")
+    return [f"  {prefix}/label-{i:02d}-{'k' * 51}: value-{i:02d}-{'v' * 54}" for i in range(64)]
+
+
+def _write(path: Path, env: list[str]) -> None:
+    lines = ["apiVersion: mlserve/v1", "name: fraud", "namespace: ml", "labels:", *_labels()]
     lines += ["gateway:", "  type: istio", "  host: models.example.com", "versions:"]
     for v in range(1, 11):
-        lines += [f"  - name: v{v}", f"    image: ghcr.io/acme/fraud:1.{v}.0", "    env:"]
-        lines += [f"      VAR_{e}: '{'x' * 60}'" for e in range(8)]
+        lines += [f"  - name: v{v}", f"    image: ghcr.io/acme/fraud:1.{v}.0", "    env:", *env]
     lines += ["traffic:", "  stable: v1", "  canary: v2", "  weight: 10"]
     path.write_text("\n".join(lines) + "\n")
 
 
-def most_labels_spec(path: Path) -> None:
-    """The most a valid spec can ask of render: as many labels as the loader's 10,000 values
-    allow with 10 versions (4,962), each as long as 1 MiB then allows (206 characters), on every
-    one of istio's 33 objects. The Pulumi SDK's work goes with the number of label values."""
-    lines = ["apiVersion: mlserve/v1", "name: fraud", "namespace: ml", "labels:"]
-    prefix = "p" * 62 + "." + "q" * 16  # a DNS prefix of 79 characters
-    for i in range(4962):
-        lines.append(f"  {prefix}/l-{i:04d}-{'k' * 56}: v-{i:04d}-{'v' * 56}")
-    lines += ["gateway:", "  type: istio", "  host: models.example.com", "versions:"]
-    for v in range(1, 11):
-        lines += [f"  - name: v{v}", f"    image: ghcr.io/acme/fraud:1.{v}.0"]
-    lines += ["traffic:", "  stable: v1", "  canary: v2", "  weight: 10"]
-    path.write_text("\n".join(lines) + "\n")
+def most_values_spec(path: Path) -> None:
+    """488 environment variables per version: the loader's 10,000 values, 0.5 MiB."""
+    _write(path, [f"      V{e:04d}_{'x' * 40}: '{'y' * 40}'" for e in range(488)])
+
+
+def longest_strings_spec(path: Path) -> None:
+    """Three environment values of 32 KiB per version: just under 1 MiB."""
+    _write(path, [f"      VAR_{e}: '{'x' * 32000}'" for e in range(3)])
 
 
 SPECS = (
-    ("the issue's: 2,725 labels, 10 versions", largest_spec),
-    ("the most labels: 4,962, 10 versions", most_labels_spec),
+    ("the most values: 64 labels, 10 versions of 488 variables", most_values_spec),
+    ("the longest strings: 64 labels, 10 versions of 3 x 32 KiB", longest_strings_spec),
 )
 
 # The baseline "Pulumi alone": `mlserve render -o json` with render's program, loop and mock

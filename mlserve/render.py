@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import re
-import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +26,6 @@ import pulumi.runtime
 import yaml
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource
-from yaml.nodes import ScalarNode
 
 try:
     from yaml import CSafeDumper as _SafeDumper
@@ -62,7 +59,7 @@ class _Recorder(pulumi.runtime.Mocks):
         # No outputs: with preview=False the SDK resolves each output the monitor does not return
         # from the resource's own input (pulumi/runtime/rpc.py resolve_outputs), so code that
         # reads another resource's name or host sees it as it would for real. Echoing the inputs
-        # back instead copied every input twice more: seconds and 100 MB for a large spec.
+        # back instead would copy every input twice more.
         return mock_id(args.name), {}
 
     def call(
@@ -83,84 +80,21 @@ def mock_id(name: str) -> str:
 
 def _plain(value: Any) -> Any:
     """Inputs as a user should see them: secrets masked, integers given back their type
-    (numbers cross the mock monitor as protobuf doubles). Strings are interned: the spec's labels
-    are on every object, and one copy of each keeps a large spec's render small."""
-    if isinstance(value, str):
-        return sys.intern(value)
+    (numbers cross the mock monitor as protobuf doubles)."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
         if SECRET_SIG in value:
             return MASK
-        return {sys.intern(k): _plain(v) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
 
 
-# The SDK's coroutine that serializes one resource's inputs to protobuf, sends them to the monitor
-# and resolves the resource's outputs (pulumi/runtime/resource.py, register_resource).
-_REGISTRATION = "register_resource.<locals>.do_register"
-# How long a registration may take before the next one starts anyway (see _InTurn).
-STALL_SECONDS = 1.0
-
-
-class _InTurn:
-    """Runs the SDK's resource registrations one at a time, in the order they were declared.
-
-    The SDK starts a registration task for each resource as the program declares it, and each
-    task serializes all of the resource's inputs (into a protobuf Struct, then a copy of it in
-    the request) before it waits for anything, so the event loop makes those copies for every
-    resource before the monitor has answered the first (for the largest spec `validate` accepts,
-    90 MB more at the peak). In turn, a resource's copies are gone before the next resource's are
-    made. What is registered, and with which inputs, does not change.
-
-    A registration that waits for a resource declared after it (an input computed from a later
-    resource's output) would wait for ever in turn: after `stall` seconds the next one starts
-    anyway, which costs memory, never correctness.
-    """
-
-    def __init__(self, stall: float) -> None:
-        self.stall = stall
-        self._last: asyncio.Future[None] | None = None  # done when the newest one's turn is over
-
-    def task_factory(
-        self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-    ) -> asyncio.Task[Any]:
-        if getattr(coro, "__qualname__", None) != _REGISTRATION:
-            return asyncio.Task(coro, loop=loop, **kwargs)
-        before, over = self._last, loop.create_future()
-        self._last = over
-        task = asyncio.Task(self._run(coro, before, over), loop=loop, **kwargs)
-        task.add_done_callback(lambda _: _finish(over))  # also when cancelled before it ran
-        return task
-
-    async def _run(
-        self, registration: Any, before: asyncio.Future[None] | None, over: asyncio.Future[None]
-    ) -> Any:
-        try:
-            if before is not None:
-                await before
-        except BaseException:
-            registration.close()
-            raise
-        timer = asyncio.get_running_loop().call_later(self.stall, _finish, over)
-        try:
-            return await registration
-        finally:
-            timer.cancel()
-            _finish(over)
-
-
-def _finish(turn: asyncio.Future[None]) -> None:
-    if not turn.done():
-        turn.set_result(None)
-
-
 @contextlib.contextmanager
-def _sdk_loop(in_turn: _InTurn) -> Iterator[None]:
-    """Run the SDK's registrations in turn on the main loop, and give its RPC worker threads
-    event loops that are closed when the run ends.
+def _sdk_loop() -> Iterator[None]:
+    """Give the SDK's RPC worker threads event loops that are closed when the run ends.
 
     The SDK registers resources from threads of the main loop's default executor, and each such
     thread gets an event loop it never closes; at interpreter exit those loops can be finalized
@@ -177,14 +111,11 @@ def _sdk_loop(in_turn: _InTurn) -> Iterator[None]:
 
     main = _main_loop()
     saved = getattr(main, "_default_executor", None)
-    saved_factory = main.get_task_factory()
     executor = ThreadPoolExecutor(thread_name_prefix="mlserve-render", initializer=init)
     main.set_default_executor(executor)
-    main.set_task_factory(in_turn.task_factory)
     try:
         yield
     finally:
-        main.set_task_factory(saved_factory)
         executor.shutdown(wait=True)
         for loop in loops:
             loop.close()
@@ -203,32 +134,15 @@ def _main_loop() -> asyncio.AbstractEventLoop:
         return loop
 
 
-@contextlib.contextmanager
-def _frozen() -> Iterator[None]:
-    """The objects alive before the SDK runs a program are left out of garbage collection during
-    the run (gc.freeze). The SDK's futures and outputs pile up while it runs, which sets off full
-    collections, each of which walked every object of the process, most of them the SDK's and
-    pulumi_kubernetes' classes and functions: 0.13 s for a large spec. The objects made during the
-    run, also other threads', are collected as always; afterwards the frozen ones are again too.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
-def render_program(
-    program: Callable[[], None], project: str, stack: str, stall: float = STALL_SECONDS
-) -> list[RenderedResource]:
+def render_program(program: Callable[[], None], project: str, stack: str) -> list[RenderedResource]:
     """Run an inline program under mocks; return the resources it declared, in declaration order."""
     recorder = _Recorder()
     # A fresh monitor per run: MockMonitor accumulates resources across runs otherwise.
     pulumi.runtime.set_mocks(
         recorder, project=project, stack=stack, preview=False, monitor=MockMonitor(recorder)
     )
-    # In turn, registrations reach the monitor in declaration order, unless one stalled (_InTurn);
-    # a stack transformation runs in the constructor, so it sees declaration order in any case.
+    # Registrations reach the monitor in no fixed order; a stack transformation runs in the
+    # resource's constructor, so it sees declaration order.
     declared: list[tuple[str, str]] = []
 
     def note(args: pulumi.ResourceTransformationArgs) -> None:
@@ -240,7 +154,7 @@ def render_program(
     # The root stack lives as long as the process: restore it, or the next run records here too.
     root._transformations = [*(saved or []), note]
     try:
-        with _sdk_loop(_InTurn(stall)), _frozen():
+        with _sdk_loop():
             pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
     finally:
         root._transformations = saved
@@ -260,34 +174,6 @@ def render(
 FORMATS = ("yaml", "json", "kong")
 _FIRST_KEYS = ("apiVersion", "kind", "metadata", "name", "namespace", "spec")
 _STALE = re.compile(r"^\d{2,}-[a-z0-9.-]+\.(yaml|json)$")
-_STR_TAG = "tag:yaml.org,2002:str"
-
-
-class _Dumper(_SafeDumper):
-    """PyYAML's safe dumper, on libyaml's emitter when PyYAML has it (the pure-Python one takes
-    seconds for a large spec). A string, most of what render prints, becomes its node directly:
-    the node SafeRepresenter.represent_str makes without a default style, minus the lookups."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._tags: dict[tuple[str, Any], str] = {}
-
-    def represent_data(self, data: Any) -> Any:
-        if type(data) is str and self.default_style is None:
-            return ScalarNode(_STR_TAG, data)
-        return super().represent_data(data)
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        """The tag a scalar would resolve to, once per value: the emitter asks twice for every
-        scalar, and a large spec's labels recur on every object. The answer depends on nothing
-        else while the dumper has no path resolvers (SafeDumper has none)."""
-        if kind is not ScalarNode:
-            return super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        key = (value, implicit)
-        tag = self._tags.get(key)
-        if tag is None:
-            tag = self._tags[key] = super().resolve(kind, value, implicit)  # type: ignore[no-untyped-call]
-        return tag
 
 
 def is_kubernetes(resource: RenderedResource) -> bool:
@@ -358,38 +244,17 @@ def left_out(resources: list[RenderedResource], fmt: str) -> str | None:
     return f"note: -o {fmt} prints {only} only; left out {what}: see them with {see}"
 
 
-@contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    """No cyclic garbage collection while a YAML stream is built.
-
-    The emitter makes a node object per scalar, hundreds of thousands for a large spec, alive
-    until their document is written, so each collection they trigger finds nothing to free, and
-    the full ones walk every object of the process (a quarter of the YAML time of a large spec).
-    Not while the SDK runs a program: the switch is process-wide, render_program can run beside
-    other threads (the engine's), whose garbage would then be collected elsewhere and later, and
-    there it saved only 0.1 s.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _yaml(docs: Iterable[dict[str, Any]], stream: TextIO, start: bool = True) -> None:
-    with _no_collection():
-        yaml.dump_all(
-            docs,
-            stream,
-            Dumper=_Dumper,
-            explicit_start=start,
-            sort_keys=False,
-            default_flow_style=False,
-            allow_unicode=True,
-            width=4096,  # no folded lines: a long image or annotation stays on one line
-        )
+    yaml.dump_all(
+        docs,
+        stream,
+        Dumper=_SafeDumper,
+        explicit_start=start,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,  # no folded lines: a long image or annotation stays on one line
+    )
 
 
 def _json(document: Any, stream: TextIO) -> None:

@@ -517,14 +517,18 @@ def schema() -> dict[str, Any]:
 def recorded_spec_problems(data: Any) -> list[str]:
     """Schema problems of a spec a stack recorded (`Spec.to_dict()` form), each `path: message`.
 
-    As for a file, except the version count: deploy keeps `previous` and the live versions
-    beside the spec's own, so a record may hold more than a file may list.
+    As for a file, except two counts: deploy keeps `previous` and the live versions beside the
+    spec's own, so a record may hold more versions than a file may list; and a stack deployed
+    before labels were capped at 64 keeps its labels.
     """
     return [
         f"{format_path(tuple(e.absolute_path)) or '(top level)'}: {e.message}"
         for e in _validator().iter_errors(data)
-        if not (e.validator == "maxItems" and list(e.absolute_path) == ["versions"])
+        if (e.validator, list(e.absolute_path)) not in _RECORD_EXEMPT
     ]
+
+
+_RECORD_EXEMPT = [("maxItems", ["versions"]), ("maxProperties", ["labels"])]
 
 
 def load_spec(path: str | os.PathLike[str]) -> Spec:
@@ -1078,6 +1082,9 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"needs at least {value} {'entry' if value == 1 else 'entries'}")
     elif kind == "maxItems":
         yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed")
+    elif kind == "maxProperties":
+        why = _LIMIT_REASONS.get(path, "")
+        yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed{why}")
     elif kind == "uniqueItems":
         seen: list[Any] = []
         for i, item in enumerate(instance):
@@ -1089,6 +1096,15 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"{_show(instance)} is {side} of {value}{when}")
     else:
         yield doc.problem(path, error.message[:200] + when)
+
+
+# Why a count is capped, where a user would not guess it.
+_LIMIT_REASONS: dict[SpecPath, str] = {
+    ("labels",): (
+        ": every object mlserve creates carries all of them (a Deployment twice, on itself and "
+        "on its pods)"
+    ),
+}
 
 
 def _is_quantity(path: SpecPath | None) -> bool:

@@ -192,10 +192,14 @@ def test_render_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
 
 
 def _big_spec(path: Path) -> Path:
-    """Ten versions and a thousand labels: render takes seconds, so a signal lands mid-run."""
-    labels = "".join(f"  example.com/label-{i:04d}: {'v' * 60}\n" for i in range(1000))
+    """Near the most a valid spec holds: 64 labels on every object and ten versions of 400
+    environment variables each. Render runs for a second or so and prints more than a pipe holds,
+    so a signal lands mid-run."""
+    labels = "".join(f"  example.com/label-{i:02d}: {'v' * 60}\n" for i in range(64))
+    env = "".join(f"      VAR_{e:03d}: '{'x' * 40}'\n" for e in range(400))
     versions = "".join(
-        f"  - name: v{i}\n    image: ghcr.io/acme/fraud:1.{i}.0\n" for i in range(1, 11)
+        f"  - name: v{i}\n    image: ghcr.io/acme/fraud:1.{i}.0\n    env:\n{env}"
+        for i in range(1, 11)
     )
     path.write_text(
         "apiVersion: mlserve/v1\nname: fraud\nlabels:\n"

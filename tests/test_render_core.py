@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pulumi
-import pytest
-from pulumi.runtime.mocks import MockMonitor
 
-from mlserve import render
 from mlserve.render import MASK, render_program
 
 
@@ -58,51 +54,9 @@ def test_each_run_starts_from_an_empty_record() -> None:
     assert len(render_program(program, "p", "dev")) == 1
 
 
-def test_each_resource_is_registered_before_the_next_ones_inputs_are_serialized(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The SDK serializes all of a resource's inputs before anything waits, so without turns
-    every resource's inputs are serialized before the monitor answers the first: a large spec
-    then holds all of them at once (pulumi/runtime/resource.py register_resource)."""
-    events: list[str] = []
-
-    class Logged(Mapping[str, str]):
-        """A ConfigMap's data that notes when the SDK serializes it."""
-
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def __iter__(self) -> Iterator[str]:
-            events.append(f"serialize {self.name}")
-            return iter(["k"])
-
-        def __getitem__(self, key: str) -> str:
-            return "v"
-
-        def __len__(self) -> int:
-            return 1
-
-    class Monitor(MockMonitor):
-        def RegisterResource(self, request: Any) -> Any:
-            if request.type != "pulumi:pulumi:Stack":
-                events.append(f"register {request.name}")
-            return super().RegisterResource(request)
-
-    monkeypatch.setattr(render, "MockMonitor", Monitor)
-
-    def program() -> None:
-        import pulumi_kubernetes as k8s
-
-        for name in ("a", "b", "c"):
-            k8s.core.v1.ConfigMap(name, metadata={"name": name}, data=Logged(name))
-
-    rendered = render_program(program, "p", "dev")
-    assert events == [f"{step} {n}" for n in "abc" for step in ("serialize", "register")]
-    assert [(r.name, r.inputs["data"]) for r in rendered] == [(n, {"k": "v"}) for n in "abc"]
-
-
-def test_a_resource_that_waits_for_one_declared_after_it_does_not_hang_render() -> None:
-    """In turn it would wait for ever; after the stall time the next registration goes ahead."""
+def test_a_resource_that_waits_for_one_declared_after_it_renders_in_declaration_order() -> None:
+    """Its registration reaches the monitor after the later one's; the output keeps the order
+    the program declared them in."""
 
     def program() -> None:
         import pulumi_kubernetes as k8s
@@ -123,7 +77,7 @@ def test_a_resource_that_waits_for_one_declared_after_it_does_not_hang_render() 
     previous = signal.signal(signal.SIGALRM, hung)
     signal.alarm(30)
     try:
-        rendered = render_program(program, "p", "dev", stall=0.05)
+        rendered = render_program(program, "p", "dev")
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)

@@ -18,6 +18,7 @@ from mlserve.spec import (
     format_path,
     load_spec,
     parse_path,
+    recorded_spec_problems,
 )
 
 MINIMAL = """\
@@ -287,10 +288,31 @@ def test_problems_are_capped_with_a_note(problems: Problems) -> None:
     text = MINIMAL + "labels:\n" + "".join(f"  k{i}: {i}\n" for i in range(150))
     lines = problems(text)
     assert len(lines) == 101
-    assert lines[-1] == "spec.yaml:112:9: 50 more problems not shown"
+    assert lines[0].startswith("spec.yaml:12:3: labels: has 150 entries; at most 64 are allowed")
+    assert lines[-1] == "spec.yaml:111:8: 51 more problems not shown"
 
 
 # --- schema messages ---------------------------------------------------------------------------
+
+
+def test_at_most_64_labels_and_the_message_says_why(problems: Problems) -> None:
+    def labels(n: int) -> str:
+        return MINIMAL + "labels:\n" + "".join(f"  k{i}: v\n" for i in range(n))
+
+    assert problems(labels(64)) == []
+    assert problems(labels(65)) == [
+        "spec.yaml:12:3: labels: has 65 entries; at most 64 are allowed: every object mlserve "
+        "creates carries all of them (a Deployment twice, on itself and on its pods)"
+    ]
+
+
+def test_a_stack_recorded_with_more_than_64_labels_is_not_damaged() -> None:
+    """Labels were capped after stacks could record more; a record is read as it was written.
+    Other problems in a record are still found."""
+    record = yaml.safe_load(MINIMAL) | {"labels": {f"k{i}": "v" for i in range(100)}}
+    assert recorded_spec_problems(record) == []
+    record["labels"]["k0"] = "not a label value"
+    assert [p.split(":")[0] for p in recorded_spec_problems(record)] == ["labels.k0"]
 
 
 def test_unknown_key_points_at_the_key_and_suggests(problems: Problems) -> None:
