@@ -8,6 +8,7 @@ with secret values scrubbed from the text.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import importlib.metadata
@@ -32,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 from pulumi import automation as auto
+from pulumi.automation._server import LanguageServer
 from pulumi.automation._stack import StackInitMode
 from semver import VersionInfo
 
@@ -1077,6 +1079,7 @@ class Engine:
         """Keep the program's own exception: its message beats the engine's log of it."""
 
         def guarded() -> None:
+            _program_loops[threading.get_ident()] = asyncio.get_running_loop()
             try:
                 program()
             except BaseException as e:
@@ -1426,6 +1429,50 @@ def _op_counts(changes: Mapping[Any, int]) -> dict[str, int]:
 
 def _stderr(text: str) -> str:
     return text.rsplit("\n stderr: ", 1)[-1] if "\n stderr: " in text else text
+
+
+# The event loop the SDK runs the program on, by the thread of its language server's Run.
+_program_loops: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def _finishing(run: Callable[..., Any]) -> Callable[..., Any]:
+    """The SDK's LanguageServer.Run, then the end of its program's loop if Run's own was cut short.
+
+    When the CLI goes away mid-program (killed, or stopped by a second Ctrl-C), the program's
+    pending RPCs fail, and Run's cleanup (pulumi/automation/_server.py: cancel each pending
+    task, run it to its end, close the loop) suppresses only CancelledError: the first task
+    that ends in a gRPC error stops it, and the remaining tasks stay suspended on a loop no one
+    runs. Whenever the garbage collector later finds them, in whatever thread and code, Python
+    prints "Exception ignored in: <coroutine object run_in_stack ...>" with a traceback (their
+    cleanup asks for a running loop), and inside CPython 3.11's `ast` module that print can
+    even turn into a SystemError. Here, on Run's own thread once it returns, the rest of that
+    cleanup is done: the tasks are cancelled and run to their end, and the loop is closed.
+    """
+
+    def run_then_finish(self: Any, request: Any, context: Any) -> Any:
+        try:
+            return run(self, request, context)
+        finally:
+            loop = _program_loops.pop(threading.get_ident(), None)
+            if loop is not None and not loop.is_closed() and not loop.is_running():
+                _finish_loop(loop)
+
+    return run_then_finish
+
+
+def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
+    for _ in range(10):  # a task's cleanup may start another; the SDK's handler may stop the loop
+        pending = asyncio.all_tasks(loop)
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                loop.run_until_complete(task)
+    loop.close()
+
+
+LanguageServer.Run = _finishing(LanguageServer.Run)  # type: ignore[method-assign]
 
 
 def _in_worker(call: Callable[[], T], stopped: Callable[[], None]) -> T:

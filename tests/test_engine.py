@@ -222,3 +222,52 @@ def test_a_missing_summary_event_is_an_operation_failure(fake: Fake) -> None:
         "the preview ended without a summary from the engine "
         "(run with --debug for the engine's full output)"
     )
+
+
+def test_a_program_whose_cleanup_was_cut_short_is_finished_on_runs_thread() -> None:
+    """The SDK's LanguageServer.Run (pulumi/automation/_server.py) cancels the program's pending
+    tasks one by one and suppresses only CancelledError: once the CLI is gone, a task ending in
+    a gRPC error escapes that cleanup (seen in this suite: Run raised _InactiveRpcError after a
+    killed update) and the program's own task stays suspended on a loop no one runs. Collected
+    later it printed "Exception ignored in: <coroutine object run_in_stack ...>". Here Run is
+    imitated down to that: the program runs on Run's loop, a task fails, cleanup stops."""
+    import asyncio
+    import gc
+    import sys
+
+    wrapped = Engine.__new__(Engine)
+    wrapped._program_error = None
+    program = wrapped._keep_error(lambda: None)
+    finished: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def program_task() -> None:  # like run_in_stack: its cleanup needs a running loop
+        program()
+        try:
+            await asyncio.Event().wait()  # an RPC that never answers
+        finally:
+            asyncio.get_running_loop()
+            finished.append("cleanup ran")
+
+    async def failing_rpc() -> None:
+        raise ConnectionError("the monitor is gone")
+
+    def run(self: object, request: object, context: object) -> None:
+        loop = asyncio.new_event_loop()
+        tasks.append(loop.create_task(program_task()))
+        loop.run_until_complete(asyncio.sleep(0))  # the program has started
+        loop.run_until_complete(failing_rpc())  # cleanup's first task fails: the rest never run
+
+    seen: list[str] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(repr(u.exc_value))
+    try:
+        with pytest.raises(ConnectionError):
+            engine._finishing(run)(None, None, None)
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert finished == ["cleanup ran"]
+    assert tasks[0].cancelled() and tasks[0].get_loop().is_closed()
+    assert seen == []
+    assert not engine._program_loops
