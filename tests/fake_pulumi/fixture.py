@@ -79,12 +79,14 @@ class Fake:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
-    def deployed(self, spec: Path) -> None:
+    def deployed(self, spec: Path, passphrase: str | None = None) -> None:
         """The stack as `mlserve deploy SPEC --yes` leaves it on this test's fresh MLSERVE_HOME
         (state, history, workspace, passphrase), without deploying again: each spec is deployed
         once per test process, in a real process through the stand-in, and each test gets a
-        copy of the files. The call log stays empty: it holds this test's calls only."""
-        snapshot = _snapshot(spec, self.temp)
+        copy of the files. The call log stays empty: it holds this test's calls only.
+        `passphrase`: the deploy ran with PULUMI_CONFIG_PASSPHRASE set to it (the test sets it
+        too), instead of the passphrase mlserve keeps in MLSERVE_HOME."""
+        snapshot = _snapshot(spec, self.temp, passphrase)
         shutil.copytree(snapshot / HOME, self.home)
         # Pulumi.yaml names the backend and the workspace by absolute path: here, this test's.
         old, new = str(snapshot).encode(), str(self.root).encode()
@@ -95,17 +97,20 @@ class Fake:
 
 HOME = "mlserve-home"
 KUBERNETES = importlib.metadata.version("pulumi-kubernetes")
-_snapshots: dict[bytes, Path] = {}  # spec text -> the root its deploy ran under, per process
+# (spec text, passphrase) -> the root its deploy ran under, per process
+_snapshots: dict[tuple[bytes, str | None], Path] = {}
 # The environment the session started in: a snapshot must not depend on which test (and which
 # of its monkeypatched variables) happened to ask for it first.
 _SESSION_ENV = {k: v for k, v in os.environ.items() if k not in CLEARED}
 
 
-def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
-    text = spec.read_bytes()
-    if text not in _snapshots:
+def _snapshot(spec: Path, temp: pytest.TempPathFactory, passphrase: str | None) -> Path:
+    key = (spec.read_bytes(), passphrase)
+    if key not in _snapshots:
         root = temp.mktemp(f"deployed-{spec.stem}")
         env = {**_SESSION_ENV, **_environ(root, _SESSION_ENV.get("PATH", ""))}
+        if passphrase is not None:
+            env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         install_plugin(root / "pulumi-home", "kubernetes", KUBERNETES)
         deploy = subprocess.run(
             [sys.executable, "-m", "mlserve", "deploy", str(spec), "--yes"],
@@ -117,8 +122,8 @@ def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
             timeout=300,
         )
         assert deploy.returncode == 0, deploy.stderr
-        _snapshots[text] = root
-    return _snapshots[text]
+        _snapshots[key] = root
+    return _snapshots[key]
 
 
 def _environ(root: Path, path: str) -> dict[str, str]:
