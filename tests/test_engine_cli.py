@@ -162,12 +162,18 @@ PASSPHRASE_RUNS: dict[str, tuple[bool, dict[str, object], list[list[str]], list[
     "failed-deploy-twice": (
         False,
         {"fail": {"up": "engine dumped its environment"}, **LEAKS},
-        [["deploy", SPEC, "--yes", "--debug", "--stack", "prod"],
-         ["deploy", SPEC, "--yes", "--stack", "prod"]],
+        [
+            ["deploy", SPEC, "--yes", "--debug", "--stack", "prod"],
+            ["deploy", SPEC, "--yes", "--stack", "prod"],
+        ],
         [5, 5],
-    ),  # fmt: skip
-    "program-error": (True, {"program_error": "boom", **LEAKS},
-                      [["plan", SPEC, "--debug", "--json"]], [5]),  # fmt: skip
+    ),
+    "program-error": (
+        True,
+        {"program_error": "boom", **LEAKS},
+        [["plan", SPEC, "--debug", "--json"]],
+        [5],
+    ),
     "destroy": (True, {}, [["destroy", "--yes", *PROJECT_ARG, "--debug"]], [0]),
 }
 
