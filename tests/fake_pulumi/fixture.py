@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +135,7 @@ def _environ(root: Path, path: str) -> dict[str, str]:
     return {
         "PATH": f"{FAKE_DIR}{os.pathsep}{path}",
         "FAKE_PULUMI_PYTHON": sys.executable,
+        "FAKE_PULUMI_ZYGOTE": _zygote(),
         "FAKE_PULUMI_LOG": str(root / "pulumi-calls.jsonl"),
         "FAKE_PULUMI_STATE": str(root / "fake-state"),
         "FAKE_PULUMI_CONTROL": str(root / "control.json"),
@@ -139,6 +144,40 @@ def _environ(root: Path, path: str) -> dict[str, str]:
         "MLSERVE_LOCK_POLL_SECONDS": "0.01",
         "CI": "true",
     }
+
+
+_zygotes: list[str] = []  # the socket of this test process's warm stand-in server
+
+
+def _zygote() -> str:
+    """The socket of this test process's warm stand-in server (zygote.py), started on first use.
+    Every `pulumi` call then costs a fork instead of a Python start and the stand-in's imports.
+    The server ends with this process (its stdin is a pipe from here)."""
+    if not _zygotes:
+        folder = tempfile.mkdtemp(prefix="fake-pulumi-")  # short: a socket path has 108 bytes
+        path = os.path.join(folder, "zygote.sock")
+        with open(os.path.join(folder, "zygote.log"), "wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-S", str(FAKE_DIR / "zygote.py"), path,
+                 os.pathsep.join(site.getsitepackages())],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=_SESSION_ENV, start_new_session=True,
+            )  # fmt: skip
+
+        def stop() -> None:  # waited for, so that its children's CPU time counts in this one's
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=60)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(stop)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(Path(folder, "zygote.log").read_text())
+            time.sleep(0.01)
+        _zygotes.append(path)
+    return _zygotes[0]
 
 
 def install_plugin(pulumi_home: Path, name: str, version: str) -> Path:
