@@ -129,7 +129,8 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     """This child as a fresh `python fake_pulumi.py ARGS` started by the shim would be."""
     received = dict(zip(request["stdio"], fds, strict=True))
     # The server's own streams go first (closing them closes its descriptors 0-2 here).
-    encodings = [(s.encoding, s.errors) for s in (sys.__stdin__, sys.__stdout__, sys.__stderr__)]
+    streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    encodings = [(s.encoding, s.errors) if s else ("utf-8", None) for s in streams]
     for name in ("stdin", "stdout", "stderr"):
         getattr(sys, name).close()
         setattr(sys, name, None)
@@ -162,7 +163,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
     sys.argv = [str(HERE / "fake_pulumi.py"), *map(os.fsdecode, request["argv"])]
 
 
-def _stdio(encodings: list[tuple[str, str]]) -> None:
+def _stdio(encodings: list[tuple[str, str | None]]) -> None:
     """sys.stdin/stdout/stderr over descriptors 0-2 as a starting Python makes them
     (Python/pylifecycle.c create_stdio): buffered text, line-buffered on a terminal (stderr
     always); raw and written through with PYTHONUNBUFFERED."""
