@@ -149,29 +149,53 @@ def test_project_must_match_the_spec(fake: Fake) -> None:
     )
 
 
-def test_the_passphrase_never_appears_in_any_output(
-    fake: Fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    secret = "Pa55phrase-that-must-never-print"
-    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", secret)
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # doctor fails: exit 4
-    runs = [
-        run_mlserve("plan", SPEC),
-        run_mlserve("deploy", SPEC, "--yes", "--debug"),
-        run_mlserve("status", "--project", "fraud-detector", "--refresh", "--debug"),
-        run_mlserve("history", "--project", "fraud-detector", "--json"),
-        run_mlserve("doctor", SPEC, "--debug"),
-    ]
-    fake.set(fail={"up": "engine dumped its environment"}, leak=True)
-    runs.append(run_mlserve("deploy", SPEC, "--yes", "--debug", "--stack", "prod"))
-    runs.append(run_mlserve("deploy", SPEC, "--yes", "--stack", "prod"))
-    fake.set(program_error="boom", leak=True)
-    runs.append(run_mlserve("plan", SPEC, "--debug", "--json"))
-    fake.set()
-    runs.append(run_mlserve("destroy", "--yes", "--project", "fraud-detector", "--debug"))
+SECRET = "Pa55phrase-that-must-never-print"
+PROJECT_ARG = ("--project", "fraud-detector")
+LEAKS = {"leak": True}  # the stand-in's failure texts carry the passphrase
+# case: (starts from a deployed stack, knobs, the commands in order, their exit codes)
+PASSPHRASE_RUNS: dict[str, tuple[bool, dict[str, object], list[list[str]], list[int]]] = {
+    "plan": (False, {}, [["plan", SPEC]], [0]),
+    "deploy": (False, {}, [["deploy", SPEC, "--yes", "--debug"]], [0]),
+    "status": (True, {}, [["status", *PROJECT_ARG, "--refresh", "--debug"]], [0]),
+    "history": (True, {}, [["history", *PROJECT_ARG, "--json"]], [0]),
+    "doctor": (False, {}, [["doctor", SPEC, "--debug"]], [4]),  # no kubeconfig: exit 4
+    "failed-deploy-twice": (
+        False,
+        {"fail": {"up": "engine dumped its environment"}, **LEAKS},
+        [
+            ["deploy", SPEC, "--yes", "--debug", "--stack", "prod"],
+            ["deploy", SPEC, "--yes", "--stack", "prod"],
+        ],
+        [5, 5],
+    ),
+    "program-error": (
+        True,
+        {"program_error": "boom", **LEAKS},
+        [["plan", SPEC, "--debug", "--json"]],
+        [5],
+    ),
+    "destroy": (True, {}, [["destroy", "--yes", *PROJECT_ARG, "--debug"]], [0]),
+}
 
-    assert [r.returncode for r in runs] == [0, 0, 0, 0, 4, 5, 5, 5, 0]
-    assert "passphrase was [secret]" in runs[5].stderr  # the leak was there, and scrubbed
+
+@pytest.mark.parametrize("case", list(PASSPHRASE_RUNS))
+def test_the_passphrase_never_appears_in_any_output(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, case: str
+) -> None:
+    """One case per command (each runs as a process of its own, the expensive part, so the
+    cases run in parallel); a command about a deployed stack starts from the one `deploy SPEC
+    --yes` left with the same passphrase."""
+    deployed, knobs, commands, codes = PASSPHRASE_RUNS[case]
+    monkeypatch.setenv("PULUMI_CONFIG_PASSPHRASE", SECRET)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))  # doctor fails: exit 4
+    if deployed:
+        fake.deployed(REPO / "specs" / "istio.yaml", passphrase=SECRET)
+    fake.set(**knobs)
+    runs = [run_mlserve(*args) for args in commands]
+
+    assert [r.returncode for r in runs] == codes
+    if "fail" in knobs:
+        assert "passphrase was [secret]" in runs[0].stderr  # the leak was there, and scrubbed
     for r in runs:
-        assert secret not in r.stdout
-        assert secret not in r.stderr
+        assert SECRET not in r.stdout
+        assert SECRET not in r.stderr

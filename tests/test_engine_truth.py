@@ -127,15 +127,16 @@ def test_promote_finds_the_live_state_behind_more_than_ten_refreshes(fake: Fake)
 # --- the race guard ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("round_", range(20))
 def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_changes_the_stack(
-    fake: Fake,
+    fake: Fake, round_: int
 ) -> None:
-    """20 rounds of two CI jobs started together (issue 9: both used to exit 0, the second
-    overwriting the first): one exits 0, the other 6 having changed nothing, whichever waited
-    on the lock; and what the winners printed is what their revisions recorded: one successful
-    update a round (the history is read once, at the end)."""
+    """20 rounds (one a case, so that they run in parallel) of two CI jobs started together
+    (issue 9: both used to exit 0, the second overwriting the first): one exits 0, the other 6
+    having changed nothing, whichever waited on the lock; and what the winner printed is what its
+    revision recorded: one successful update (the history is read after the race)."""
     fake.deployed(SPEC_FILE)
-    expected, winners = 10, []
+    expected = 10
 
     def racer(weight: int) -> subprocess.Popen[str]:
         args = ["--weight", str(weight), "--expect-weight", str(expected), "--lock-timeout", "2m"]
@@ -148,19 +149,16 @@ def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_change
             text=True,
         )
 
-    for round_ in range(20):
-        weights = (20 + round_, 60 + round_)
-        jobs = [racer(w) for w in weights]
-        outcomes = [job.communicate(timeout=180) for job in jobs]
-        codes = [job.returncode for job in jobs]
-        assert sorted(codes) == [0, 6], outcomes
-        won, lost = codes.index(0), codes.index(6)
-        assert json.loads(outcomes[won][0])["after"]["weight"] == weights[won]
-        assert "nothing was changed" in outcomes[lost][1].lower()
-        expected = weights[won]
-        winners.append(expected)
+    weights = (20 + round_, 60 + round_)
+    jobs = [racer(w) for w in weights]
+    outcomes = [job.communicate(timeout=180) for job in jobs]
+    codes = [job.returncode for job in jobs]
+    assert sorted(codes) == [0, 6], outcomes
+    won, lost = codes.index(0), codes.index(6)
+    assert json.loads(outcomes[won][0])["after"]["weight"] == weights[won]
+    assert "nothing was changed" in outcomes[lost][1].lower()
     succeeded = [r.traffic for r in reversed(ops.history(TARGET)) if r.result == "succeeded"]
-    assert succeeded == [TrafficState("v1", "v2", w) for w in [10, *winners]]
+    assert succeeded == [TrafficState("v1", "v2", w) for w in [expected, weights[won]]]
 
 
 def test_deploy_refuses_when_the_stack_changed_after_the_preview_it_showed(fake: Fake) -> None:

@@ -11,7 +11,11 @@ provider (create returns the inputs as outputs plus an id) and plugins are direc
 $PULUMI_HOME/plugins.
 
 Environment:
-  FAKE_PULUMI_LOG      append one JSON line per invocation: {"argv", "cwd", "env", "pid"}
+  FAKE_PULUMI_LOG      append one JSON line per invocation: {"argv", "cwd", "env", "pid"}; "pid" is
+                       the process running the command (a signal sent to it reaches the command
+                       directly; with FAKE_PULUMI_ZYGOTE, the `pulumi` process forwards the same)
+  FAKE_PULUMI_ZYGOTE   the socket of a warm stand-in server (zygote.py, started by the tests'
+                       fixture): `pulumi` hands it the call instead of starting Python afresh
   FAKE_PULUMI_STATE    where s3://, azblob://, gs:// buckets and the https:// (Cloud) backend
                        keep their files; file:// backends write the real layout at their path
   FAKE_PULUMI_CONTROL  optional JSON file of scripted behaviour (read, and updated, per call):

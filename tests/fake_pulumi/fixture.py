@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.metadata
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,12 +83,14 @@ class Fake:
     def env(self) -> dict[str, str]:
         return dict(os.environ)
 
-    def deployed(self, spec: Path) -> None:
+    def deployed(self, spec: Path, passphrase: str | None = None) -> None:
         """The stack as `mlserve deploy SPEC --yes` leaves it on this test's fresh MLSERVE_HOME
         (state, history, workspace, passphrase), without deploying again: each spec is deployed
         once per test process, in a real process through the stand-in, and each test gets a
-        copy of the files. The call log stays empty: it holds this test's calls only."""
-        snapshot = _snapshot(spec, self.temp)
+        copy of the files. The call log stays empty: it holds this test's calls only.
+        `passphrase`: the deploy ran with PULUMI_CONFIG_PASSPHRASE set to it (the test sets it
+        too), instead of the passphrase mlserve keeps in MLSERVE_HOME."""
+        snapshot = _snapshot(spec, self.temp, passphrase)
         shutil.copytree(snapshot / HOME, self.home)
         # Pulumi.yaml names the backend and the workspace by absolute path: here, this test's.
         old, new = str(snapshot).encode(), str(self.root).encode()
@@ -95,17 +101,20 @@ class Fake:
 
 HOME = "mlserve-home"
 KUBERNETES = importlib.metadata.version("pulumi-kubernetes")
-_snapshots: dict[bytes, Path] = {}  # spec text -> the root its deploy ran under, per process
+# (spec text, passphrase) -> the root its deploy ran under, per process
+_snapshots: dict[tuple[bytes, str | None], Path] = {}
 # The environment the session started in: a snapshot must not depend on which test (and which
 # of its monkeypatched variables) happened to ask for it first.
 _SESSION_ENV = {k: v for k, v in os.environ.items() if k not in CLEARED}
 
 
-def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
-    text = spec.read_bytes()
-    if text not in _snapshots:
+def _snapshot(spec: Path, temp: pytest.TempPathFactory, passphrase: str | None) -> Path:
+    key = (spec.read_bytes(), passphrase)
+    if key not in _snapshots:
         root = temp.mktemp(f"deployed-{spec.stem}")
         env = {**_SESSION_ENV, **_environ(root, _SESSION_ENV.get("PATH", ""))}
+        if passphrase is not None:
+            env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         install_plugin(root / "pulumi-home", "kubernetes", KUBERNETES)
         deploy = subprocess.run(
             [sys.executable, "-m", "mlserve", "deploy", str(spec), "--yes"],
@@ -117,8 +126,8 @@ def _snapshot(spec: Path, temp: pytest.TempPathFactory) -> Path:
             timeout=300,
         )
         assert deploy.returncode == 0, deploy.stderr
-        _snapshots[text] = root
-    return _snapshots[text]
+        _snapshots[key] = root
+    return _snapshots[key]
 
 
 def _environ(root: Path, path: str) -> dict[str, str]:
@@ -126,6 +135,7 @@ def _environ(root: Path, path: str) -> dict[str, str]:
     return {
         "PATH": f"{FAKE_DIR}{os.pathsep}{path}",
         "FAKE_PULUMI_PYTHON": sys.executable,
+        "FAKE_PULUMI_ZYGOTE": _zygote(),
         "FAKE_PULUMI_LOG": str(root / "pulumi-calls.jsonl"),
         "FAKE_PULUMI_STATE": str(root / "fake-state"),
         "FAKE_PULUMI_CONTROL": str(root / "control.json"),
@@ -134,6 +144,40 @@ def _environ(root: Path, path: str) -> dict[str, str]:
         "MLSERVE_LOCK_POLL_SECONDS": "0.01",
         "CI": "true",
     }
+
+
+_zygotes: list[str] = []  # the socket of this test process's warm stand-in server
+
+
+def _zygote() -> str:
+    """The socket of this test process's warm stand-in server (zygote.py), started on first use.
+    Every `pulumi` call then costs a fork instead of a Python start and the stand-in's imports.
+    The server ends with this process (its stdin is a pipe from here)."""
+    if not _zygotes:
+        folder = tempfile.mkdtemp(prefix="fake-pulumi-")  # short: a socket path has 108 bytes
+        path = os.path.join(folder, "zygote.sock")
+        with open(os.path.join(folder, "zygote.log"), "wb") as log:
+            server = subprocess.Popen(
+                [sys.executable, "-S", str(FAKE_DIR / "zygote.py"), path,
+                 os.pathsep.join(site.getsitepackages())],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=_SESSION_ENV, start_new_session=True,
+            )  # fmt: skip
+
+        def stop() -> None:  # waited for, so that its children's CPU time counts in this one's
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(timeout=60)
+            shutil.rmtree(folder, ignore_errors=True)
+
+        atexit.register(stop)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(Path(folder, "zygote.log").read_text())
+            time.sleep(0.01)
+        _zygotes.append(path)
+    return _zygotes[0]
 
 
 def install_plugin(pulumi_home: Path, name: str, version: str) -> Path:

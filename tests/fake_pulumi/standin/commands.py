@@ -3,10 +3,12 @@ operations preview/up/refresh/destroy (in operation.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +20,17 @@ from .project import Crypter, Project, StackSettings, config_values, crypter, qu
 
 
 def cli_version() -> str:
-    """FAKE_PULUMI_VERSION, else the version of the Pulumi SDK installed next to the stand-in."""
+    """FAKE_PULUMI_VERSION, else the version of the Pulumi SDK installed next to the stand-in:
+    the one in the name of its `pulumi-VERSION.dist-info` directory (installers name it so:
+    packaging.python.org, "Recording installed projects"), without importlib.metadata's import."""
     if os.environ.get("FAKE_PULUMI_VERSION"):
         return os.environ["FAKE_PULUMI_VERSION"]
-    import importlib.metadata
-
-    return importlib.metadata.version("pulumi")
+    for folder in sys.path:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(folder or "."):
+                if name.startswith("pulumi-") and name.endswith(".dist-info"):
+                    return name[len("pulumi-") : -len(".dist-info")]
+    raise Fail("error: the stand-in finds no installed Pulumi SDK to take its version from")
 
 
 def dumps(data: Any) -> str:
