@@ -1223,9 +1223,6 @@ class Engine:
             return
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            # A CLI stopped by a second interrupt does not close its event stream; the SDK
-            # would warn of that on stderr after mlserve's own message.
-            warnings.filterwarnings("ignore", "Error in event stream", UserWarning)
             if signum != signal.SIGINT or not _terminal_signalled_group():
                 for pid in _child_pids():
                     with contextlib.suppress(OSError):
@@ -1347,6 +1344,17 @@ class Engine:
                 return OperationFailedError(
                     self._with_debug(f"the program failed during the {what}: {reason}", text)
                 )
+            killed = _KILLED.match(text)
+            if killed:  # the CLI died by a signal (subprocess: code -N): it said nothing itself
+                name = _signal_name(-int(killed[1]))
+                return OperationFailedError(
+                    self.scrub(
+                        f"the {what} failed: the Pulumi CLI was killed ({name}) in the middle of "
+                        f"it, so {self.describe()} may still be locked and hold pending "
+                        f"operations. Run `mlserve status --refresh --stack {self.target.stack}`: "
+                        "if the stack is locked, it says how to remove the lock"
+                    )
+                )
             message = f"the {what} failed: {self._reasons(text)}"
             if "pending operations" in text or any(
                 "pending operations" in w for w in self._warnings
@@ -1370,13 +1378,29 @@ class Engine:
         chosen = (specific or found)[:2]
         if not chosen:
             last = [x for x in _lines(_stderr(text)) if x]
-            chosen = last[-1:] or ["no reason given (run with --debug for the engine's output)"]
+            chosen = last[-1:] or ["no reason given"]
         return self.scrub("; ".join(r[:400] for r in chosen))
 
     def _with_debug(self, message: str, text: str) -> str:
         if self.debug:
             return self.scrub(f"{message}\n--- engine output ---{text}")
         return self.scrub(message) + " (run with --debug for the engine's full output)"
+
+
+# A CommandError's text starts "\n code: N"; a negative N is the signal that killed the CLI.
+_KILLED = re.compile(r"\s*code: (-\d+)\b")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+# A CLI that is stopped at once (a second interrupt) or killed does not close its event stream;
+# the SDK would warn of that on stderr after mlserve's own message, which says what happened.
+warnings.filterwarnings("ignore", "Error in event stream", UserWarning)
 
 
 def _lines(text: str) -> Iterator[str]:

@@ -136,6 +136,28 @@ def test_a_second_interrupt_stops_pulumi_at_once_and_says_what_may_be_left(fake:
     assert fake.get_control()["sigints"] == 2
 
 
+def test_a_cli_killed_mid_update_is_named_with_the_way_out_and_no_sdk_warning(fake: Fake) -> None:
+    """A runner or the OOM killer ends the CLI with SIGKILL: it writes no error of its own and
+    its event stream breaks off (the SDK warns "Error in event stream" on stderr)."""
+    fake.set(sleep=60)
+    proc = start("deploy", SPEC, "--yes")
+    assert proc.stdout is not None
+    seen = bytearray()
+    read_until(proc.stdout.fileno(), "creating", seen)
+    (up,) = [c for c, words in zip(fake.calls(), fake.commands(), strict=True) if words == "up"]
+    os.kill(up["pid"], signal.SIGKILL)
+    output = read_all(proc.stdout.fileno(), seen)
+    assert proc.wait(timeout=60) == 5
+    assert "Error in event stream" not in output
+    assert output.endswith(
+        "error: the update failed: the Pulumi CLI was killed (SIGKILL) in the middle of it, so "
+        "stack 'dev' of project 'fraud-detector' (backend "
+        f"{engine.default_backend(fake.home)}) may still be locked and hold pending operations. "
+        "Run `mlserve status --refresh --stack dev`: if the stack is locked, it says how to "
+        "remove the lock\n"
+    ), output
+
+
 def test_ctrl_c_while_waiting_for_a_lock_stops_at_once_and_claims_no_cancel(fake: Fake) -> None:
     fake.deployed(REPO / "specs" / "istio.yaml")
     fake.set(locked=-1)
