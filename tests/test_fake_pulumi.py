@@ -436,12 +436,12 @@ def test_updates_and_replacements_follow_each_providers_force_new_fields(fake: F
         "delete-replaced",
     ]
     assert len(changed) == 6
-    replaced = next(
-        e.resource_pre_event.metadata
+    replaced = {
+        e.resource_pre_event.metadata.urn.rsplit("::", 1)[-1]: e.resource_pre_event.metadata.keys
         for e in events
         if e.resource_pre_event and e.resource_pre_event.metadata.op.value == "replace"
-    )
-    assert replaced.keys == ["spec.selector.matchLabels.app"]
+    }
+    assert replaced == {"web": ["spec.selector.matchLabels.app"], "t": ["weight"]}
 
 
 def test_delete_before_replace_option_deletes_first(fake: Fake) -> None:
