@@ -1076,7 +1076,8 @@ class Engine:
         return lines
 
     def _keep_error(self, program: Callable[[], None]) -> Callable[[], None]:
-        """Keep the program's own exception: its message beats the engine's log of it."""
+        """Keep the program's own exception: its message beats the engine's log of it. Also note
+        the loop the SDK runs it on, for _finishing."""
 
         def guarded() -> None:
             _program_loops[threading.get_ident()] = asyncio.get_running_loop()

@@ -27,11 +27,6 @@ import yaml
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.settings import get_root_resource
 
-try:
-    from yaml import CSafeDumper as _SafeDumper
-except ImportError:  # PyYAML built without libyaml
-    from yaml import SafeDumper as _SafeDumper  # type: ignore[assignment]
-
 from mlserve.errors import UsageError
 from mlserve.program import build_program
 from mlserve.spec import Spec
@@ -93,7 +88,7 @@ def _plain(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _sdk_loop() -> Iterator[None]:
+def _worker_loops() -> Iterator[None]:
     """Give the SDK's RPC worker threads event loops that are closed when the run ends.
 
     The SDK registers resources from threads of the main loop's default executor, and each such
@@ -141,8 +136,8 @@ def render_program(program: Callable[[], None], project: str, stack: str) -> lis
     pulumi.runtime.set_mocks(
         recorder, project=project, stack=stack, preview=False, monitor=MockMonitor(recorder)
     )
-    # Registrations reach the monitor in no fixed order; a stack transformation runs in the
-    # resource's constructor, so it sees declaration order.
+    # Registrations reach the monitor in whatever order their inputs resolve, which changes from
+    # run to run; a stack transformation runs in the constructor, so it sees declaration order.
     declared: list[tuple[str, str]] = []
 
     def note(args: pulumi.ResourceTransformationArgs) -> None:
@@ -154,7 +149,7 @@ def render_program(program: Callable[[], None], project: str, stack: str) -> lis
     # The root stack lives as long as the process: restore it, or the next run records here too.
     root._transformations = [*(saved or []), note]
     try:
-        with _sdk_loop():
+        with _worker_loops():
             pulumi.runtime.test(program)()  # type: ignore[no-untyped-call]
     finally:
         root._transformations = saved
@@ -174,6 +169,8 @@ def render(
 FORMATS = ("yaml", "json", "kong")
 _FIRST_KEYS = ("apiVersion", "kind", "metadata", "name", "namespace", "spec")
 _STALE = re.compile(r"^\d{2,}-[a-z0-9.-]+\.(yaml|json)$")
+# libyaml's emitter when PyYAML has it: the pure-Python one takes seconds for a large spec.
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def is_kubernetes(resource: RenderedResource) -> bool:
@@ -248,7 +245,7 @@ def _yaml(docs: Iterable[dict[str, Any]], stream: TextIO, start: bool = True) ->
     yaml.dump_all(
         docs,
         stream,
-        Dumper=_SafeDumper,
+        Dumper=_Dumper,
         explicit_start=start,
         sort_keys=False,
         default_flow_style=False,

@@ -1080,9 +1080,7 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"is too long (at most {value} characters)")
     elif kind == "minItems":
         yield doc.problem(path, f"needs at least {value} {'entry' if value == 1 else 'entries'}")
-    elif kind == "maxItems":
-        yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed")
-    elif kind == "maxProperties":
+    elif kind in ("maxItems", "maxProperties"):
         why = _LIMIT_REASONS.get(path, "")
         yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed{why}")
     elif kind == "uniqueItems":
