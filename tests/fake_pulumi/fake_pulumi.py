@@ -15,9 +15,7 @@ Environment:
                        the process running the command (a signal sent to it reaches the command
                        directly; with FAKE_PULUMI_ZYGOTE, the `pulumi` process forwards the same)
   FAKE_PULUMI_ZYGOTE   the socket of a warm stand-in server (zygote.py, started by the tests'
-                       fixture): `pulumi` hands it the call instead of starting Python afresh,
-                       except for the operations (preview, up, refresh, destroy), which tests
-                       signal and kill: those always run in the `pulumi` process itself
+                       fixture): `pulumi` hands it the call instead of starting Python afresh
   FAKE_PULUMI_STATE    where s3://, azblob://, gs:// buckets and the https:// (Cloud) backend
                        keep their files; file:// backends write the real layout at their path
   FAKE_PULUMI_CONTROL  optional JSON file of scripted behaviour (read, and updated, per call):

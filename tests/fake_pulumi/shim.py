@@ -65,7 +65,8 @@ def main() -> None:
     status = marshal.loads(reply)
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        _signal.signal(signum, _signal.SIG_DFL)
+        if signum != _signal.SIGKILL:  # whose disposition cannot be set (or caught)
+            _signal.signal(signum, _signal.SIG_DFL)
         _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum])
         os.kill(os.getpid(), signum)
         os._exit(128 + signum)  # a signal whose default is to continue
