@@ -141,7 +141,7 @@ def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_change
     def racer(weight: int) -> subprocess.Popen[str]:
         args = ["--weight", str(weight), "--expect-weight", str(expected), "--lock-timeout", "2m"]
         return subprocess.Popen(
-            [sys.executable, "-m", "mlserve", "promote", *PROJECT, "--json", *args],
+            [*fixture.mlserve_command(), "promote", *PROJECT, "--json", *args],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -159,6 +159,35 @@ def test_of_two_racing_promotes_with_the_same_expected_weight_exactly_one_change
     assert "nothing was changed" in outcomes[lost][1].lower()
     succeeded = [r.traffic for r in reversed(ops.history(TARGET)) if r.result == "succeeded"]
     assert succeeded == [TrafficState("v1", "v2", w) for w in [expected, weights[won]]]
+
+
+@pytest.mark.parametrize(
+    ("code", "args"),
+    [
+        (0, ("status", *PROJECT, "--json")),
+        (6, ("promote", *PROJECT, "--weight", "30", "--expect-weight", "99", "--json")),
+        (2, ("promote", *PROJECT, "--weight", "101")),
+    ],
+    ids=["status", "precondition", "usage"],
+)
+def test_a_warm_mlserve_process_answers_as_a_fresh_one(
+    fake: Fake, code: int, args: tuple[str, ...]
+) -> None:
+    """The racing promotes above are forked by a warm server (fixture.mlserve_command) to save
+    half a second of imports each: what they print and how they exit is what a fresh
+    `python -m mlserve` prints and exits with."""
+    fake.deployed(SPEC_FILE)
+
+    def run(command: list[str]) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [*command, *args], cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
+            text=True, timeout=120,
+        )  # fmt: skip
+        return done.returncode, done.stdout, done.stderr
+
+    fresh = run([sys.executable, "-m", "mlserve"])
+    assert fresh[0] == code, fresh
+    assert run(fixture.mlserve_command()) == fresh
 
 
 def test_deploy_refuses_when_the_stack_changed_after_the_preview_it_showed(fake: Fake) -> None:

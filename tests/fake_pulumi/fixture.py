@@ -117,7 +117,7 @@ def _snapshot(spec: Path, temp: pytest.TempPathFactory, passphrase: str | None) 
             env["PULUMI_CONFIG_PASSPHRASE"] = passphrase
         install_plugin(root / "pulumi-home", "kubernetes", KUBERNETES)
         deploy = subprocess.run(
-            [sys.executable, "-m", "mlserve", "deploy", str(spec), "--yes"],
+            [*mlserve_command(), "deploy", str(spec), "--yes"],
             cwd=FAKE_DIR.parents[1],
             env=env,
             stdin=subprocess.DEVNULL,
@@ -146,21 +146,24 @@ def _environ(root: Path, path: str) -> dict[str, str]:
     }
 
 
-_zygotes: list[str] = []  # the socket of this test process's warm stand-in server
+_servers: dict[str, str] = {}  # kind -> the socket of this test process's warm server
 
 
-def _zygote() -> str:
-    """The socket of this test process's warm stand-in server (zygote.py), started on first use.
-    Every `pulumi` call then costs a fork instead of a Python start and the stand-in's imports.
-    The server ends with this process (its stdin is a pipe from here)."""
-    if not _zygotes:
-        folder = tempfile.mkdtemp(prefix="fake-pulumi-")  # short: a socket path has 108 bytes
+def _zygote(kind: str = "pulumi") -> str:
+    """The socket of this test process's warm server (zygote.py) of `kind`, started on first
+    use. Every `pulumi` call (or `mlserve_command()` run) then costs a fork instead of a Python
+    start and its imports. The server ends with this process (its stdin is a pipe from here)."""
+    if kind not in _servers:
+        folder = tempfile.mkdtemp(prefix=f"warm-{kind}-")  # short: a socket path has 108 bytes
         path = os.path.join(folder, "zygote.sock")
+        if kind == "pulumi":
+            command = [sys.executable, "-S", str(FAKE_DIR / "zygote.py"), kind, path,
+                       os.pathsep.join(site.getsitepackages())]  # fmt: skip
+        else:
+            command = [sys.executable, str(FAKE_DIR / "zygote.py"), kind, path, ""]
         with open(os.path.join(folder, "zygote.log"), "wb") as log:
             server = subprocess.Popen(
-                [sys.executable, "-S", str(FAKE_DIR / "zygote.py"), path,
-                 os.pathsep.join(site.getsitepackages())],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
                 env=_SESSION_ENV, start_new_session=True,
             )  # fmt: skip
 
@@ -176,8 +179,17 @@ def _zygote() -> str:
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(Path(folder, "zygote.log").read_text())
             time.sleep(0.01)
-        _zygotes.append(path)
-    return _zygotes[0]
+        _servers[kind] = path
+    return _servers[kind]
+
+
+def mlserve_command() -> list[str]:
+    """What starts `mlserve ARGS` (append ARGS) as a process of its own that a warm server forks
+    instead of a fresh `python -m mlserve`: the same code from `main()` on, in the caller's
+    environment, directory, descriptors and signal state, without half a second of imports. For
+    tests that start many mlserve processes to check what they do together (a race), not how a
+    process starts, exits on a signal or finds a terminal: those keep `python -m mlserve`."""
+    return [sys.executable, "-S", str(FAKE_DIR / "shim.py"), "--mlserve", _zygote("mlserve")]
 
 
 def install_plugin(pulumi_home: Path, name: str, version: str) -> Path:

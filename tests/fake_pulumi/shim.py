@@ -1,7 +1,10 @@
 """The `pulumi` process when a warm stand-in server runs (FAKE_PULUMI_ZYGOTE, see zygote.py): it
 hands its call to the server, forwards the signals it receives to the command, and exits as the
 command did (dying by the same signal if the command did). Without a server it becomes the
-stand-in itself. Started with `python -S`: only built-in modules, for a quick start."""
+stand-in itself. Started with `python -S`: only built-in modules, for a quick start.
+
+`shim.py --mlserve SOCKET ARGS` does the same for `mlserve ARGS` with the warm mlserve server at
+SOCKET (tests/fake_pulumi/fixture.py `mlserve_command`); without it, `python -m mlserve ARGS`."""
 
 import _signal
 import _socket
@@ -16,18 +19,18 @@ FORWARDED = (_signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGUSR1, _
 PYTHON_IGNORES = (_signal.SIGPIPE, _signal.SIGXFSZ)  # ignored by Python itself at start-up
 
 
-def stand_in() -> None:
-    here = os.path.dirname(os.path.abspath(__file__))
-    script = os.path.join(here, "fake_pulumi.py")
-    os.execv(sys.executable, [sys.executable, script, *sys.argv[1:]])
-
-
 def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["--mlserve"]:  # `shim.py --mlserve SOCKET ARGS`: a warm `mlserve ARGS`
+        path, args, fresh = args[1], args[2:], ["-m", "mlserve"]
+    else:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path, fresh = os.environ["FAKE_PULUMI_ZYGOTE"], [os.path.join(here, "fake_pulumi.py")]
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
     try:
-        conn.connect(os.environ["FAKE_PULUMI_ZYGOTE"])
-    except OSError:
-        stand_in()
+        conn.connect(path)
+    except OSError:  # no server: the command starts afresh in this process
+        os.execv(sys.executable, [sys.executable, *fresh, *args])
     mask = sorted(_signal.pthread_sigmask(_signal.SIG_BLOCK, []))
     ignored = [n for n in range(1, _signal.NSIG)
                if n not in PYTHON_IGNORES and _getsignal(n) == _signal.SIG_IGN]  # fmt: skip
@@ -39,7 +42,7 @@ def main() -> None:
             continue
         stdio.append(fd)
     request = {
-        "argv": [os.fsencode(a) for a in sys.argv[1:]],
+        "argv": [os.fsencode(a) for a in args],
         "env": dict(os.environb),
         "cwd": os.getcwdb(),
         "mask": mask,

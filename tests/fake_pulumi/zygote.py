@@ -1,6 +1,8 @@
 """A warm start for the stand-in CLI in tests: a server that has imported the stand-in (gRPC,
 protobuf and the SDK's stubs included, about 0.2 s of CPU per process otherwise) and forks one
-child per `pulumi` call to run it.
+child per `pulumi` call to run it. The same for `mlserve` (KIND mlserve): a server that has
+imported mlserve, the SDK and the Kubernetes kinds (about 0.5 s of CPU per process otherwise),
+for tests that start many mlserve processes whose start is not what they check.
 
 The `pulumi` the caller starts stays a process of its own (`shim.py`): it sends its argv,
 environment, working directory, signal state and its stdin/stdout/stderr (SCM_RIGHTS) here, then
@@ -14,8 +16,10 @@ Per connection (SOCK_SEQPACKET): the shim's request, one message with the descri
 the shim one byte per signal to deliver, EOF if it died (the command is then killed, as a process
 killed with SIGKILL cannot forward it); to the shim, the command's wait status.
 
-Started by tests/fake_pulumi/fixture.py (one server per test process): `python -S zygote.py
-SOCKET SITE-DIRS`; it exits when its stdin (a pipe from the test process) closes.
+Started by tests/fake_pulumi/fixture.py (one server of each kind per test process): `python -S
+zygote.py pulumi SOCKET SITE-DIRS`, or `python zygote.py mlserve SOCKET ''` (with the site
+packages, .pth files included, as `python -m mlserve` has them); it exits when its stdin (a pipe
+from the test process) closes.
 """
 
 from __future__ import annotations
@@ -41,20 +45,34 @@ PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)  # Python ignores these at sta
 
 
 # Everything the commands import, at the top of a module or in a function.
-WARM = (
-    "standin.cli", "standin.commands", "standin.operation", "standin.rpc", "standin.providers",
-    "standin.props", "google.protobuf.json_format", "google.protobuf.struct_pb2", "copy",
-    "getpass", "shutil",
-)  # fmt: skip
+WARM = {
+    "pulumi": (
+        "standin.cli", "standin.commands", "standin.operation", "standin.rpc",
+        "standin.providers", "standin.props", "google.protobuf.json_format",
+        "google.protobuf.struct_pb2", "copy", "getpass", "shutil",
+    ),
+    # What an mlserve command imports before and while it runs the program: the CLI, the engine,
+    # the SDK, every backend and the Kubernetes kinds they declare (half a second of CPU).
+    "mlserve": (
+        "mlserve.cli", "mlserve.ops", "mlserve.ops_rollout", "mlserve.engine", "mlserve.program",
+        "mlserve.render", "mlserve.backends.istio", "mlserve.backends.gateway_api",
+        "mlserve.backends.ingress_nginx", "mlserve.backends.kong", "mlserve.backends.service",
+        "mlserve.backends.workloads", "pulumi.automation", "pulumi.runtime.mocks",
+        "pulumi_kubernetes.core.v1", "pulumi_kubernetes.apps.v1", "pulumi_kubernetes.meta.v1",
+        "pulumi_kubernetes.networking.v1", "pulumi_kubernetes.apiextensions",
+    ),
+}  # fmt: skip
 
 
-def _warm_up() -> None:
-    sys.path.insert(0, str(HERE))
-    for name in WARM:
+def _warm_up(kind: str) -> None:
+    if kind == "pulumi":
+        sys.path.insert(0, str(HERE))
+    for name in WARM[kind]:
         importlib.import_module(name)
-    from standin.stubs import stub
+    if kind == "pulumi":
+        from standin.stubs import stub
 
-    stub("events_pb2_grpc")  # the engine events' gRPC stream (standin/events.py)
+        stub("events_pb2_grpc")  # the engine events' gRPC stream (standin/events.py)
 
     if len(os.listdir("/proc/self/task")) != 1:
         sys.exit("fake pulumi zygote: a thread started while importing; forking is not safe")
@@ -62,7 +80,7 @@ def _warm_up() -> None:
     gc.freeze()  # the children share these pages instead of copying them on the first collection
 
 
-def serve(path: str) -> dict[str, Any]:
+def serve(path: str, argv0: str) -> dict[str, Any]:
     """Accept calls until stdin closes; returns (in a forked child only) the call to run."""
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     listener.bind(path)
@@ -117,7 +135,7 @@ def serve(path: str) -> dict[str, Any]:
                     s.close()
                 os.close(wake_r)
                 os.close(wake_w)
-                _become(request, fds)
+                _become(request, fds, argv0)
                 return request  # type: ignore[no-any-return]
             for fd in fds:
                 os.close(fd)
@@ -125,8 +143,9 @@ def serve(path: str) -> dict[str, Any]:
             by_conn[conn] = pid
 
 
-def _become(request: dict[str, Any], fds: list[int]) -> None:
-    """This child as a fresh `python fake_pulumi.py ARGS` started by the shim would be."""
+def _become(request: dict[str, Any], fds: list[int], argv0: str) -> None:
+    """This child as a fresh `python fake_pulumi.py ARGS` (or `python -m mlserve ARGS`) started
+    by the shim would be."""
     received = dict(zip(request["stdio"], fds, strict=True))
     # The server's own streams go first (closing them closes its descriptors 0-2 here).
     streams = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
@@ -160,7 +179,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
             signal.signal(signum, handler)
     signal.pthread_sigmask(signal.SIG_SETMASK, request["mask"])
     _stdio(encodings)
-    sys.argv = [str(HERE / "fake_pulumi.py"), *map(os.fsdecode, request["argv"])]
+    sys.argv = [argv0, *map(os.fsdecode, request["argv"])]
 
 
 def _stdio(encodings: list[tuple[str, str | None]]) -> None:
@@ -205,11 +224,33 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-if __name__ == "__main__":
-    socket_path, site_dirs = sys.argv[1], sys.argv[2]
-    sys.path.extend(site_dirs.split(os.pathsep))
-    _warm_up()
-    serve(socket_path)
-    from standin.cli import main
+def _status(code: object) -> int:
+    """The exit status of an uncaught `SystemExit(code)` (Python/pythonrun.c
+    _Py_HandleSystemExit): None is 0, an int is itself, anything else is printed and is 1."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
 
-    _exit(main(sys.argv[1:]))  # an exception takes Python's own way out (traceback, exit 1)
+
+if __name__ == "__main__":
+    kind, socket_path, site_dirs = sys.argv[1:4]
+    if site_dirs:
+        sys.path.extend(site_dirs.split(os.pathsep))
+    _warm_up(kind)
+    if kind == "pulumi":
+        serve(socket_path, str(HERE / "fake_pulumi.py"))
+        from standin.cli import main
+
+        _exit(main(sys.argv[1:]))  # an exception takes Python's own way out (traceback, exit 1)
+    import mlserve.cli
+
+    serve(socket_path, str(Path(mlserve.cli.__file__).with_name("__main__.py")))
+    sys.path[0] = os.getcwd()  # as `python -m` puts it first
+    try:
+        mlserve.cli.main()
+    except SystemExit as e:
+        _exit(_status(e.code))
+    _exit(0)
