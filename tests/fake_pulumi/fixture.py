@@ -136,6 +136,7 @@ def _environ(root: Path, path: str) -> dict[str, str]:
         "PATH": f"{FAKE_DIR}{os.pathsep}{path}",
         "FAKE_PULUMI_PYTHON": sys.executable,
         "FAKE_PULUMI_ZYGOTE": _zygote(),
+        "FAKE_PULUMI_SHIM": _shim() or "",
         "FAKE_PULUMI_LOG": str(root / "pulumi-calls.jsonl"),
         "FAKE_PULUMI_STATE": str(root / "fake-state"),
         "FAKE_PULUMI_CONTROL": str(root / "control.json"),
@@ -147,12 +148,38 @@ def _environ(root: Path, path: str) -> dict[str, str]:
 
 
 _servers: dict[str, str] = {}  # kind -> the socket of this test process's warm server
+_shims: list[str | None] = []  # shim.c built for this test process, or None without a compiler
+
+
+def _shim() -> str | None:
+    """The `pulumi` (and `mlserve`) process that hands its call to a warm server: shim.c, built
+    once per test process. None where it cannot be built (no C compiler): the tests then run
+    without warm servers, each command in a fresh Python, only slower."""
+    if not _shims:
+        folder = tempfile.mkdtemp(prefix="warm-shim-")
+        shim = os.path.join(folder, "shim")
+        python, script = sys.executable, str(FAKE_DIR / "fake_pulumi.py")
+        compiler = shutil.which("cc")
+        built = (
+            compiler is not None
+            and '"' not in python + script
+            and subprocess.run(
+                [compiler, "-O", "-o", shim, str(FAKE_DIR / "shim.c"),
+                 f'-DPYTHON="{python}"', f'-DFAKE_PULUMI="{script}"'],
+                capture_output=True, check=False,
+            ).returncode == 0
+        )  # fmt: skip
+        _shims.append(shim if built else None)
+    return _shims[0]
 
 
 def _zygote(kind: str = "pulumi") -> str:
     """The socket of this test process's warm server (zygote.py) of `kind`, started on first
-    use. Every `pulumi` call (or `mlserve_command()` run) then costs a fork instead of a Python
-    start and its imports. The server ends with this process (its stdin is a pipe from here)."""
+    use, or "" without a shim. Every `pulumi` call (or `mlserve_command()` run) then costs a fork
+    instead of a Python start and its imports. The server ends with this process (its stdin is
+    a pipe from here)."""
+    if _shim() is None:
+        return ""
     if kind not in _servers:
         folder = tempfile.mkdtemp(prefix=f"warm-{kind}-")  # short: a socket path has 108 bytes
         path = os.path.join(folder, "zygote.sock")
@@ -189,7 +216,10 @@ def mlserve_command() -> list[str]:
     environment, directory, descriptors and signal state, without half a second of imports. For
     tests that start many mlserve processes to check what they do together (a race), not how a
     process starts, exits on a signal or finds a terminal: those keep `python -m mlserve`."""
-    return [sys.executable, "-S", str(FAKE_DIR / "shim.py"), "--mlserve", _zygote("mlserve")]
+    shim, socket = _shim(), _zygote("mlserve")
+    if shim is None:
+        return [sys.executable, "-m", "mlserve"]
+    return [shim, "--mlserve", socket]
 
 
 def install_plugin(pulumi_home: Path, name: str, version: str) -> Path:

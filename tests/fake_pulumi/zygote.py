@@ -29,7 +29,6 @@ import contextlib
 import gc
 import importlib
 import io
-import marshal
 import os
 import select
 import signal
@@ -106,7 +105,7 @@ def serve(path: str, argv0: str) -> dict[str, Any]:
                 conn = by_pid.pop(pid)
                 if by_conn.pop(conn, None) is not None:
                     with contextlib.suppress(OSError):
-                        conn.send(marshal.dumps(status))
+                        conn.send(str(status).encode())
                 conn.close()
         for conn in [c for c in ready if c in by_conn]:
             data = conn.recv(64)
@@ -123,7 +122,7 @@ def serve(path: str, argv0: str) -> dict[str, Any]:
             if not message:  # the shim died before it sent its call
                 conn.close()
                 continue
-            request = marshal.loads(message)
+            request = _parse(message)
             if len(os.listdir("/proc/self/task")) != 1:
                 sys.exit("fake pulumi zygote: a thread is running; forking is not safe")
             sys.stdout.flush()
@@ -141,6 +140,23 @@ def serve(path: str, argv0: str) -> dict[str, Any]:
                 os.close(fd)
             by_pid[pid] = conn
             by_conn[conn] = pid
+
+
+def _parse(message: bytes) -> dict[str, Any]:
+    """The shim's request (shim.c): NUL-terminated records, each a tag byte and a value."""
+    request: dict[str, Any] = {"argv": [], "env": {}, "mask": [], "ignored": [], "stdio": []}
+    for record in message.split(b"\0")[:-1]:
+        tag, value = chr(record[0]), record[1:]
+        if tag == "a":
+            request["argv"].append(value)
+        elif tag == "e":
+            name, _, content = value.partition(b"=")
+            request["env"][name] = content
+        elif tag == "c":
+            request["cwd"] = value
+        else:
+            request[{"m": "mask", "i": "ignored", "s": "stdio"}[tag]].append(int(value))
+    return request
 
 
 def _become(request: dict[str, Any], fds: list[int], argv0: str) -> None:
