@@ -4,7 +4,7 @@ child per `pulumi` call to run it. The same for `mlserve` (KIND mlserve): a serv
 imported mlserve, the SDK and the Kubernetes kinds (about 0.5 s of CPU per process otherwise),
 for tests that start many mlserve processes whose start is not what they check.
 
-The `pulumi` the caller starts stays a process of its own (`shim.py`): it sends its argv,
+The `pulumi` the caller starts stays a process of its own (shim.c): it sends its argv,
 environment, working directory, signal state and its stdin/stdout/stderr (SCM_RIGHTS) here, then
 forwards the signals it receives and exits as the command did. The child becomes what a fresh
 `python fake_pulumi.py ARGS` started by that process would be: the caller's descriptors on 0-2,
@@ -14,7 +14,8 @@ child owns everything it inherits.
 
 Per connection (SOCK_SEQPACKET): the shim's request, one message with the descriptors; then from
 the shim one byte per signal to deliver, EOF if it died (the command is then killed, as a process
-killed with SIGKILL cannot forward it); to the shim, the command's wait status.
+killed with SIGKILL cannot forward it); to the shim, the command's wait status (shim.c has
+the format).
 
 Started by tests/fake_pulumi/fixture.py (one server of each kind per test process): `python -S
 zygote.py pulumi SOCKET SITE-DIRS`, or `python zygote.py mlserve SOCKET ''` (with the site
