@@ -111,13 +111,26 @@ def _crd_validator(kind_: str) -> Any:
     return Draft202012Validator(schema)
 
 
+@cache
+def _kubernetes_validate() -> Any:
+    """kubernetes_validate.validate, its schema files read once per process.
+
+    It reads and parses the kind's schema and the version's _definitions.json on every call
+    (kubernetes_validate/utils.py validate, schema_contents): some 10 ms of CPU a manifest, and
+    the tests validate hundreds. The parsed schemas are only read (referencing's
+    Resource.from_contents, jsonschema's validator), so one copy serves every call."""
+    import kubernetes_validate
+    from kubernetes_validate import utils
+
+    utils.schema_contents = cache(utils.schema_contents)
+    return kubernetes_validate.validate
+
+
 def validate_manifest(doc: dict[str, Any]) -> None:
     """Fail the test unless `doc` passes its upstream schema (strict)."""
     k = doc["kind"]
     if k in CORE_KINDS:
-        import kubernetes_validate
-
-        kubernetes_validate.validate(doc, "1.30", strict=True)
+        _kubernetes_validate()(doc, "1.30", strict=True)
     elif k in CRD_SCHEMAS:
         if not SCHEMAS.is_dir():
             pytest.skip(f"upstream schemas not found at {SCHEMAS} (shared/ beside the repo)")

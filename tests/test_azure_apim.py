@@ -16,6 +16,7 @@ from mlserve.render import RenderedResource, render_program
 from mlserve.spec import Spec
 from mlserve.traffic import TrafficState
 from tests.gateway_helpers import Registered, edit, of_type, one, record, spec_of
+from tests.render_memo import remembered
 
 T = "azure-native:apimanagement:"
 SERVICE, VERSION_SET, API, RELEASE = (
@@ -59,13 +60,24 @@ CREATED = edit(
 )
 
 
+def _state(spec: Spec, traffic: TrafficState | None) -> TrafficState:
+    return traffic or TrafficState(spec.traffic.stable, spec.traffic.canary, spec.traffic.weight)
+
+
 def _program(spec: Spec, traffic: TrafficState | None = None) -> Any:
-    t = traffic or TrafficState(spec.traffic.stable, spec.traffic.canary, spec.traffic.weight)
+    t = _state(spec, traffic)
     return lambda: azure_apim.declare(spec, t, {})
 
 
 def render(spec: Spec, traffic: TrafficState | None = None) -> list[RenderedResource]:
-    return render_program(_program(spec, traffic), spec.name, "dev")
+    """What azure_apim.declare alone declares, rendered once per spec and state (over half a
+    second each: many tests read the same one)."""
+    return remembered(
+        "azure_apim.declare",
+        spec,
+        _state(spec, traffic),
+        lambda: render_program(_program(spec, traffic), spec.name, "dev"),
+    )
 
 
 def registered(spec: Spec) -> list[Registered]:

@@ -1,4 +1,11 @@
-"""`mlserve render FILE [-o yaml|json] [--out DIR]` end to end, in a subprocess without Pulumi."""
+"""`mlserve render FILE [-o yaml|json] [--out DIR]` end to end, without a Pulumi CLI.
+
+Most tests run the command in this process (`tests.helpers.run_cli`, in the environment a
+process here gets: no `pulumi` on PATH, no PULUMI_*, MLSERVE_* or KUBE* variables): the same
+parsing, output and exit codes, without a second of CPU a process spends importing Pulumi. The
+tests that start a real process say why: reading stdin, a closed pipe, signals, what the SDK
+prints at interpreter exit.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import run_cli
 from tests.k8s_helpers import K8S_GATEWAYS, REPO, validate_manifest
 
 GOLDEN = REPO / "tests" / "specs"
@@ -33,7 +41,21 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def mlserve(
+@pytest.fixture(autouse=True)
+def _no_pulumi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's environment as `_env` makes a child's, for the in-process runs."""
+    for name in [k for k in os.environ if k.startswith(("PULUMI", "MLSERVE", "KUBE"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PATH", _no_pulumi_path(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
+def mlserve(*args: str) -> subprocess.CompletedProcess[str]:
+    """`mlserve render ARGS` in this process."""
+    return run_cli("render", *args)
+
+
+def mlserve_process(
     tmp_path: Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -57,12 +79,10 @@ def _k8s_specs() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", _k8s_specs(), ids=lambda p: str(p.relative_to(REPO)))
-def test_render_yaml_of_every_k8s_spec_passes_the_upstream_schemas(
-    tmp_path: Path, path: Path
-) -> None:
-    result = mlserve(tmp_path, str(path), "-o", "yaml")
+def test_render_yaml_of_every_k8s_spec_passes_the_upstream_schemas(path: Path) -> None:
+    result = mlserve(str(path), "-o", "yaml")
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""  # nothing from the SDK's event loops at exit either
+    assert result.stderr == ""
     docs = list(yaml.safe_load_all(result.stdout))
     assert docs
     kinds = {d["kind"] for d in docs}
@@ -76,14 +96,14 @@ def test_every_k8s_gateway_has_an_example_spec() -> None:
         assert (REPO / "specs" / f"{gw}.yaml").is_file(), gw
 
 
-def test_render_defaults_to_yaml(tmp_path: Path) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "istio.yaml"))
+def test_render_defaults_to_yaml() -> None:
+    result = mlserve(str(REPO / "specs" / "istio.yaml"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("---\napiVersion: apps/v1\nkind: Deployment\n")
 
 
-def test_render_json_lists_type_name_and_inputs(tmp_path: Path) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "gateway-api.yaml"), "-o", "json")
+def test_render_json_lists_type_name_and_inputs() -> None:
+    result = mlserve(str(REPO / "specs" / "gateway-api.yaml"), "-o", "json")
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     types = [r["type"] for r in body["resources"]]
@@ -94,7 +114,7 @@ def test_render_json_lists_type_name_and_inputs(tmp_path: Path) -> None:
 
 def test_render_out_writes_one_file_per_resource_and_says_so(tmp_path: Path) -> None:
     out = tmp_path / "manifests"
-    result = mlserve(tmp_path, str(REPO / "specs" / "ingress-nginx.yaml"), "--out", str(out))
+    result = mlserve(str(REPO / "specs" / "ingress-nginx.yaml"), "--out", str(out))
     assert result.returncode == 0, result.stderr
     files = sorted(out.iterdir())
     assert result.stdout.splitlines() == [f"wrote {p}" for p in files]
@@ -104,8 +124,8 @@ def test_render_out_writes_one_file_per_resource_and_says_so(tmp_path: Path) -> 
         validate_manifest(doc)
 
 
-def test_render_with_a_bad_output_format_is_a_usage_error(tmp_path: Path) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "istio.yaml"), "-o", "xml")
+def test_render_with_a_bad_output_format_is_a_usage_error() -> None:
+    result = mlserve(str(REPO / "specs" / "istio.yaml"), "-o", "xml")
     assert result.returncode == 2
     assert result.stderr == "error: -o must be yaml, json or kong, not 'xml'\n"
     assert result.stdout == ""
@@ -114,17 +134,15 @@ def test_render_with_a_bad_output_format_is_a_usage_error(tmp_path: Path) -> Non
 def test_render_of_an_invalid_spec_reports_it_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: mlserve/v1\nname: x\n")
-    result = mlserve(tmp_path, str(bad))
+    result = mlserve(str(bad))
     assert result.returncode == 2
     assert result.stderr.startswith("error: ")
     assert str(bad) in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_render_yaml_of_kong_is_kubernetes_only_and_names_the_rest_on_stderr(
-    tmp_path: Path,
-) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "kong.yaml"))
+def test_render_yaml_of_kong_is_kubernetes_only_and_names_the_rest_on_stderr() -> None:
+    result = mlserve(str(REPO / "specs" / "kong.yaml"))
     assert result.returncode == 0, result.stderr
     assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["Deployment", "Service"]
     assert result.stderr == (
@@ -133,10 +151,8 @@ def test_render_yaml_of_kong_is_kubernetes_only_and_names_the_rest_on_stderr(
     )
 
 
-def test_render_kong_prints_a_deck_file_and_names_the_kubernetes_objects_left_out(
-    tmp_path: Path,
-) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "kong.yaml"), "-o", "kong")
+def test_render_kong_prints_a_deck_file_and_names_the_kubernetes_objects_left_out() -> None:
+    result = mlserve(str(REPO / "specs" / "kong.yaml"), "-o", "kong")
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["_format_version"] == "3.0"
     assert result.stderr == (
@@ -145,12 +161,12 @@ def test_render_kong_prints_a_deck_file_and_names_the_kubernetes_objects_left_ou
     )
 
 
-def test_render_json_flag_is_json_output_and_refuses_another_format(tmp_path: Path) -> None:
+def test_render_json_flag_is_json_output_and_refuses_another_format() -> None:
     spec = str(REPO / "specs" / "istio.yaml")
-    assert json.loads(mlserve(tmp_path, spec, "--json").stdout) == json.loads(
-        mlserve(tmp_path, spec, "-o", "json").stdout
+    assert json.loads(mlserve(spec, "--json").stdout) == json.loads(
+        mlserve(spec, "-o", "json").stdout
     )
-    result = mlserve(tmp_path, spec, "--json", "-o", "yaml")
+    result = mlserve(spec, "--json", "-o", "yaml")
     assert result.returncode == 2
     assert result.stderr == "error: --json prints JSON: drop -o yaml, or drop --json\n"
     assert json.loads(result.stdout) == {
@@ -163,17 +179,21 @@ def test_render_json_flag_is_json_output_and_refuses_another_format(tmp_path: Pa
 
 
 def test_render_reads_the_spec_from_stdin(tmp_path: Path) -> None:
+    """A process: what it reads is its real stdin. It is also the render end to end in a process
+    with no `pulumi` on PATH, where what the SDK's event loops might print at interpreter exit
+    would show on stderr."""
     text = (REPO / "specs" / "istio.yaml").read_text()
-    result = mlserve(tmp_path, "-", stdin=text)
+    result = mlserve_process(tmp_path, "-", stdin=text)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == mlserve(tmp_path, str(REPO / "specs" / "istio.yaml")).stdout
-    bad = mlserve(tmp_path, "-", stdin="apiVersion: mlserve/v1\nname: x\nfoo: 1\n")
+    assert result.stderr == ""  # nothing from the SDK's event loops at exit either
+    assert result.stdout == mlserve(str(REPO / "specs" / "istio.yaml")).stdout
+    bad = mlserve_process(tmp_path, "-", stdin="apiVersion: mlserve/v1\nname: x\nfoo: 1\n")
     assert bad.returncode == 2
     assert "<stdin>:3:1: unknown key 'foo'" in bad.stderr
 
 
-def test_render_out_into_proc_exits_2_with_the_path(tmp_path: Path) -> None:
-    result = mlserve(tmp_path, str(REPO / "specs" / "istio.yaml"), "--out", "/proc/mlserve-out")
+def test_render_out_into_proc_exits_2_with_the_path() -> None:
+    result = mlserve(str(REPO / "specs" / "istio.yaml"), "--out", "/proc/mlserve-out")
     assert result.returncode == 2
     assert result.stderr.startswith("error: --out /proc/mlserve-out: cannot write there (")
     assert "Traceback" not in result.stderr
@@ -182,7 +202,8 @@ def test_render_out_into_proc_exits_2_with_the_path(tmp_path: Path) -> None:
 
 def test_render_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
     """`mlserve render spec.yaml | head -1`: no BrokenPipeError, exit 141 as `cat` would
-    (the output is larger than a pipe's buffer)."""
+    (the output is larger than a pipe's buffer). A process: the pipe and the exit status at
+    interpreter exit are the subject."""
     process = _render_big(tmp_path)
     assert process.stdout is not None and process.stderr is not None
     assert process.stdout.readline() == b"---\n"
@@ -237,7 +258,8 @@ def test_ctrl_c_during_render_exits_130_without_a_traceback(tmp_path: Path, mome
     """SIGINT to the process alone (as `kill -INT` and CI runners send it) at several moments:
     just after the Pulumi SDK is imported, while the program runs under the mocks, and while the
     YAML is written. (A signal while the interpreter itself starts, before any mlserve code
-    runs, ends in Python's own "Fatal Python error"; no program can change that.)"""
+    runs, ends in Python's own "Fatal Python error"; no program can change that.) A process: a
+    signal to the process is the subject."""
     process = _render_big(tmp_path)
     assert process.stdout is not None
     if moment == "output":
