@@ -14,7 +14,7 @@ import pytest
 from mlserve.backends import azure_apim
 from mlserve.render import RenderedResource, render_program
 from mlserve.spec import Spec
-from mlserve.traffic import TrafficState
+from mlserve.traffic import TrafficState, initial
 from tests.gateway_helpers import Registered, edit, of_type, one, record, spec_of
 from tests.render_memo import remembered
 
@@ -60,12 +60,8 @@ CREATED = edit(
 )
 
 
-def _state(spec: Spec, traffic: TrafficState | None) -> TrafficState:
-    return traffic or TrafficState(spec.traffic.stable, spec.traffic.canary, spec.traffic.weight)
-
-
 def _program(spec: Spec, traffic: TrafficState | None = None) -> Any:
-    t = _state(spec, traffic)
+    t = traffic or initial(spec)
     return lambda: azure_apim.declare(spec, t, {})
 
 
@@ -75,7 +71,7 @@ def render(spec: Spec, traffic: TrafficState | None = None) -> list[RenderedReso
     return remembered(
         "azure_apim.declare",
         spec,
-        _state(spec, traffic),
+        traffic or initial(spec),
         lambda: render_program(_program(spec, traffic), spec.name, "dev"),
     )
 

@@ -16,6 +16,8 @@ Environment:
                        directly; with FAKE_PULUMI_ZYGOTE, the `pulumi` process forwards the same)
   FAKE_PULUMI_ZYGOTE   the socket of a warm stand-in server (zygote.py, started by the tests'
                        fixture): `pulumi` hands it the call instead of starting Python afresh
+  FAKE_PULUMI_SHIM     the program that does the handing over (shim.c, built by the fixture);
+                       both variables are needed for it
   FAKE_PULUMI_STATE    where s3://, azblob://, gs:// buckets and the https:// (Cloud) backend
                        keep their files; file:// backends write the real layout at their path
   FAKE_PULUMI_CONTROL  optional JSON file of scripted behaviour (read, and updated, per call):
