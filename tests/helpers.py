@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 
 from mlserve.cli import app
 from mlserve.engine import Target
+from tests.fake_pulumi import fixture
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,11 @@ real_engine_only = [
 
 
 def run_mlserve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a real process without a terminal (stdin is /dev/null), as a CI step does."""
+    """Run the CLI in a process of its own without a terminal (stdin is /dev/null), as a CI step
+    does; forked by the warm server (fixture.mlserve_command), which test_engine_truth checks
+    against a fresh `python -m mlserve`."""
     return subprocess.run(
-        [sys.executable, "-m", "mlserve", *args],
+        [*fixture.mlserve_command(), *args],
         cwd=REPO,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,7 +162,7 @@ def test_losing_the_stack_init_race_selects_the_stack_and_goes_on(fake: Fake) ->
 def test_three_first_plans_at_once_all_succeed_with_one_passphrase(fake: Fake) -> None:
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "mlserve", "plan", SPEC, "--stack", "prod"],
+            [*fixture.mlserve_command(), "plan", SPEC, "--stack", "prod"],
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -235,7 +235,7 @@ def test_promote_on_a_stack_never_deployed_exits_6(fake: Fake) -> None:
 
 
 def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake) -> None:
-    """As a CI job runs them: each command its own `python -m mlserve` process."""
+    """As a CI job runs them: each command a process of its own."""
     fake.deployed(SPEC_FILE)
     assert run_mlserve("promote", "--complete", *PROJECT).returncode == 0
     first = run_mlserve("rollback", *PROJECT)
