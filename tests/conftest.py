@@ -6,12 +6,56 @@ bytecode it compiles, so each compiled mlserve, the stand-in and (in every worke
 modules with pytest's assertion rewriting again: 40-70 ms of CPU a process, 1.5 s a worker.
 The tests keep their bytecode whatever that variable says; it goes where Python puts it by
 default (`__pycache__`, which git ignores). Read here, before xdist starts its workers.
+
+Under xdist, tests marked `slow` (seconds of CPU) or `waits` (seconds of real time, mostly
+asleep) start first, spread over the workers, so that the run does not end with one worker on a
+15-second test while the others are done, and a worker that sleeps leaves its core to one that
+computes.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
+import pytest
+
+# The one Prometheus server of a test process. Defined here, not imported into each test module:
+# a session fixture imported into two modules is two fixtures, and so two servers, each of
+# which scrapes nothing for its first 5 s (discovery/manager.go: updatert).
+from tests import prometheus_fixture
+from tests.prometheus_fixture import prometheus  # noqa: F401
+
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    prometheus_fixture.start_early(items)
+    workers = getattr(config, "workerinput", {}).get("workercount", 0)
+    if workers > 1:
+        items[:] = _long_ones_first(items, workers)
+
+
+def _long_ones_first(items: list[pytest.Item], workers: int) -> list[pytest.Item]:
+    """The same tests, so ordered that each worker starts with its share of the long ones.
+
+    The README's `--dist worksteal` first hands each worker a run of consecutive tests: worker k
+    gets len(pending) // (workers - k) of those left (xdist/scheduler/worksteal.py,
+    check_schedule). The long tests go round-robin, slow and waiting ones in turn, to the heads
+    of those runs; the rest keep their order, so a worker still runs a module's tests together
+    (their imports and shared renders are per process). Another order costs time, never a
+    result: every worker collects this same list."""
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    waits = [item for item in items if item.get_closest_marker("waits") and item not in slow]
+    long = [item for pair in itertools.zip_longest(slow, waits) for item in pair if item]
+    rest = iter([item for item in items if item not in long])
+    ordered: list[pytest.Item] = []
+    left = len(items)
+    for k in range(workers):
+        size = left // (workers - k)
+        heads = long[k::workers]
+        ordered += [*heads, *itertools.islice(rest, max(0, size - len(heads)))]
+        left -= size
+    return ordered + list(rest)

@@ -1,23 +1,28 @@
 """A REAL Prometheus server (Debian's `prometheus` package) scraping counters this test process
 serves, for the rollout analysis tests.
 
-One server per test session: it listens on a free loopback port, keeps its data in a temporary
-directory and scrapes `/metrics` of a small HTTP server here every second. Tests set each
-(service, version)'s request and error rates; the counters grow accordingly, so `rate()` in a
-query sees a healthy or a failing canary a scrape or two later. Tests use their own service
-names, so they never see each other's series.
+One server per test process: it listens on a free loopback port, keeps its data in a temporary
+directory and scrapes `/metrics` of a small HTTP server here every second. It starts as soon as
+the tests are collected if any will use it (tests/conftest.py): a new Prometheus scrapes nothing
+for its first 5 s, since its discovery manager sends the first targets on its first 5-second tick
+(discovery/manager.go, updatert and sender), and that wait then passes while other tests run.
+Tests set each (service, version)'s request and error rates; the counters grow accordingly, so
+`rate()` in a query sees a healthy or a failing canary a scrape or two later. Tests use their own
+service names, so they never see each other's series.
 
 Without the binary the tests skip, except under CI=true, where they fail: CI installs it.
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -158,17 +163,58 @@ def _start(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}"
 
 
+@dataclass
+class _Server:
+    metrics: Metrics
+    http: ThreadingHTTPServer
+    process: subprocess.Popen[bytes]
+    url: str
+    tmp: Path
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.http.shutdown()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_servers: list[_Server] = []  # this process's, once started
+
+
+def _launch() -> _Server:
+    if not _servers:
+        metrics = Metrics()
+        http = _serve(metrics)
+        tmp = Path(tempfile.mkdtemp(prefix="prometheus-"))
+        process, url = _start(tmp, f"127.0.0.1:{http.server_address[1]}")
+        _servers.append(_Server(metrics, http, process, url, tmp))
+        atexit.register(_stop)  # also when no test asked for it after all
+    return _servers[0]
+
+
+def _stop() -> None:
+    while _servers:
+        _servers.pop().stop()
+
+
+def start_early(items: list[pytest.Item]) -> None:
+    """Start the server now if a collected test will use it (see the module's docstring)."""
+    if BINARY is not None and any("prometheus" in getattr(i, "fixturenames", ()) for i in items):
+        _launch()
+
+
 @pytest.fixture(scope="session")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+def prometheus() -> Iterator[Prometheus]:
     if BINARY is None:
         message = "needs Debian's prometheus package (apt-get install -y prometheus)"
         if IN_CI:
             pytest.fail(f"CI must run the Prometheus tests: {message}")
         pytest.skip(message)
-    metrics = Metrics()
-    server = _serve(metrics)
-    tmp = tmp_path_factory.mktemp("prometheus")
-    process, url = _start(tmp, f"127.0.0.1:{server.server_address[1]}")
+    started = _launch()
+    process, url, tmp = started.process, started.url, started.tmp
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -185,11 +231,6 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             if time.monotonic() > deadline:
                 raise TimeoutError("prometheus did not become ready")
             time.sleep(0.2)
-        yield Prometheus(url, metrics)
+        yield Prometheus(url, started.metrics)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        server.shutdown()
+        _stop()

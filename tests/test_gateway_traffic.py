@@ -128,7 +128,10 @@ def check_state(gateway: str, state: TrafficState) -> None:
 
 
 # A completed promotion, a new canary and a rollback at one canary weight, per gateway.
-@pytest.mark.parametrize("gateway", GATEWAYS)
+@pytest.mark.parametrize(
+    "gateway",
+    [pytest.param(g, marks=pytest.mark.slow) if g == "azure-apim" else g for g in GATEWAYS],
+)
 def test_every_state_of_the_lifecycle_routes_as_its_traffic_says(gateway: str) -> None:
     for state in lifecycle(gateway, weight=25):
         if gateway == "service" and state.canary and state.weight:

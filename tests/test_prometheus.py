@@ -11,8 +11,6 @@ from mlserve.prometheus import Client, PrometheusError, check_query, credentials
 from tests import prometheus_fixture
 from tests.prometheus_fixture import AUTH, PASSWORD, Prometheus
 
-prometheus = prometheus_fixture.prometheus
-
 
 @pytest.fixture(scope="module")
 def client(prometheus: Prometheus) -> Client:

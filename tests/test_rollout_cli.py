@@ -26,8 +26,8 @@ from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
 from tests.prometheus_fixture import Prometheus
 
+pytestmark = pytest.mark.waits  # for Prometheus's scrapes and the rollouts' pauses
 fake = fixture.fake
-prometheus = prometheus_fixture.prometheus
 ERROR_RATE = (
     'sum(rate(http_requests_total{service="{{name}}", version="{{canary}}", code=~"5.."}[5s]))\n'
     '/ sum(rate(http_requests_total{service="{{name}}", version="{{canary}}"}[5s]))'
