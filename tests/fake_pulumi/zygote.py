@@ -49,7 +49,10 @@ WARM = {
     "pulumi": (
         "standin.cli", "standin.commands", "standin.operation", "standin.rpc",
         "standin.providers", "standin.props", "google.protobuf.json_format",
-        "google.protobuf.struct_pb2", "copy", "getpass", "shutil",
+        "google.protobuf.struct_pb2", "copy", "getpass", "shutil", "pwd",
+        # gRPC's client and server, imported on first use (standin/rpc.py, standin/events.py)
+        "grpc._channel", "grpc._server", "grpc._interceptor", "grpc._utilities",
+        "grpc._simple_stubs", "grpc.experimental", "concurrent.futures.thread",
     ),
     # What an mlserve command imports before and while it runs the program: the CLI, the engine,
     # the SDK, every backend and the Kubernetes kinds they declare (half a second of CPU).

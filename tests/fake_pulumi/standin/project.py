@@ -20,6 +20,8 @@ import yaml
 
 from .control import Fail
 
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: some 2 ms less a call
+
 NO_PASSPHRASE = (
     "error: getting secrets manager: passphrase must be set with PULUMI_CONFIG_PASSPHRASE or "
     "PULUMI_CONFIG_PASSPHRASE_FILE environment variables"
@@ -43,7 +45,7 @@ class Project:
         for name in ("Pulumi.yaml", "Pulumi.yml", "Pulumi.json"):
             path = cwd / name
             if path.exists():
-                settings = yaml.safe_load(path.read_text()) or {}
+                settings = yaml.load(path.read_text(), Loader=_Loader) or {}
                 break
         else:
             raise Fail(
@@ -73,7 +75,7 @@ class StackSettings:
                 path = project.dir / path
         else:
             path = project.dir / f"Pulumi.{stack.split('/')[-1]}.yaml"
-        data = (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+        data = (yaml.load(path.read_text(), Loader=_Loader) or {}) if path.exists() else {}
         return cls(path, data)
 
     def save(self) -> None:
