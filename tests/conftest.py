@@ -9,13 +9,14 @@ default (`__pycache__`, which git ignores). Read here, before xdist starts its w
 
 Python's cyclic garbage collector walks every object it tracks in a full collection, and a test
 process holds hundreds of thousands: the SDK, the provider packages, kubernetes-validate's
-schemas, the shared renders. perf put 12% of a whole run's CPU in gc_collect_main, half of one
-worker's. So after collection and after each test, what is still alive is collected once and
-frozen (gc.freeze): later collections walk only what the running test made. Cycles that were
-garbage then are freed first; a frozen object is still freed when its count drops to zero.
-Within a test, full collections come ten times less often than by default: a test that renders
-hundreds of times keeps what it rendered, and each full collection walked all of it again
-(another 15% of the render-heavy files' CPU; some 7 MB more memory at the peak).
+schemas, the shared renders. perf, sampling 20 s of a run, found 12% of all CPU in
+gc_collect_main, half of one worker's. So after collection and after each test, what is still
+alive is collected once and frozen (gc.freeze): later collections walk only what the running
+test made. Cycles that were garbage then are freed first; a frozen object is still freed when
+its count drops to zero. Within a test, full collections come ten times less often than by
+default: a test that renders hundreds of times keeps what it rendered, and each full collection
+walked all of it again (another 15% of the render-heavy files' CPU; some 7 MB more memory at
+the peak).
 
 Under xdist, tests marked `slow` (seconds of CPU) or `waits` (seconds of real time, mostly
 asleep) start first, spread over the workers, so that the run does not end with one worker on a
