@@ -42,10 +42,10 @@ def run_mlserve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI in this process (typer's CliRunner, from the repository root, no terminal): the
-    same parsing, messages and exit codes as `run_mlserve`, without a Python start and mlserve's
-    imports per call (about a second of CPU). For tests whose subject is what a command does;
-    where the process is the subject (signals, pipes, the entry point's exit, racing processes),
-    tests run `run_mlserve`."""
+    same parsing, messages and exit codes as `run_mlserve`, without a process per call. For tests
+    whose subject is what a command does; `run_mlserve` where it matters that each command is a
+    process of its own (what it prints to its streams, state across separate runs). Tests of
+    signals, terminals and start-up start a fresh `python -m mlserve` themselves."""
     with contextlib.chdir(REPO):
         result = CliRunner().invoke(app, list(args), prog_name="mlserve")
     return subprocess.CompletedProcess(["mlserve", *args], result.exit_code, result.stdout,

@@ -214,8 +214,9 @@ def mlserve_command() -> list[str]:
     """What starts `mlserve ARGS` (append ARGS) as a process of its own that a warm server forks
     instead of a fresh `python -m mlserve`: the same code from `main()` on, in the caller's
     environment, directory, descriptors and signal state, without half a second of imports. For
-    tests that start many mlserve processes to check what they do together (a race), not how a
-    process starts, exits on a signal or finds a terminal: those keep `python -m mlserve`."""
+    tests that start mlserve processes to check what they do (together, in a race, or one by one
+    as CI steps: helpers.run_mlserve), not how a process starts, exits on a signal or finds a
+    terminal: those keep `python -m mlserve`."""
     shim, socket = _shim(), _zygote("mlserve")
     if shim is None:
         return [sys.executable, "-m", "mlserve"]
