@@ -687,11 +687,24 @@ class _Composer:
         self.problems.append(Problem(self.doc.file, *pos, format_path(path or ()), message))
 
     def compose(self, text: str) -> _Doc:
+        return self.compose_with(
+            yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader, text
+        )
+
+    def compose_with(self, parser: type[yaml.BaseLoader | yaml.CBaseLoader], text: str) -> _Doc:
         loader: yaml.BaseLoader | yaml.CBaseLoader | None = None
         try:
-            loader = (yaml.CBaseLoader if yaml.__with_libyaml__ else yaml.BaseLoader)(text)
+            loader = parser(text)
             self._walk(loader)
         except yaml.MarkedYAMLError as e:
+            if isinstance(loader, yaml.CBaseLoader) and "nesting depth" in str(e.problem):
+                # The libyaml bundled with PyYAML 6.0.4 stops flow nesting itself ("exceeded
+                # maximum nesting depth" near level 1000), and its scanner reads a run of '[' or
+                # '{' ahead of the events it hands out, so that limit fires before ours. The
+                # pure-Python parser has no such limit and reads at most 1024 characters ahead
+                # (a simple key's bound, yaml/scanner.py stale_possible_simple_keys), so it
+                # reaches ours at the 65th level, with the message every PyYAML 6.x gives.
+                return _Composer(self.doc.file).compose_with(yaml.BaseLoader, text)
             self._syntax_error(e)
         except yaml.reader.ReaderError as e:
             data = text.encode()

@@ -182,6 +182,16 @@ def test_nesting_of_64_levels_is_allowed_and_65_is_refused(problems: Problems, p
     assert problems(refused) == ["spec.yaml:11:72: nesting deeper than 64 levels"]
 
 
+@pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ("{a: ", "}")])
+def test_our_depth_limit_answers_before_the_parser_own(
+    problems: Problems, parser: str, opening: str, closing: str
+) -> None:
+    """libyaml (bundled since PyYAML 6.0.4) refuses 1000 flow levels itself: ours comes first."""
+    text = MINIMAL + "labels: " + opening * 100_000 + closing * 100_000 + "\n"
+    column = len("labels: ") + 63 * len(opening) + 1  # the root is level 1
+    assert problems(text) == [f"spec.yaml:11:{column}: nesting deeper than 64 levels"]
+
+
 def test_deep_block_nesting_is_refused(problems: Problems, parser: str) -> None:
     text = "".join("  " * i + f"k{i}:\n" for i in range(80))
     assert problems(text) == ["spec.yaml:65:129: nesting deeper than 64 levels"]
