@@ -6,17 +6,15 @@ Logic only: these functions never print and never exit. Progress goes to a `Sink
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from mlserve import engine, traffic
 from mlserve.backends.base import CAPABILITIES, require_supported
@@ -30,20 +28,27 @@ from mlserve.engine import (
     Sink,
     StackState,
     Target,
-    sdk_version,
 )
 from mlserve.errors import MlserveError, PreconditionError, UsageError
+from mlserve.live import (
+    SPEC_KEY,
+    TRAFFIC_KEY,
+    DamagedRecord,
+    Record,
+    TrafficReport,
+    live_record,
+    plugins_for,
+    read_live,
+    read_record,
+    recorded_config,
+    routing_update,
+)
 from mlserve.program import build_program
-from mlserve.spec import Spec, recorded_spec_problems
+from mlserve.rollout import RolloutStatus, rollout_status
+from mlserve.spec import Spec
 from mlserve.traffic import TrafficState, reconcile
 
-if TYPE_CHECKING:
-    from mlserve.ops_rollout import RolloutStatus
-
 parse_duration = engine.parse_duration
-TRAFFIC_KEY = "mlserve:traffic"
-SPEC_KEY = "mlserve:spec"
-T = TypeVar("T")
 
 
 def target_for(spec: Spec | None, project: str | None, stack: str, backend: str | None) -> Target:
@@ -80,116 +85,7 @@ def check_project_name(project: str) -> None:
         raise UsageError(f"--project {project!r}: {rule}")
 
 
-def plugins_for(spec: Spec) -> list[str]:
-    """The provider plugins a spec's program uses: its gateway's, and Kubernetes' for images."""
-    names = ["kubernetes"] if any(v.image for v in spec.versions) else []
-    gateway = CAPABILITIES[spec.gateway.type].plugin
-    return names if gateway in names else [*names, gateway]
-
-
 # --- what the stack recorded -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Record:
-    """What an mlserve update recorded in its config: the traffic it applied and the spec."""
-
-    revision: int
-    message: str  # the command that made the update, e.g. "mlserve rollback"
-    traffic: TrafficState
-    spec: Spec
-    config: Mapping[str, str]  # every non-secret config value the update recorded
-
-    @property
-    def versions(self) -> tuple[str, ...]:
-        return self.spec.version_names
-
-
-def _live_entry(entries: list[HistoryEntry]) -> HistoryEntry | None:
-    """The newest successful update that recorded mlserve's state; None if a successful destroy
-    came after it. Failed updates are skipped: their config and outputs are not what is live."""
-    for e in entries:
-        if e.result != "succeeded":
-            continue
-        if e.kind == "destroy":
-            return None
-        if e.kind == "update" and TRAFFIC_KEY in e.config:
-            return e
-    return None
-
-
-def _traffic_from(data: Any) -> TrafficState:
-    if not isinstance(data, dict):
-        raise ValueError(f"is JSON {json.dumps(data)[:60]}, not an object")
-    for key in ("canary", "previous"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise ValueError(f"has {key} {json.dumps(data[key])[:60]}, not a version name")
-    stable = data.get("stable")
-    if not isinstance(stable, str) or not stable:
-        raise ValueError("has no stable version name")
-    weight = data.get("weight", 0)
-    if isinstance(weight, bool) or not isinstance(weight, int):
-        raise ValueError(f"has weight {json.dumps(weight)[:60]}, not an integer")
-    try:
-        return TrafficState(stable, data.get("canary"), weight, data.get("previous"))
-    except ValueError as e:
-        raise ValueError(f"is not a valid traffic state: {e}") from None
-
-
-def _spec_from(data: Any) -> Spec:
-    problems = recorded_spec_problems(data)
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ValueError(f"is not a valid spec: {problems[0]}{more}")
-    return Spec.from_dict(data, source=SPEC_KEY)
-
-
-class DamagedRecord(PreconditionError):
-    """A revision's `mlserve:traffic` or `mlserve:spec` cannot be read (a hand edit, another
-    tool, an older mlserve): exit 6 naming the revision, the key and the way out."""
-
-    def __init__(self, damage: str, way_out: str) -> None:
-        self.damage = damage
-        super().__init__(f"{damage}. {way_out}")
-
-
-def _record(entry: HistoryEntry, way_out: str) -> Record:
-    def read(key: str, parse: Callable[[Any], T]) -> T:
-        raw = entry.config.get(key)
-        try:
-            if raw is None:
-                raise ValueError("is missing")
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                raise ValueError(f"is not JSON: {raw[:60]!r}") from None
-            return parse(data)
-        except (ValueError, KeyError, TypeError) as e:
-            damage = f"revision {entry.revision} recorded a damaged `{key}`: it {e}"
-            raise DamagedRecord(damage, way_out) from None
-
-    spec = read(SPEC_KEY, _spec_from)
-    state = read(TRAFFIC_KEY, _traffic_from)
-    unknown = [v for v in state.versions() if v not in spec.version_names]
-    if unknown:
-        raise DamagedRecord(
-            f"revision {entry.revision} recorded a damaged `{TRAFFIC_KEY}`: it names "
-            f"{', '.join(unknown)}, which its `{SPEC_KEY}` does not define",
-            way_out,
-        )
-    return Record(entry.revision, entry.message, state, spec, entry.config)
-
-
-def _live_record(entries: list[HistoryEntry]) -> Record | None:
-    """The live record; damaged, exit 6 with the way out."""
-    entry = _live_entry(entries)
-    if entry is None:
-        return None
-    return _record(
-        entry,
-        "Nothing was changed. To recover, `mlserve deploy SPEC --reset-traffic` replaces the "
-        "record with the spec's traffic; `mlserve history` lists every revision",
-    )
 
 
 def _undoes_rollback(live: Record | None, new: TrafficState) -> list[str]:
@@ -242,14 +138,6 @@ def effective_spec(spec: Spec, new: TrafficState, live: Record | None) -> tuple[
                 "record defines it: add it to the spec's versions"
             )
     return replace(spec, versions=spec.versions + tuple(extra)), notes
-
-
-def _recorded_config(state: TrafficState, spec: Spec) -> dict[str, str]:
-    """The config an update records: every history entry holds what was live after it."""
-    return {
-        TRAFFIC_KEY: json.dumps(state.to_dict(), sort_keys=True),
-        SPEC_KEY: json.dumps(spec.to_dict(), sort_keys=True),
-    }
 
 
 # --- plan and deploy ------------------------------------------------------------------------
@@ -335,7 +223,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
     entries = eng.history()
     ignored: list[str] = []
     try:
-        live = _live_record(entries)
+        live = live_record(entries)
     except DamagedRecord as e:
         if not reset_traffic:
             raise
@@ -359,7 +247,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
     )
     return _Prepared(
         build_program(effective, new),
-        _recorded_config(new, effective),
+        recorded_config(new, effective),
         Mark.of(entries),
         report,
     )
@@ -432,41 +320,6 @@ def deploy(
 # --- promote and rollback ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrafficReport:
-    """What promote or rollback changed: the split before and after, and the update that did it."""
-
-    command: str  # the update message, e.g. "mlserve promote --weight 50"
-    project: str
-    stack: str
-    backend: str
-    before: TrafficState | None  # None: nothing was live (rollback --to after a destroy)
-    after: TrafficState
-    revision: int | None
-    changes: Mapping[str, int]
-    targets: tuple[str, ...] | None  # the routing URNs updated; None: a full update
-    reapplied: int | None = None  # rollback --to: the revision re-applied
-    warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        def state(s: TrafficState | None) -> dict[str, Any] | None:
-            return {**s.to_dict(), "weights": s.weights()} if s is not None else None
-
-        return {
-            "command": self.command,
-            "project": self.project,
-            "stack": self.stack,
-            "backend": self.backend,
-            "before": state(self.before),
-            "after": state(self.after),
-            "revision": self.revision,
-            "reappliedRevision": self.reapplied,
-            "changes": {k: v for k, v in self.changes.items() if k != "same"},
-            "targets": list(self.targets) if self.targets is not None else None,
-            "warnings": self.warnings,
-        }
-
-
 def promote_weight(weight: int | None, complete: bool) -> int:
     """The weight `promote` moves the canary to, from --weight/--complete; 100 completes."""
     if weight is not None and complete:
@@ -483,149 +336,6 @@ def promote_weight(weight: int | None, complete: bool) -> int:
 def check_expect_weight(expect_weight: int | None) -> None:
     if expect_weight is not None and not 0 <= expect_weight <= 100:
         raise UsageError(f"--expect-weight must be between 0 and 100, not {expect_weight}")
-
-
-@dataclass(frozen=True)
-class _Live:
-    """What a routing-only change starts from: the live record and the stack's state."""
-
-    record: Record
-    mark: Mark  # the history it was read from: the update's guard compares
-    held: StackState  # what `pulumi stack export` showed
-
-    @property
-    def state(self) -> TrafficState:
-        return self.record.traffic
-
-    @property
-    def spec(self) -> Spec:
-        return self.record.spec
-
-    @property
-    def config(self) -> Mapping[str, str]:
-        """The config the newest successful update recorded."""
-        return self.record.config
-
-
-def _read_live(eng: Engine) -> _Live:
-    eng.stack()
-    entries = eng.history()
-    record = _live_record(entries)
-    if record is None:
-        raise PreconditionError(f"nothing is deployed in {eng.describe()}: run `mlserve deploy`")
-    return _Live(record, Mark.of(entries), eng.state())
-
-
-def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str) -> set[str]:
-    """The URNs of the routing resources the program declares for `state`, from a run under
-    Pulumi's mocks (render.py), on a thread of its own so the mocks' runtime settings (context
-    variables) never meet the real program's.
-
-    The mocks qualify a child of the stack with the stack's type; the engine does not
-    (pkg/resource/deploy/deployment.go `generateURN` skips the root stack type), so
-    `urn:pulumi:S::P::pulumi:pulumi:Stack$T::N` becomes `urn:pulumi:S::P::T::N`.
-    """
-
-    def run() -> set[str]:
-        import pulumi
-        from pulumi.runtime.settings import get_root_resource
-
-        from mlserve.render import render_program
-
-        found: set[str] = set()
-        program = build_program(spec, state)
-
-        def capture() -> Any:
-            program()
-            root = get_root_resource()
-            assert root is not None
-            routing = root.outputs.get("routing", [])  # type: ignore[attr-defined]
-            return pulumi.Output.from_input(routing).apply(
-                lambda urns: found.update(
-                    u.replace("::pulumi:pulumi:Stack$", "::", 1) for u in urns
-                )
-            )
-
-        loop = asyncio.new_event_loop()  # a thread's own; the SDK runs the program on it
-        asyncio.set_event_loop(loop)
-        try:
-            render_program(capture, project, stack)
-        finally:
-            loop.close()
-        return found
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
-
-
-def _check_providers(eng: Engine, live: _Live) -> None:
-    """A targeted update fails if a default provider's version changed ("provider ... has not
-    been registered yet ... mixed with --target", step_generator.go; pulumi/pulumi#15732)."""
-    for name in plugins_for(live.spec):
-        held, installed = live.held.providers.get(name), sdk_version(name)
-        if held is not None and installed is not None and held != installed:
-            raise PreconditionError(
-                f"{eng.describe()} was deployed with the {name} provider v{held}, and "
-                f"v{installed} is installed: a routing-only update cannot change provider "
-                "versions. Nothing was changed: run `mlserve deploy` first (or install "
-                f"{PLUGIN_PACKAGES[name]}=={held})"
-            )
-
-
-def _routing_targets(eng: Engine, live: _Live, new: TrafficState) -> list[str]:
-    """Every routing resource the new program declares, and every one the stack holds.
-
-    A --target URN must be in the stack or registered by the program, or the update fails after
-    applying the rest (deployment_executor.go `checkTargets`). What the stack holds comes from
-    its last update's `routing` output (a failed update may have set it) and from what the live
-    record declares, each kept only if the state has it.
-    """
-    # A URN holds the stack's own name, not `org/project/stack` (deployment.go `generateURN`).
-    project, stack = eng.target.project, eng.target.stack.rsplit("/", 1)[-1]
-    exported = live.held.outputs.get("routing")
-    if not isinstance(exported, list) or not exported:
-        raise PreconditionError(
-            f"{eng.describe()} records no routing resources (output `routing`): redeploy "
-            "with `mlserve deploy` first"
-        )
-    held = {str(u) for u in exported} | _declared_routing(live.spec, live.state, project, stack)
-    declared = _declared_routing(live.spec, new, project, stack)
-    return sorted(declared | (held & live.held.urns))
-
-
-def _routing_update(
-    eng: Engine,
-    command: str,
-    live: _Live,
-    new: TrafficState,
-    warnings: list[str],
-    extra_config: Mapping[str, str] | None = None,
-) -> TrafficReport:
-    """Update only the routing resources (DESIGN.md section 4), recording the new state, the
-    spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved past `live`."""
-    eng.ensure_plugins(plugins_for(live.spec))
-    _check_providers(eng, live)
-    targets = _routing_targets(eng, live, new)
-    up = eng.up(
-        build_program(live.spec, new),
-        message=command,
-        config={**(extra_config or {}), **_recorded_config(new, live.spec)},
-        expect=live.mark,
-        since=f"this command read it at revision {live.record.revision}",
-        target=targets,
-    )
-    return TrafficReport(
-        command=command,
-        project=eng.target.project,
-        stack=eng.target.stack,
-        backend=eng.backend,
-        before=live.state,
-        after=new,
-        revision=up.revision,
-        changes=up.changes,
-        targets=tuple(targets),
-        warnings=warnings + up.warnings,
-    )
 
 
 def promote(
@@ -646,7 +356,7 @@ def promote(
     percent = promote_weight(weight, complete)
     check_expect_weight(expect_weight)
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
-    live = _read_live(eng)
+    live = read_live(eng)
     if expect_weight is not None and live.state.weight != expect_weight:
         where = (
             f"the live canary {live.state.canary} is at {live.state.weight}%"
@@ -659,7 +369,7 @@ def promote(
     words = ["mlserve promote", "--complete" if complete else f"--weight {percent}"]
     if expect_weight is not None:
         words.append(f"--expect-weight {expect_weight}")
-    return _routing_update(eng, " ".join(words), live, new, [])
+    return routing_update(eng, " ".join(words), live, new, [])
 
 
 def rollback(
@@ -675,9 +385,9 @@ def rollback(
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     if to is not None:
         return _reapply(eng, to)
-    live = _read_live(eng)
+    live = read_live(eng)
     new = traffic.rollback(live.state)
-    return _routing_update(eng, "mlserve rollback", live, new, [])
+    return routing_update(eng, "mlserve rollback", live, new, [])
 
 
 def _reapply(eng: Engine, revision: int) -> TrafficReport:
@@ -701,10 +411,12 @@ def _reapply(eng: Engine, revision: int) -> TrafficReport:
             f"revision {revision} recorded no mlserve traffic and spec ({TRAFFIC_KEY}, "
             f"{SPEC_KEY}): it was not made by mlserve deploy, promote or rollback"
         )
-    chosen = _record(entry, "Nothing was changed: re-apply another revision (`mlserve history`)")
+    chosen = read_record(
+        entry, "Nothing was changed: re-apply another revision (`mlserve history`)"
+    )
     warnings = []
     try:
-        before = _live_record(entries)
+        before = live_record(entries)
     except DamagedRecord as e:  # re-applying a good revision is a way out of a damaged one
         before = None
         warnings.append(f"{e.damage}; this update replaces it")
@@ -713,7 +425,7 @@ def _reapply(eng: Engine, revision: int) -> TrafficReport:
     up = eng.up(
         build_program(chosen.spec, chosen.traffic),
         message=command,
-        config=_recorded_config(chosen.traffic, chosen.spec),
+        config=recorded_config(chosen.traffic, chosen.spec),
         expect=Mark.of(entries),
         since="this command read its history",
     )
@@ -857,7 +569,7 @@ def status(
     eng = Engine(target, sink=sink, debug=debug)
     eng.stack()
     entries = eng.history()
-    live = _live_record(entries)
+    live = live_record(entries)
     held = eng.state()
     drift, notes = None, []
     if refresh:
@@ -866,7 +578,6 @@ def status(
         notes += _cleared(held)
     notes += _failed_since(entries, live)
     endpoint = held.outputs.get("endpoint")
-    from mlserve.ops_rollout import rollout_status
 
     return StatusReport(
         project=target.project,
@@ -880,7 +591,11 @@ def status(
         drift=drift,
         outputs=held.outputs,
         notes=notes,
-        rollout=rollout_status(live.config, live.spec, live.traffic) if live else None,
+        rollout=(
+            rollout_status(live.config, live.spec, live.traffic, datetime.now(UTC))
+            if live
+            else None
+        ),
     )
 
 

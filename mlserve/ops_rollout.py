@@ -1,7 +1,7 @@
 """`mlserve rollout` over the engine: walk the spec's steps, measuring Prometheus in each pause.
 
-Each step is one routing-only update, made as `promote` makes it (`ops._read_live`,
-`ops._routing_update`), that also records the rollout's progress (`mlserve:rollout`), so the
+Each step is one routing-only update, made as `promote` makes it (`live.read_live`,
+`live.routing_update`), that also records the rollout's progress (`mlserve:rollout`), so the
 stack's history says where a rollout is and a killed one resumes. The decisions are
 `mlserve.rollout`'s; this module applies them, sleeps and measures. Logic only: it never prints;
 a `Watcher` is told what happens.
@@ -20,12 +20,11 @@ from mlserve import ops, traffic
 from mlserve import rollout as ro
 from mlserve.engine import Engine, Sink, Target
 from mlserve.errors import Interrupted, PreconditionError, UsageError
+from mlserve.live import Live, read_live, routing_update
 from mlserve.prometheus import Client, PrometheusError, render_query
 from mlserve.rollout import Measurement, Progress
 from mlserve.spec import Analysis, Rollout, Spec
 from mlserve.traffic import TrafficState
-
-ROLLOUT_KEY = "mlserve:rollout"
 
 
 def _now() -> datetime:
@@ -122,67 +121,6 @@ class RolloutReport:
         }
 
 
-# --- reading the record ----------------------------------------------------------------------
-
-
-def recorded(config: Mapping[str, str]) -> Progress | None:
-    """The rollout progress an update recorded; a damaged record is an error, not a restart."""
-    raw = config.get(ROLLOUT_KEY)
-    if not raw:
-        return None
-    try:
-        return Progress.from_dict(json.loads(raw))
-    except (KeyError, TypeError, ValueError) as e:
-        raise PreconditionError(
-            f"the stack's recorded rollout ({ROLLOUT_KEY}) is not valid: {e}; "
-            "run `mlserve rollout --restart` to start the rollout over"
-        ) from None
-
-
-@dataclass(frozen=True)
-class RolloutStatus:
-    """The rollout shown by `mlserve status`."""
-
-    progress: Progress
-    steps: int
-    weight: int
-    time_left: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        p = self.progress
-        return {
-            "canary": p.canary,
-            "status": p.status,
-            "step": p.step + 1,
-            "steps": self.steps,
-            "weight": self.weight,
-            "stepStarted": p.to_dict()["started"],
-            "timeLeft": self.time_left,
-            "failures": p.failures,
-            "inconclusive": p.inconclusive,
-            "reason": p.reason,
-            "lastMeasurements": [m.to_dict() for m in p.last],
-        }
-
-
-def rollout_status(
-    config: Mapping[str, str], spec: Spec, live: TrafficState
-) -> RolloutStatus | None:
-    """The recorded rollout, if it still describes the live traffic."""
-    try:
-        progress = recorded(config)
-    except PreconditionError:
-        return None
-    rollout = spec.rollout
-    if progress is None or rollout is None or live is None or not progress.matches(live):
-        return None
-    if progress.step >= len(rollout.steps):
-        return None
-    return RolloutStatus(
-        progress, len(rollout.steps), live.weight, ro.time_left(rollout, progress, _now())
-    )
-
-
 # --- measuring -------------------------------------------------------------------------------
 
 
@@ -230,7 +168,7 @@ class _Run:
     """One `mlserve rollout` process walking the steps."""
 
     eng: Engine
-    live: ops._Live
+    live: Live
     rollout: Rollout
     watcher: Watcher
     progress: Progress | None = None
@@ -243,15 +181,15 @@ class _Run:
 
     def apply(self, command: str, new: TrafficState, progress: Progress) -> None:
         """One routing update: the traffic and the progress, recorded together."""
-        live = ops._read_live(self.eng)
+        live = read_live(self.eng)
         if self.progress is not None and not self.progress.matches(live.state):
             raise PreconditionError(
                 f"the traffic changed outside this rollout ({describe(live.state)}, the rollout "
                 f"set {describe(self.progress.traffic)}): stopping without changing anything. "
                 "Run `mlserve rollout` to walk on from the live traffic"
             )
-        extra = {ROLLOUT_KEY: json.dumps(progress.to_dict(), sort_keys=True)}
-        report = ops._routing_update(self.eng, command, live, new, [], extra_config=extra)
+        extra = {ro.ROLLOUT_KEY: json.dumps(progress.to_dict(), sort_keys=True)}
+        report = routing_update(self.eng, command, live, new, [], extra_config=extra)
         update = Update(command, report.revision, live.state, new)
         self.updates.append(update)
         self.progress = progress
@@ -295,11 +233,11 @@ def run(
         if not deployed.applied:
             raise PreconditionError("deploy cancelled: nothing was changed, no step was taken")
         watcher.deployed(deployed)
-    live = ops._read_live(eng)
+    live = read_live(eng)
     rollout = _rollout_of(live.spec)
     # The deploy recorded whatever progress its workspace held (none on a fresh CI runner):
     # the progress read before it is the rollout's.
-    record = before if spec is not None else recorded(live.config)
+    record = before if spec is not None else ro.recorded(live.config)
     progress = ro.resume(rollout, live.state, record, restart=restart)
     if proceed and (progress is None or progress.status != "paused"):
         raise PreconditionError(
@@ -400,10 +338,10 @@ def _check_before_deploy(
     """The progress recorded before this run's deploy; an aborted rollout of the spec's canary
     stops here, before the deploy changes anything."""
     try:
-        live = ops._read_live(eng)
+        live = read_live(eng)
     except PreconditionError:
         return None  # nothing deployed yet, or not by mlserve
-    record = recorded(live.config)
+    record = ro.recorded(live.config)
     if record is not None and (record.stable, record.canary) == (
         spec.traffic.stable,
         spec.traffic.canary,
@@ -412,9 +350,9 @@ def _check_before_deploy(
     return record
 
 
-def _current(live: ops._Live) -> Progress | None:
+def _current(live: Live) -> Progress | None:
     """The progress the live update recorded, if it still describes the live traffic."""
-    record = recorded(live.config)
+    record = ro.recorded(live.config)
     return record if record is not None and record.matches(live.state) else None
 
 
@@ -487,7 +425,7 @@ def abort(
 ) -> RolloutReport:
     """`rollout --abort`: the canary to 0% now, in one routing update, recorded as aborted."""
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
-    live = ops._read_live(eng)
+    live = read_live(eng)
     rollout = _rollout_of(live.spec)
     progress = _current(live)
     if progress is not None and progress.status in ("completed", "aborted"):
@@ -523,7 +461,7 @@ def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) ->
         stable, canary, source = spec.traffic.stable, spec.traffic.canary, spec
     else:
         eng = Engine(target, debug=debug)
-        live = ops._read_live(eng)
+        live = read_live(eng)
         stable, canary = _versions(_current(live), live.state)
         source = live.spec
     rollout = _rollout_of(source)

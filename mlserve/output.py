@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from mlserve.engine import Event
+    from mlserve.live import TrafficReport
     from mlserve.ops import (
         Check,
         DeployReport,
@@ -25,11 +26,10 @@ if TYPE_CHECKING:
         PlanReport,
         SetupReport,
         StatusReport,
-        TrafficReport,
     )
-    from mlserve.ops_rollout import RolloutReport, RolloutStatus
+    from mlserve.ops_rollout import RolloutReport
     from mlserve.ops_rollout import Update as RolloutUpdate
-    from mlserve.rollout import Measurement
+    from mlserve.rollout import Measurement, RolloutStatus
     from mlserve.rollout import Progress as RolloutProgress
     from mlserve.traffic import TrafficState
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,11 +27,12 @@ from mlserve.errors import PreconditionError
 from mlserve.traffic import TrafficState
 
 if TYPE_CHECKING:
-    from mlserve.spec import Metric, Rollout, RolloutStep
+    from mlserve.spec import Metric, Rollout, RolloutStep, Spec
 
 Status = Literal["running", "paused", "completed", "aborted"]
 Outcome = Literal["ok", "failed", "inconclusive"]
 _UNITS = {"s": 1, "m": 60, "h": 3600}
+ROLLOUT_KEY = "mlserve:rollout"
 
 
 def seconds(duration: str) -> float:
@@ -385,3 +387,64 @@ def time_left(rollout: Rollout, progress: Progress, now: datetime) -> float | No
     if end is None or progress.status != "running":
         return None
     return max(0.0, (end - now).total_seconds())
+
+
+# --- reading the record ----------------------------------------------------------------------
+
+
+def recorded(config: Mapping[str, str]) -> Progress | None:
+    """The rollout progress an update recorded; a damaged record is an error, not a restart."""
+    raw = config.get(ROLLOUT_KEY)
+    if not raw:
+        return None
+    try:
+        return Progress.from_dict(json.loads(raw))
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreconditionError(
+            f"the stack's recorded rollout ({ROLLOUT_KEY}) is not valid: {e}; "
+            "run `mlserve rollout --restart` to start the rollout over"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RolloutStatus:
+    """The rollout shown by `mlserve status`."""
+
+    progress: Progress
+    steps: int
+    weight: int
+    time_left: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.progress
+        return {
+            "canary": p.canary,
+            "status": p.status,
+            "step": p.step + 1,
+            "steps": self.steps,
+            "weight": self.weight,
+            "stepStarted": p.to_dict()["started"],
+            "timeLeft": self.time_left,
+            "failures": p.failures,
+            "inconclusive": p.inconclusive,
+            "reason": p.reason,
+            "lastMeasurements": [m.to_dict() for m in p.last],
+        }
+
+
+def rollout_status(
+    config: Mapping[str, str], spec: Spec, live: TrafficState, now: datetime
+) -> RolloutStatus | None:
+    """The recorded rollout, if it still describes the live traffic."""
+    try:
+        progress = recorded(config)
+    except PreconditionError:
+        return None
+    rollout = spec.rollout
+    if progress is None or rollout is None or live is None or not progress.matches(live):
+        return None
+    if progress.step >= len(rollout.steps):
+        return None
+    return RolloutStatus(
+        progress, len(rollout.steps), live.weight, time_left(rollout, progress, now)
+    )

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import pytest
 import yaml
 
-from mlserve import ops
 from mlserve.engine import Engine, Mark, Target
 from mlserve.errors import PreconditionError, StackBusyError
+from mlserve.live import SPEC_KEY, TRAFFIC_KEY, live_record
 from mlserve.spec import load_spec
 from tests.helpers import REPO, real_engine_only, real_target
 
@@ -27,8 +27,8 @@ pytestmark = real_engine_only
 target = real_target
 TRAFFIC = {"stable": "v1", "canary": "v2", "weight": 10, "previous": None}
 RECORD = {
-    ops.TRAFFIC_KEY: json.dumps(TRAFFIC),
-    ops.SPEC_KEY: json.dumps(load_spec(REPO / "specs" / "istio.yaml").to_dict()),
+    TRAFFIC_KEY: json.dumps(TRAFFIC),
+    SPEC_KEY: json.dumps(load_spec(REPO / "specs" / "istio.yaml").to_dict()),
 }
 
 
@@ -75,7 +75,7 @@ def test_deploy_outputs_history_destroy_on_a_real_engine(target: Target) -> None
     ]
     # --config-file: the update's history entry records that file's config
     # (pkg/backend/diy/backend.go `apply`: Config: update.Target.Config) ...
-    assert json.loads(entries[0].config[ops.TRAFFIC_KEY]) == TRAFFIC
+    assert json.loads(entries[0].config[TRAFFIC_KEY]) == TRAFFIC
     # ... and the workspace's own settings never saw it; the private copy is gone.
     settings = yaml.safe_load((fresh.workdir / "Pulumi.dev.yaml").read_text()) or {}
     assert not any(str(k).startswith("mlserve:") for k in settings.get("config") or {})
@@ -93,7 +93,7 @@ def test_deploy_outputs_history_destroy_on_a_real_engine(target: Target) -> None
         (2, "destroy"),
         (1, "update"),
     ]
-    assert ops._live_record(Engine(target).history()) is None
+    assert live_record(Engine(target).history()) is None
 
 
 def test_revisions_past_the_cli_default_page_of_ten_stay_unique_and_the_record_is_found(
@@ -109,7 +109,7 @@ def test_revisions_past_the_cli_default_page_of_ten_stay_unique_and_the_record_i
     entries = Engine(target).history()
     assert [e.revision for e in entries] == list(range(12, 0, -1))
     assert [e.kind for e in entries] == ["refresh"] * 11 + ["update"]
-    live = ops._live_record(entries)
+    live = live_record(entries)
     assert live is not None and live.revision == 1
 
 

@@ -15,6 +15,7 @@ import pytest
 from mlserve import ops
 from mlserve.engine import Engine, Mark, Target
 from mlserve.errors import MlserveError
+from mlserve.live import SPEC_KEY, TRAFFIC_KEY
 from mlserve.program import build_program
 from mlserve.spec import load_spec
 from mlserve.traffic import TrafficState
@@ -28,7 +29,7 @@ SPEC_FILE = REPO / "specs" / "istio.yaml"  # v1 stable, v2 canary at 10%
 SPEC = load_spec(SPEC_FILE)
 TARGET = Target("fraud-detector", "dev")
 LIVE = TrafficState("v1", "v2", 10)
-T, S = ops.TRAFFIC_KEY, ops.SPEC_KEY
+T, S = TRAFFIC_KEY, SPEC_KEY
 DAMAGE = {
     "traffic-not-json": ({T: "{stable: v1"}, f"`{T}`: it is not JSON: '{{stable: v1'"),
     "traffic-a-list": ({T: "[1, 2]"}, f"`{T}`: it is JSON [1, 2], not an object"),

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from mlserve import ops
 from mlserve.engine import HistoryEntry
+from mlserve.live import SPEC_KEY, TRAFFIC_KEY, DamagedRecord, live_record
 from mlserve.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,19 +40,19 @@ def entry(
 
 
 def recorded(traffic: str = GOOD_TRAFFIC, spec: str = GOOD_SPEC, revision: int = 4) -> HistoryEntry:
-    return entry(revision, **{ops.TRAFFIC_KEY: traffic, ops.SPEC_KEY: spec})
+    return entry(revision, **{TRAFFIC_KEY: traffic, SPEC_KEY: spec})
 
 
 def test_the_live_record_is_the_newest_successful_update_not_a_failed_attempt() -> None:
-    failed = entry(6, "failed", **{ops.TRAFFIC_KEY: "[1, 2]", ops.SPEC_KEY: "{"})
+    failed = entry(6, "failed", **{TRAFFIC_KEY: "[1, 2]", SPEC_KEY: "{"})
     refresh = entry(5, kind="refresh")
-    live = ops._live_record([failed, refresh, recorded(revision=4), recorded(revision=3)])
+    live = live_record([failed, refresh, recorded(revision=4), recorded(revision=3)])
     assert live is not None
     assert (live.revision, live.traffic.weight, live.versions) == (4, 10, ("v1", "v2"))
 
 
 def test_nothing_is_live_after_a_successful_destroy() -> None:
-    assert ops._live_record([entry(5, kind="destroy"), recorded(revision=4)]) is None
+    assert live_record([entry(5, kind="destroy"), recorded(revision=4)]) is None
 
 
 @pytest.mark.parametrize(
@@ -99,20 +99,20 @@ def test_nothing_is_live_after_a_successful_destroy() -> None:
 def test_each_kind_of_damage_names_the_revision_the_key_and_the_way_out(
     traffic: str, spec: str, damage: str
 ) -> None:
-    with pytest.raises(ops.DamagedRecord) as e:
-        ops._live_record([recorded(traffic, spec)])
+    with pytest.raises(DamagedRecord) as e:
+        live_record([recorded(traffic, spec)])
     assert str(e.value) == f"revision 4 recorded a damaged {damage}. {WAY_OUT}"
     assert e.value.exit_code == 6
 
 
 def test_a_record_without_its_spec_is_damaged() -> None:
-    with pytest.raises(ops.DamagedRecord, match=r"damaged `mlserve:spec`: it is missing\. "):
-        ops._live_record([entry(2, **{ops.TRAFFIC_KEY: GOOD_TRAFFIC})])
+    with pytest.raises(DamagedRecord, match=r"damaged `mlserve:spec`: it is missing\. "):
+        live_record([entry(2, **{TRAFFIC_KEY: GOOD_TRAFFIC})])
 
 
 def test_a_record_may_hold_more_versions_than_a_spec_file_may_list() -> None:
     # deploy keeps `previous` and the live versions beside the spec's ten
     first = SPEC.to_dict()["versions"][0]
     many = {**SPEC.to_dict(), "versions": [{**first, "name": f"v{i}"} for i in range(1, 12)]}
-    live = ops._live_record([recorded(spec=json.dumps(many))])
+    live = live_record([recorded(spec=json.dumps(many))])
     assert live is not None and len(live.versions) == 11

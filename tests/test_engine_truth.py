@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from mlserve import engine, ops
+from mlserve import engine, live, ops
 from mlserve.backends import istio
 from mlserve.engine import Engine, Target
 from mlserve.errors import MlserveError, OperationFailedError, PreconditionError
+from mlserve.live import SPEC_KEY
 from mlserve.spec import Spec, load_spec
 from mlserve.traffic import TrafficState
 from tests.fake_pulumi import fixture
@@ -256,7 +257,7 @@ def test_a_provider_upgrade_stops_promote_before_anything_changes(
     not been registered yet" (step_generator.go, pulumi/pulumi#15732): promote says to deploy."""
     fake.deployed(SPEC_FILE)
     held = engine.sdk_version("kubernetes")
-    monkeypatch.setattr(ops, "sdk_version", lambda name: "99.0.0")
+    monkeypatch.setattr(live, "sdk_version", lambda name: "99.0.0")
     fake.install_plugin("kubernetes", "99.0.0")
     fake.clear_log()
     with pytest.raises(PreconditionError) as e:
@@ -369,6 +370,6 @@ def test_a_spec_of_150_kb_deploys_and_nothing_of_it_is_on_any_argv(
     for argv in fake.argvs():
         assert not any("ENV0" in a or "ENV1" in a for a in argv)
     assert "config" not in {argv[0] for argv in fake.argvs()}
-    spec = json.loads(Engine(TARGET).history()[0].config[ops.SPEC_KEY])
+    spec = json.loads(Engine(TARGET).history()[0].config[SPEC_KEY])
     assert spec["versions"][0]["env"]["TABLE_0"].startswith("ENV00-")
     assert not list(fake.workspace("fraud-detector").glob(".mlserve-config-*"))

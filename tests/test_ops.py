@@ -512,7 +512,7 @@ def test_pending_operations_from_an_interrupted_update_come_with_the_way_out(fak
 def test_plugins_follow_the_gateway_and_the_image_versions(
     example: str, plugins: list[str]
 ) -> None:
-    from mlserve.ops import plugins_for
+    from mlserve.live import plugins_for
     from mlserve.spec import load_spec
 
     repo = Path(__file__).resolve().parents[1]

@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from mlserve import output
 from mlserve import rollout as ro
-from mlserve.ops_rollout import RolloutStatus
-from mlserve.rollout import Progress
+from mlserve.rollout import Progress, RolloutStatus
 from mlserve.spec import Metric
 from mlserve.traffic import TrafficState
 
