@@ -134,12 +134,17 @@ class Monitor(resource_pb2_grpc.ResourceMonitorServicer):  # type: ignore[misc]
 
 
 def _response(state: Res, unknown: bool) -> Any:
+    # The stand-in builds its messages with the installed SDK's own protobuf classes. A real CLI
+    # sends `unknown` (a newer field of RegisterResourceResponse, proto/pulumi/resource.proto)
+    # whatever the SDK's version, and an SDK whose proto lacks it drops it on the wire; an older
+    # SDK's classes refuse it as a keyword, so the stand-in leaves it out where they lack it.
+    fields = resource_pb2.RegisterResourceResponse.DESCRIPTOR.fields_by_name
     return resource_pb2.RegisterResourceResponse(
         urn=state.urn,
         id=state.id,
         object=to_struct(state.outputs),
         result=resource_pb2.SUCCESS,
-        unknown=unknown,
+        **({"unknown": unknown} if "unknown" in fields else {}),
     )
 
 
