@@ -799,6 +799,68 @@ def rollback(
         ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
 
 
+@app.command(rich_help_panel=STACK_PANEL)
+def mirror(
+    version: Annotated[
+        str | None,
+        typer.Option("--version", metavar="V", help="The version that gets the copies."),
+    ] = None,
+    percent: Annotated[
+        int | None,
+        typer.Option(
+            "--percent", metavar="P", help="The share of unpinned requests copied, 1..100."
+        ),
+    ] = None,
+    off: Annotated[bool, typer.Option("--off", help="End the live mirror.")] = False,
+    expect_mirror: Annotated[
+        int | None,
+        typer.Option(
+            "--expect-mirror",
+            metavar="PERCENT",
+            help="Refuse (exit 6, nothing changed) unless the live mirror copies PERCENT "
+            "(no mirror: 0).",
+        ),
+    ] = None,
+    stack: Stack = "dev",
+    project: Project = None,
+    backend: Backend = None,
+    lock_timeout: LockTimeout = "0",
+    json_out: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Copy a share of live requests to a version and drop its answers; needs no spec file.
+
+    The served split does not change: users get the stable's and canary's answers while the
+    mirrored version's errors and latency show in your metrics. Changes only the routing
+    resources, as promote does. rollback and any promote of the mirrored canary end the mirror.
+
+    Examples:
+      mlserve mirror --version v2 --percent 20 --stack prod --project fraud-detector
+      mlserve mirror --off --stack prod --project fraud-detector
+    """
+    with _errors(debug):
+        from mlserve import ops, output
+
+        ops.check_mirror_args(version, percent, off, expect_mirror)  # before any engine work
+        timeout = ops.parse_duration(lock_timeout)
+        target = ops.target_for(None, project, stack, backend)
+        ui = output.Ui(json_out)
+        try:
+            report = ops.mirror(
+                target,
+                version=version,
+                percent=percent,
+                off=off,
+                expect_mirror=expect_mirror,
+                sink=ui.sink(),
+                lock_timeout=timeout,
+                debug=debug or _debug_env(),
+            )
+        finally:
+            ui.close()
+        ui.show(output.render_traffic_change(report, ui.plain), report.to_json())
+
+
 # --- rollout -------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from mlserve.engine import PLUGIN_PACKAGES, Engine, HistoryEntry, Mark, StackSta
 from mlserve.errors import PreconditionError
 from mlserve.program import build_program
 from mlserve.spec import Spec, recorded_spec_problems
-from mlserve.traffic import TrafficState
+from mlserve.traffic import Mirror, TrafficState
 
 TRAFFIC_KEY = "mlserve:traffic"
 SPEC_KEY = "mlserve:spec"
@@ -74,8 +74,22 @@ def _traffic_from(data: Any) -> TrafficState:
     weight = data.get("weight", 0)
     if isinstance(weight, bool) or not isinstance(weight, int):
         raise ValueError(f"has weight {json.dumps(weight)[:60]}, not an integer")
+    mirror = data.get("mirror")  # a record made before mirrors existed has none
+    if mirror is not None and (
+        not isinstance(mirror, dict)
+        or not isinstance(mirror.get("version"), str)
+        or isinstance(mirror.get("percent"), bool)
+        or not isinstance(mirror.get("percent"), int)
+    ):
+        raise ValueError(f"has mirror {json.dumps(mirror)[:60]}, not {{version, percent}}")
     try:
-        return TrafficState(stable, data.get("canary"), weight, data.get("previous"))
+        return TrafficState(
+            stable,
+            data.get("canary"),
+            weight,
+            data.get("previous"),
+            Mirror(mirror["version"], mirror["percent"]) if mirror is not None else None,
+        )
     except ValueError as e:
         raise ValueError(f"is not a valid traffic state: {e}") from None
 

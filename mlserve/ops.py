@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlserve import engine, traffic
-from mlserve.backends.base import CAPABILITIES, require_supported
+from mlserve.backends.base import CAPABILITIES, mirror_problem, require_supported
 from mlserve.backends.base import notes as gateway_notes
 from mlserve.engine import (
     PLUGIN_PACKAGES,
@@ -100,6 +100,8 @@ def _undoes_rollback(live: Record | None, new: TrafficState) -> list[str]:
     raised = [
         f"{v} {before.get(v, 0)}% -> {w}%" for v, w in new.weights().items() if w > before.get(v, 0)
     ]
+    if new.mirror is not None and new.mirror != live.traffic.mirror:
+        raised.append(f"a mirror of {new.mirror.describe()}")
     if not raised:
         return []
     return [
@@ -122,6 +124,7 @@ def effective_spec(spec: Spec, new: TrafficState, live: Record | None) -> tuple[
         (new.previous, "the previous stable, kept at 0% for an instant rollback"),
         (live.traffic.stable if live else None, "the live stable"),
         (live.traffic.canary if live else None, "the live canary"),
+        (new.mirror.version if new.mirror else None, "mirrored"),
     ):
         if name is not None and name not in spec.version_names:
             roles.setdefault(name, role)
@@ -231,6 +234,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         live = None
         ignored = [f"{e.damage}; --reset-traffic replaces it with the spec's traffic"]
     new, warnings = reconcile(spec, live.traffic if live else None, reset=reset_traffic)
+    require_supported(spec, new)  # a kept live mirror on a gateway the spec changed
     warnings += _undoes_rollback(live, new)
     warnings += [message for _, message in gateway_notes(spec, new)]
     effective, notes = effective_spec(spec, new, live)
@@ -369,7 +373,15 @@ def promote(
     words = ["mlserve promote", "--complete" if complete else f"--weight {percent}"]
     if expect_weight is not None:
         words.append(f"--expect-weight {expect_weight}")
-    return routing_update(eng, " ".join(words), live, new, [])
+    ended = _mirror_ended(live.state, new, f"{live.state.canary} now serves traffic itself")
+    return routing_update(eng, " ".join(words), live, new, ended)
+
+
+def _mirror_ended(before: TrafficState, after: TrafficState, why: str) -> list[str]:
+    """Say so when a promote or rollback ends the live mirror (traffic.py's rules)."""
+    if before.mirror is None or after.mirror is not None:
+        return []
+    return [f"the mirror ({before.mirror.describe()}) ended: {why}"]
 
 
 def rollback(
@@ -387,7 +399,83 @@ def rollback(
         return _reapply(eng, to)
     live = read_live(eng)
     new = traffic.rollback(live.state)
-    return routing_update(eng, "mlserve rollback", live, new, [])
+    ended = _mirror_ended(live.state, new, "a rollback leaves load on the stable version only")
+    return routing_update(eng, "mlserve rollback", live, new, ended)
+
+
+def check_mirror_args(
+    version: str | None, percent: int | None, off: bool, expect_mirror: int | None
+) -> None:
+    """`mirror`'s usage errors (exit 2), before any engine work."""
+    if off and (version is not None or percent is not None):
+        raise UsageError("give either --off or --version (and --percent), not both")
+    if not off and version is None:
+        raise UsageError(
+            "give --version V (and --percent P, default 100) to mirror, or --off to end it"
+        )
+    if percent is not None and not 1 <= percent <= 100:
+        raise UsageError(f"--percent must be between 1 and 100, not {percent}")
+    if expect_mirror is not None and not 0 <= expect_mirror <= 100:
+        raise UsageError(f"--expect-mirror must be between 0 and 100, not {expect_mirror}")
+
+
+def mirror(
+    target: Target,
+    *,
+    version: str | None = None,
+    percent: int | None = None,
+    off: bool = False,
+    expect_mirror: int | None = None,
+    sink: Sink | None = None,
+    lock_timeout: float = 0.0,
+    debug: bool = False,
+) -> TrafficReport:
+    """Copy `percent`% of unpinned traffic to `version` (answers dropped), or with `off` end the
+    mirror: a routing-only update, as promote makes it. With `expect_mirror`, refuse unless the
+    live mirror copies that percent (no mirror counts as 0)."""
+    check_mirror_args(version, percent, off, expect_mirror)
+    eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
+    live = read_live(eng)
+    now = live.state.mirror
+    if expect_mirror is not None and (now.percent if now else 0) != expect_mirror:
+        where = (
+            f"the live mirror copies {now.percent}% to {now.version}"
+            if now
+            else "no mirror is live, which counts as 0%"
+        )
+        raise PreconditionError(f"--expect-mirror {expect_mirror}: {where}; nothing was changed")
+    words = ["mlserve mirror"]
+    if off:
+        new = traffic.end_mirror(live.state)
+        words.append("--off")
+    else:
+        assert version is not None
+        share = 100 if percent is None else percent
+        _check_mirrorable(eng, live.spec, version, share)
+        new = traffic.set_mirror(live.state, version, share)
+        words += [f"--version {version}", f"--percent {share}"]
+    require_supported(live.spec, new)
+    if expect_mirror is not None:
+        words.append(f"--expect-mirror {expect_mirror}")
+    return routing_update(eng, " ".join(words), live, new, [])
+
+
+def _check_mirrorable(eng: Engine, spec: Spec, version: str, percent: int) -> None:
+    """The gateway can mirror that share, and the version runs in the stack to take it."""
+    problem = mirror_problem(spec, percent)
+    if problem is not None:
+        raise PreconditionError(f"{problem}; nothing was changed")
+    if version not in spec.version_names:
+        raise PreconditionError(
+            f"version {version} is not deployed in {eng.describe()} (its versions: "
+            f"{', '.join(spec.version_names)}): add it to the spec and deploy first"
+        )
+    v = spec.version(version)
+    if v.image is not None and v.replicas == 0:
+        raise PreconditionError(
+            f"version {version} runs 0 replicas, so nothing would take the copies: give it "
+            "replicas in the spec and deploy first"
+        )
 
 
 def _reapply(eng: Engine, revision: int) -> TrafficReport:
@@ -468,6 +556,9 @@ class HistoryRow:
             "canary": self.traffic.canary if self.traffic else None,
             "weight": self.traffic.weight if self.traffic else None,
             "previous": self.traffic.previous if self.traffic else None,
+            "mirror": self.traffic.mirror.to_dict()
+            if self.traffic and self.traffic.mirror
+            else None,
             "changes": dict(self.changes),
         }
 

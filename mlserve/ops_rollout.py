@@ -403,6 +403,8 @@ def _progress_at(
 def _step_command(rollout: Rollout, index: int) -> str:
     step = rollout.steps[index]
     parts = [f"mlserve rollout: step {index + 1}/{len(rollout.steps)}"]
+    if step.mirror is not None:
+        parts.append(f"mirror {step.mirror}%")
     if step.weight is not None:
         parts.append(f"weight {step.weight}")
     if step.pause is not None:
@@ -434,7 +436,7 @@ def abort(
             "changed (`mlserve rollback` sends traffic back after a completed rollout)"
         )
     stable, canary = _versions(progress, live.state)
-    new = traffic.rollback(live.state) if live.state.weight > 0 else live.state
+    new = traffic.halt(live.state)  # the canary at 0% and no mirror
     reason = "aborted by hand (mlserve rollout --abort)"
     aborted = replace(
         progress or Progress(stable, canary, ro.fingerprint(rollout), 0, _now(), "running", new),

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mlserve.ops_rollout import Update as RolloutUpdate
     from mlserve.rollout import Measurement, RolloutStatus
     from mlserve.rollout import Progress as RolloutProgress
-    from mlserve.traffic import TrafficState
+    from mlserve.traffic import Mirror, TrafficState
 
 SYMBOLS = {
     "create": "+",
@@ -92,6 +92,7 @@ _COLOURS = {
     "replace": "35",
     "stable": "32",
     "canary": "36",
+    "mirror": "35",
 }
 _OP_ROLES = {
     "create": "create",
@@ -174,21 +175,38 @@ def describe_traffic(state: TrafficState | None) -> str:
     text = ", ".join(f"{v} {w}%" for v, w in state.weights().items())
     if state.previous:
         text += f" (previous {state.previous} at 0%)"
+    if state.mirror:
+        text += f", mirror {state.mirror.describe()}"
     return text
 
 
-def traffic_bars(weights: Mapping[str, int], plain: bool, width: int = 30) -> str:
-    """One bar per routed version, stable first (green), then the canary (cyan)."""
+def traffic_bars(
+    weights: Mapping[str, int], plain: bool, width: int = 30, mirror: Mirror | None = None
+) -> str:
+    """One bar per routed version, stable first (green), then the canary (cyan); a mirror's
+    share (magenta, `~` when plain) below them, apart: its copies are not served."""
     if not weights:
         return ""
     full, empty = ("#", ".") if plain else ("\u2588", "\u2591")
-    pad = max(len(v) for v in weights)
+    pad = max(len(v) for v in [*weights, *(["mirror"] if mirror else [])])
     lines = []
     for (version, pct), role in zip(weights.items(), ("stable", "canary", "canary"), strict=False):
         filled = round(pct * width / 100)
         bar = paint(full * filled, role, colour(plain)) + empty * (width - filled)
         lines.append(f"  {version.ljust(pad)}  {bar}  {pct:>3}%")
+    if mirror is not None:
+        filled = round(mirror.percent * width / 100)
+        copy = "~" if plain else "\u2592"
+        bar = paint(copy * filled, "mirror", colour(plain)) + empty * (width - filled)
+        lines.append(
+            f"  {'mirror'.ljust(pad)}  {bar}  {mirror.percent:>3}%  copied to {mirror.version}"
+        )
     return "\n".join(lines)
+
+
+def state_bars(state: TrafficState, plain: bool) -> str:
+    """traffic_bars of a traffic state: its split and its mirror."""
+    return traffic_bars(state.weights(), plain, mirror=state.mirror)
 
 
 def _counts(changes: Mapping[str, int], planned: bool) -> str:
@@ -353,7 +371,7 @@ def render_plan(report: PlanReport, plain: bool) -> str:
         lines.append(
             f"  traffic: {describe_traffic(report.live)} -> {describe_traffic(report.traffic)}"
         )
-    lines.append(traffic_bars(report.traffic.weights(), plain))
+    lines.append(state_bars(report.traffic, plain))
     lines.append(f"  resources: {_counts(report.changes, planned=True)}")
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
@@ -370,7 +388,7 @@ def render_deploy(report: DeployReport, plain: bool) -> str:
     if endpoint:
         lines.append(f"  endpoint: {endpoint}")
     lines.append(f"  traffic: {describe_traffic(report.plan.traffic)}")
-    lines.append(traffic_bars(report.plan.traffic.weights(), plain))
+    lines.append(state_bars(report.plan.traffic, plain))
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
@@ -398,7 +416,7 @@ def render_status(report: StatusReport, plain: bool) -> str:
         rows.append(("rollout", render_rollout_status(report.rollout)))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-    bars = traffic_bars(report.weights, plain)
+    bars = state_bars(report.traffic, plain) if report.traffic else ""
     notes = "".join(f"\nnote: {n}" for n in report.notes)
     return text + ("\n" + bars if bars else "") + notes
 
@@ -407,7 +425,7 @@ def render_history(rows: Sequence[HistoryRow]) -> str:
     if not rows:
         return "no updates yet"
     return table(
-        ["REV", "TIME (UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "COMMAND"],
+        ["REV", "TIME (UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "MIRROR", "COMMAND"],
         [
             [
                 r.revision,
@@ -417,6 +435,9 @@ def render_history(rows: Sequence[HistoryRow]) -> str:
                 r.traffic.stable if r.traffic else "-",
                 (r.traffic.canary or "-") if r.traffic else "-",
                 (f"{r.traffic.weight}%" if r.traffic.canary else "-") if r.traffic else "-",
+                f"{r.traffic.mirror.percent}% {r.traffic.mirror.version}"
+                if r.traffic and r.traffic.mirror
+                else "-",
                 r.command or "-",
             ]
             for r in rows
@@ -429,7 +450,11 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
     if report.reapplied is not None:
         what = f"Re-applied revision {report.reapplied} as{rev}"
     else:
-        verb = {"promote": "Promoted", "rollback": "Rolled back"}[report.command.split()[1]]
+        verb = {
+            "promote": "Promoted",
+            "rollback": "Rolled back",
+            "mirror": "Mirror set" if report.after.mirror else "Mirror ended",
+        }[report.command.split()[1]]
         what = f"{verb}:{rev}"
     scope = (
         f"routing only ({len(report.targets)} "
@@ -443,9 +468,9 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
         f"  before: {describe_traffic(report.before)}",
     ]
     if report.before is not None:
-        lines.append(traffic_bars(report.before.weights(), plain))
+        lines.append(state_bars(report.before, plain))
     lines.append(f"  after:  {describe_traffic(report.after)}")
-    lines.append(traffic_bars(report.after.weights(), plain))
+    lines.append(state_bars(report.after, plain))
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
@@ -591,7 +616,7 @@ class RolloutView:
             "paused": f"Step {progress.step + 1}/{steps}, paused",
         }.get(progress.status, f"Step {progress.step + 1}/{steps}")
         self._print(f"{what}{rev}: {describe_traffic(update.after)}")
-        self._print(traffic_bars(update.after.weights(), self.plain))
+        self._print(state_bars(update.after, self.plain))
         self._widths = None  # a fresh table header after each step
 
     def measured(self, progress: RolloutProgress, round_: list[Measurement], limit: int) -> None:
@@ -667,7 +692,7 @@ def render_rollout(report: RolloutReport, plain: bool) -> str:
     else:
         lines = [f"Rollout of {report.canary} {report.status}: {describe_traffic(report.traffic)}"]
     if report.traffic is not None:
-        lines.append(traffic_bars(report.traffic.weights(), plain))
+        lines.append(state_bars(report.traffic, plain))
     return "\n".join(lines)
 
 

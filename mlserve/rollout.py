@@ -42,7 +42,8 @@ def seconds(duration: str) -> float:
 
 def fingerprint(rollout: Rollout) -> str:
     """Identifies the steps: progress recorded for other steps does not apply to these."""
-    steps = [[s.weight, s.pause] for s in rollout.steps]
+    # A mirror step adds its percent; steps without one keep the fingerprint they had before.
+    steps = [[s.weight, s.pause, *([s.mirror] if s.mirror else [])] for s in rollout.steps]
     return hashlib.sha256(json.dumps(steps).encode()).hexdigest()[:12]
 
 
@@ -257,9 +258,11 @@ Decision = Advance | Observe | Wait | Finish | Abort | Done
 
 
 def _step_traffic(live: TrafficState, step: RolloutStep) -> TrafficState:
+    if step.mirror is not None and live.canary is not None and live.weight == 0:
+        return traffic.set_mirror(live, live.canary, step.mirror)  # a shadow step
     if step.weight is None or step.weight == live.weight or live.canary is None:
         return live
-    return traffic.promote(live, step.weight)
+    return traffic.promote(live, step.weight)  # which ends a mirror of the canary
 
 
 def _enter(rollout: Rollout, live: TrafficState, index: int) -> Decision:
@@ -282,10 +285,13 @@ def _complete(rollout: Rollout, live: TrafficState) -> TrafficState:
 
 def first_step(rollout: Rollout, weight: int) -> int:
     """Where a new rollout starts from a live canary weight: no step ever lowers the weight, so
-    the steps up to the last one setting a weight below it are passed over."""
+    the steps up to the last one setting a weight below it are passed over, and so are the
+    mirror steps (all before the first weight step) once the canary serves traffic."""
     start = 0
     for i, step in enumerate(rollout.steps):
         if step.weight is not None and step.weight < weight:
+            start = i + 1
+        if step.mirror is not None and weight > 0:
             start = i + 1
     return start
 
@@ -338,7 +344,7 @@ def decide(
         return Done(progress.status)
     limit = rollout.analysis.failure_limit if rollout.analysis else 0
     if progress.failures > limit or progress.inconclusive > limit:
-        return Abort(traffic.rollback(live), _abort_reason(progress, limit))
+        return Abort(traffic.halt(live), _abort_reason(progress, limit))
     step = rollout.steps[progress.step]
     if step.pause == "manual":
         return _enter(rollout, live, progress.step + 1) if proceed else Wait(progress.step)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 
 from mlserve.errors import Problem, SpecError
+from mlserve.traffic import Mirror
 
 if TYPE_CHECKING:
     from jsonschema import ValidationError
@@ -75,6 +76,7 @@ class Traffic:
     stable: str
     canary: str | None = None
     weight: int = 0
+    mirror: Mirror | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class Gateway:
 class RolloutStep:
     weight: int | None = None  # the canary's weight from this step on; None: unchanged
     pause: str | None = None  # "30s", "5m", "1h" or "manual"; None: go on at once
+    mirror: int | None = None  # copy this percent of unpinned traffic to the canary (at 0%)
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,9 @@ class Rollout:
     def from_dict(cls, data: Mapping[str, Any]) -> Rollout:
         analysis = data.get("analysis")
         return cls(
-            steps=tuple(RolloutStep(s.get("weight"), s.get("pause")) for s in data["steps"]),
+            steps=tuple(
+                RolloutStep(s.get("weight"), s.get("pause"), s.get("mirror")) for s in data["steps"]
+            ),
             complete=data.get("complete", True),
             analysis=None
             if analysis is None
@@ -199,7 +204,11 @@ class Rollout:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "steps": [
-                {k: v for k, v in (("weight", s.weight), ("pause", s.pause)) if v is not None}
+                {
+                    k: v
+                    for k, v in (("mirror", s.mirror), ("weight", s.weight), ("pause", s.pause))
+                    if v is not None
+                }
                 for s in self.steps
             ],
             "complete": self.complete,
@@ -335,6 +344,9 @@ class Spec:
                 stable=data["traffic"]["stable"],
                 canary=data["traffic"].get("canary"),
                 weight=data["traffic"].get("weight", 0),
+                mirror=Mirror.from_dict(data["traffic"]["mirror"])
+                if "mirror" in data["traffic"]
+                else None,
             ),
             rollout=Rollout.from_dict(data["rollout"]) if "rollout" in data else None,
         )
@@ -415,6 +427,8 @@ class Spec:
         traffic: dict[str, Any] = {"stable": self.traffic.stable, "weight": self.traffic.weight}
         if self.traffic.canary is not None:
             traffic["canary"] = self.traffic.canary
+        if self.traffic.mirror is not None:
+            traffic["mirror"] = self.traffic.mirror.to_dict()
         out = {
             "apiVersion": API_VERSION,
             "name": self.name,
@@ -1195,17 +1209,20 @@ def _reference_issues(data: Any) -> list[tuple[SpecPath, str, bool]]:
         return []  # the schema reports the missing or mistyped names; a list of names would mislead
     names = list(dict.fromkeys(v["name"] for v in versions))
     issues: list[tuple[SpecPath, str, bool]] = []
-    for role in ("stable", "canary"):
-        wanted = traffic.get(role)
+    mirror = traffic.get("mirror")
+    for path, wanted in (
+        (("traffic", "stable"), traffic.get("stable")),
+        (("traffic", "canary"), traffic.get("canary")),
+        (
+            ("traffic", "mirror", "version"),
+            mirror.get("version") if isinstance(mirror, dict) else None,
+        ),
+    ):
         if isinstance(wanted, str) and wanted not in names:
             close = difflib.get_close_matches(wanted, names, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             issues.append(
-                (
-                    ("traffic", role),
-                    f"'{wanted}' is not one of the versions ({', '.join(names)}){hint}",
-                    False,
-                )
+                (path, f"'{wanted}' is not one of the versions ({', '.join(names)}){hint}", False)
             )
     return issues
 
@@ -1286,6 +1303,7 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
                     ("versions", at, "replicas"),
                     f"'{routed}' receives {share}% of the traffic and needs at least 1 replica",
                 )
+    issues.extend(_mirror_issues(spec, index))
 
     if caps.max_versions is not None and len(spec.versions) > caps.max_versions:
         add(
@@ -1342,6 +1360,48 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
     return issues
 
 
+def _mirror_issues(spec: Spec, index: Mapping[str, int]) -> list[tuple[SpecPath, str, bool]]:
+    """traffic.mirror: a deployed version serving none of the traffic, on a gateway that can."""
+    from mlserve.backends import base
+
+    t, m = spec.traffic, spec.traffic.mirror
+    if m is None:
+        return []
+    at: SpecPath = ("traffic", "mirror")
+    issues: list[tuple[SpecPath, str, bool]] = []
+    if m.version == t.stable:
+        issues.append(
+            (
+                (*at, "version"),
+                f"'{m.version}' is the stable version: a mirror copies traffic to a version that "
+                "serves none of it (usually the canary at weight 0)",
+                False,
+            )
+        )
+    elif m.version == t.canary and t.weight > 0:
+        issues.append(
+            (
+                (*at, "version"),
+                f"the canary '{m.version}' serves {t.weight}% already: a mirror would send it "
+                "copies of requests it answers; set traffic.weight: 0 for a shadow phase",
+                False,
+            )
+        )
+    i = index.get(m.version)
+    if i is not None and spec.versions[i].image is not None and spec.versions[i].replicas == 0:
+        issues.append(
+            (
+                ("versions", i, "replicas"),
+                f"'{m.version}' gets a mirror of {m.percent}% and needs at least 1 replica",
+                False,
+            )
+        )
+    problem = base.mirror_problem(spec, m.percent)
+    if problem is not None:
+        issues.append((at, problem, True))
+    return issues
+
+
 def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
     """The rollout section's rules beyond its shape (DESIGN.md section 4)."""
     from mlserve.prometheus import check_query
@@ -1353,8 +1413,10 @@ def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
     last: tuple[int, int] | None = None  # (index, weight) of the last step that set one
     for i, step in enumerate(r.steps):
         at: SpecPath = ("rollout", "steps", i)
-        if step.weight is None and step.pause is None:
-            issues.append((at, "a step needs a weight, a pause or both", False))
+        if step.weight is None and step.pause is None and step.mirror is None:
+            issues.append((at, "a step needs a weight, a mirror or a pause", False))
+        if step.mirror is not None:
+            issues.extend(_mirror_step_issues(spec, step.mirror, step.weight, at, last))
         if step.weight is None:
             continue
         if step.weight == 100 and i != len(r.steps) - 1:
@@ -1449,6 +1511,37 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
     for where, message in base.notes(spec, initial(spec)):
         notes.append((parse_path(where), f"note: {message}", False))
     return notes
+
+
+def _mirror_step_issues(
+    spec: Spec, percent: int, weight: int | None, at: SpecPath, last: tuple[int, int] | None
+) -> list[tuple[SpecPath, str, bool]]:
+    """A shadow step copies traffic to the canary while it serves none (DESIGN.md section 4)."""
+    from mlserve.backends import base
+
+    issues: list[tuple[SpecPath, str, bool]] = []
+    if weight is not None:
+        issues.append(
+            (
+                at,
+                "a step sets a mirror or a weight, not both: the canary is mirrored while it "
+                "serves none of the traffic",
+                False,
+            )
+        )
+    elif last is not None:
+        issues.append(
+            (
+                (*at, "mirror"),
+                f"a mirror step comes before the first weight step (steps[{last[0]}]): from "
+                "there the canary serves traffic, and the first weight step ends the mirror",
+                False,
+            )
+        )
+    problem = base.mirror_problem(spec, percent)
+    if problem is not None:
+        issues.append(((*at, "mirror"), problem, False))
+    return issues
 
 
 # Kubernetes quantities (k8s.io/apimachinery resource.Quantity): a number, then a binary or

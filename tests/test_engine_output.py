@@ -11,7 +11,7 @@ import pytest
 from mlserve import output
 from mlserve.engine import Event
 from mlserve.ops import HistoryRow
-from mlserve.traffic import TrafficState
+from mlserve.traffic import Mirror, TrafficState
 
 
 def step(kind: str, op: str, name: str, planning: bool = False, **kw: object) -> Event:
@@ -180,6 +180,15 @@ def test_colour_follows_no_color_ci_and_the_terminal(
 def test_history_table() -> None:
     rows = [
         HistoryRow(
+            3,
+            datetime(2025, 3, 1, 12, 1, 0),
+            "update",
+            "succeeded",
+            "mlserve mirror --version v2 --percent 20",
+            TrafficState("v1", "v2", 0, mirror=Mirror("v2", 20)),
+            {},
+        ),
+        HistoryRow(
             2,
             datetime(2025, 3, 1, 12, 0, 5),
             "update",
@@ -199,16 +208,30 @@ def test_history_table() -> None:
         ),
     ]
     assert output.render_history(rows).splitlines() == [
-        "REV  TIME (UTC)           KIND    RESULT     STABLE  CANARY  WEIGHT  COMMAND",
-        "2    2025-03-01 12:00:05  update  failed     v1      v2      50%     mlserve promote "
+        "REV  TIME (UTC)           KIND    RESULT     STABLE  CANARY  WEIGHT  MIRROR  COMMAND",
+        "3    2025-03-01 12:01:00  update  succeeded  v1      v2      0%      20% v2  mlserve mirror "
+        "--version v2 --percent 20",
+        "2    2025-03-01 12:00:05  update  failed     v1      v2      50%     -       mlserve promote "
         "--weight 50",
-        "1    2025-03-01 11:00:00  update  succeeded  v1      -       -       mlserve deploy",
+        "1    2025-03-01 11:00:00  update  succeeded  v1      -       -       -       mlserve deploy",
     ]
     assert output.render_history([]) == "no updates yet"
 
 
-def test_describe_traffic_mentions_the_previous_stable() -> None:
+def test_describe_traffic_mentions_the_previous_stable_and_the_mirror() -> None:
     assert output.describe_traffic(TrafficState("v2", previous="v1")) == (
         "v2 100% (previous v1 at 0%)"
     )
+    assert output.describe_traffic(TrafficState("v1", "v2", mirror=Mirror("v2", 20))) == (
+        "v1 100%, v2 0%, mirror 20% copied to v2"
+    )
+
+
+def test_a_mirror_is_drawn_below_the_split_and_apart_from_it() -> None:
+    state = TrafficState("v1", "v2", 0, mirror=Mirror("v2", 20))
+    assert output.state_bars(state, plain=True).splitlines() == [
+        "  v1      ##############################  100%",
+        "  v2      ..............................    0%",
+        "  mirror  ~~~~~~........................   20%  copied to v2",
+    ]
     assert output.describe_traffic(None) == "nothing deployed"

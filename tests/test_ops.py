@@ -123,6 +123,7 @@ def test_first_deploy_creates_the_stack_with_backend_passphrase_and_config(fake:
         "canary": "v2",
         "weight": 10,
         "previous": None,
+        "mirror": None,
     }
     assert json.loads(config["mlserve:spec"]) == make_spec().to_dict()
     up = next(a for a in fake.argvs() if a[0] == "up")

@@ -67,7 +67,13 @@ def recorded(fake: Fake, key: str = "mlserve:traffic") -> list[Any]:
 def traffic(
     stable: str, canary: str | None = None, weight: int = 0, previous: str | None = None
 ) -> dict[str, Any]:
-    return {"stable": stable, "canary": canary, "weight": weight, "previous": previous}
+    return {
+        "stable": stable,
+        "canary": canary,
+        "weight": weight,
+        "previous": previous,
+        "mirror": None,
+    }
 
 
 def up_targets(fake: Fake) -> list[list[str] | None]:
@@ -140,16 +146,17 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
     table = ok("history", *PROJECT)
     lines = table.stdout.splitlines()
     assert lines[0].split() == [
-        "REV", "TIME", "(UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "COMMAND"
+        "REV", "TIME", "(UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "MIRROR",
+        "COMMAND",
     ]  # fmt: skip
     rows = [line.split()[:1] + line.split()[3:] for line in lines[1:]]
     assert rows == [
-        ["6", "update", "succeeded", "v1", "-", "-", "mlserve", "rollback"],
-        ["5", "update", "succeeded", "v2", "-", "-", "mlserve", "promote", "--weight", "100"],
-        ["4", "update", "succeeded", "v1", "v2", "50%", "mlserve", "deploy"],
-        ["3", "update", "succeeded", "v1", "v2", "50%", "mlserve", "promote", "--weight", "50"],
-        ["2", "update", "succeeded", "v1", "v2", "25%", "mlserve", "promote", "--weight", "25"],
-        ["1", "update", "succeeded", "v1", "v2", "10%", "mlserve", "deploy"],
+        ["6", "update", "succeeded", "v1", "-", "-", "-", "mlserve", "rollback"],
+        ["5", "update", "succeeded", "v2", "-", "-", "-", "mlserve", "promote", "--weight", "100"],
+        ["4", "update", "succeeded", "v1", "v2", "50%", "-", "mlserve", "deploy"],
+        ["3", "update", "succeeded", "v1", "v2", "50%", "-", "mlserve", "promote", "--weight", "50"],
+        ["2", "update", "succeeded", "v1", "v2", "25%", "-", "mlserve", "promote", "--weight", "25"],
+        ["1", "update", "succeeded", "v1", "v2", "10%", "-", "mlserve", "deploy"],
     ]
 
 

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from mlserve.errors import EngineUnavailableError, PreconditionError
 
@@ -35,14 +35,28 @@ class Capabilities:
     sdk_module: str = "pulumi_kubernetes"
     sdk_extra: str | None = None  # the pip extra that installs sdk_module
     plugin: str = "kubernetes"  # the Pulumi provider plugin the routing resources need
+    # Shadow traffic (../shared/reference/traffic.md): "percent" mirrors any share of requests,
+    # "all" every request only, None nothing (`no_mirror` says why).
+    mirror: Literal["percent", "all"] | None = None
+    no_mirror: str = ""
+    # False: the mirror gets the request's original path, not the one stripPath gives the model.
+    mirror_strips: bool = True
 
 
 CAPABILITIES: Mapping[str, Capabilities] = {
     "istio": Capabilities(
-        image_versions=True, url_versions=False, header_pinning=True, requires_host=True
+        image_versions=True,
+        url_versions=False,
+        header_pinning=True,
+        requires_host=True,
+        mirror="percent",  # mirror + mirrorPercentage (istio/api virtual_service.proto)
     ),
     "gateway-api": Capabilities(
-        image_versions=True, url_versions=False, header_pinning=True, requires_host=True
+        image_versions=True,
+        url_versions=False,
+        header_pinning=True,
+        requires_host=True,
+        mirror="percent",  # RequestMirror filter with percent, Standard since v1.3 (GEP-3171)
     ),
     "ingress-nginx": Capabilities(
         image_versions=True,
@@ -50,6 +64,10 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         header_pinning=True,  # canary-by-header: the canary only (ingress_nginx.notes says so)
         requires_host=True,
         max_versions=2,
+        # mirror-target: every request of the Ingress, to `<url>$request_uri`, the original URI
+        # (annotations.md, Mirror; internal/ingress/annotations/mirror/main.go)
+        mirror="all",
+        mirror_strips=False,
     ),
     "kong": Capabilities(
         image_versions=True,
@@ -59,6 +77,8 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         sdk_module="pulumi_kong",
         sdk_extra="kong",
         plugin="kong",
+        no_mirror="Kong has no request mirroring (its ingress controller refuses the Gateway "
+        "API RequestMirror filter; Kong/kubernetes-ingress-controller#4165)",
     ),
     "azure-apim": Capabilities(
         image_versions=False,
@@ -68,6 +88,8 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         sdk_module="pulumi_azure_native",
         sdk_extra="azure",
         plugin="azure-native",
+        no_mirror="API Management has no request mirroring (a send-one-way-request policy "
+        "fires a copy and forgets it, with no share and no routing to a version)",
     ),
     "service": Capabilities(
         image_versions=True,
@@ -75,6 +97,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         header_pinning=False,
         requires_host=False,
         weighted=False,
+        no_mirror="a Kubernetes Service only selects pods; it cannot copy requests",
     ),
 }
 
@@ -156,6 +179,32 @@ def require_supported(spec: Spec, traffic: TrafficState) -> None:
             "it sends every request to one version; use `mlserve promote --complete` to switch "
             f"to {traffic.canary}, and `mlserve rollback` to switch back"
         )
+    if traffic.mirror is not None:
+        problem = mirror_problem(spec, traffic.mirror.percent)
+        if problem is not None:
+            raise PreconditionError(f"{problem}; nothing was changed")
+
+
+def mirror_problem(spec: Spec, percent: int) -> str | None:
+    """Why the spec's gateway cannot mirror `percent`% of requests; None when it can."""
+    gateway = spec.gateway.type
+    caps = CAPABILITIES[gateway]
+    if caps.mirror is None:
+        return f"gateway {gateway} cannot mirror traffic: {caps.no_mirror}"
+    if caps.mirror == "all" and percent != 100:
+        return (
+            f"gateway {gateway} mirrors every request or none ({percent}% asked): use percent "
+            "100, or a gateway that mirrors a share (istio, gateway-api)"
+        )
+    where = spec.gateway.path.rstrip("/")  # workloads.strips, which imports this module
+    if not caps.mirror_strips and spec.gateway.strip_path and where:
+        return (
+            f"gateway {gateway} sends the mirror the request's original URI, so with stripPath "
+            f"the mirrored version would get {where}/predict where the served one gets /predict: "
+            f"set gateway.stripPath: false (the model then serves under {where}), or use istio "
+            "or gateway-api"
+        )
+    return None
 
 
 def module(gateway: GatewayType | str) -> ModuleType:

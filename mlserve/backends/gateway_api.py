@@ -6,6 +6,14 @@ rules the one with more header matches wins (so pins win over the weighted rule)
 gets weight/(sum of weights) of its rule's requests and none at weight 0; a `ReplacePrefixMatch`
 URLRewrite of "/" strips the prefix. The deploy waits for the route's `Accepted` condition
 (pulumi-kubernetes `pulumi.com/waitFor`), so a route its Gateway refuses fails the deploy.
+
+A mirror is a `RequestMirror` filter on the weighted rule only (so a pinned request is not
+copied), after the URLRewrite: filters apply in the order listed, "wherever possible"
+(httproute_types.go HTTPRouteRule.Filters), so the copy gets the path the served version gets.
+HTTPRequestMirrorFilter's `percent` (0-100) is Standard since v1.3.0 (GEP-3171, feature
+HTTPRouteRequestPercentageMirror); absent means every request, so it is written only below 100,
+which a Gateway without that feature also accepts. Its backendRef must have a port (the CRD's CEL
+rule "Must have port for Service reference").
 """
 
 from __future__ import annotations
@@ -47,7 +55,18 @@ def check(spec: Spec) -> list[tuple[str, str]]:
 
 
 def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
-    return []
+    if traffic.mirror is None:
+        return []
+    feature = "HTTPRouteRequestMirror" + (
+        " and HTTPRouteRequestPercentageMirror" if traffic.mirror.percent < 100 else ""
+    )
+    return [
+        (
+            "traffic.mirror",
+            f"the mirror needs a Gateway that supports {feature} (Extended conformance); one "
+            "that does not may refuse the route, and the deploy then fails with its reason",
+        )
+    ]
 
 
 # How long a deploy waits for each Gateway to accept the route. Accepting is a controller's
@@ -124,13 +143,18 @@ def rules(
                 }
             )
     # A canary at 0% stays listed, so a weight change edits one number.
-    out.append(
-        {
-            "matches": [{"path": path}],
-            **rewrite,
-            "backendRefs": [ref(v, w) for v, w in traffic.weights().items()],
-        }
-    )
+    weighted: dict[str, Any] = {"matches": [{"path": path}], **rewrite}
+    if traffic.mirror is not None:
+        copy = workloads[traffic.mirror.version]
+        mirror: dict[str, Any] = {"backendRef": {"name": copy.service_name, "port": copy.port}}
+        if traffic.mirror.percent < 100:
+            mirror["percent"] = traffic.mirror.percent
+        weighted["filters"] = [
+            *weighted.get("filters", []),
+            {"type": "RequestMirror", "requestMirror": mirror},
+        ]
+    weighted["backendRefs"] = [ref(v, w) for v, w in traffic.weights().items()]
+    out.append(weighted)
     return out
 
 

@@ -8,6 +8,18 @@ The rules followed are ingress-nginx's: docs/user-guide/nginx-configuration/anno
 (Canary, Rewrite, use-regex) and rootfs/etc/nginx/lua/balancer.lua route_to_alternative_balancer:
 `canary-by-header-value` sends a request to the canary when the header equals it, and any other
 value falls through to `canary-weight`, so only the canary can be pinned.
+
+A mirror is the `mirror-target` annotation on the main Ingress (annotations.md, Mirror): nginx's
+mirror module copies every request of the Ingress's location to `location = /_mirror-<uid>`, which
+proxies to the target (internal/ingress/annotations/mirror/main.go, template.go
+buildMirrorLocations). The target is `http://<service DNS name>:<port>$request_uri`: proxy_pass
+with variables sends the URI as written, and `$request_uri` is the original request URI with its
+query (the subrequest shares `unparsed_uri` with its parent, nginx ngx_http_subrequest), not the
+one rewrite-target made: hence no mirror with stripPath (base.mirror_problem), and no percentage.
+The canary Ingress takes no mirror annotation: ingress-nginx ignores a canary's other annotations
+(annotations.md, Canary), and the canary's requests (weighted or pinned by header) pass through the
+main Ingress's location, so they are copied too. mirror-target's risk is High, which the default
+`annotations-risk-level` (High) allows.
 """
 
 from __future__ import annotations
@@ -70,6 +82,14 @@ def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
                 f"naming any other version follows the weights (canary-by-header-value)",
             )
         )
+    if traffic.mirror is not None:
+        out.append(
+            (
+                "traffic.mirror",
+                f"ingress-nginx copies every request to {traffic.mirror.version}, pinned ones "
+                "too, and a slow mirror slows the answers users get (annotations.md, Mirror)",
+            )
+        )
     if strips(spec):
         out.append(
             (
@@ -90,10 +110,20 @@ def path_rule(spec: Spec) -> tuple[str, str]:
     return prefix(spec), "Prefix"
 
 
-def main_annotations(spec: Spec) -> dict[str, str] | None:
-    if not strips(spec):
-        return None
-    return {f"{ANNOTATION}use-regex": "true", f"{ANNOTATION}rewrite-target": "/$2"}
+def main_annotations(
+    spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
+) -> dict[str, str] | None:
+    out = {}
+    if strips(spec):
+        out = {f"{ANNOTATION}use-regex": "true", f"{ANNOTATION}rewrite-target": "/$2"}
+    if traffic.mirror is not None:
+        out[f"{ANNOTATION}mirror-target"] = mirror_target(workloads[traffic.mirror.version])
+    return out or None
+
+
+def mirror_target(workload: Workload) -> str:
+    """Where nginx sends the copy: the version's Service, the request's original URI."""
+    return f"http://{workload.dns_name}:{workload.port}$request_uri"
 
 
 def canary_name(spec: Spec) -> str:
@@ -153,16 +183,19 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
 
     wl.require_routed(traffic, workloads)
     stable = workloads[traffic.stable]
+    mirrored = [workloads[traffic.mirror.version]] if traffic.mirror else []
     main = k8s.networking.v1.Ingress(
         spec.name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=spec.name,
             namespace=spec.namespace,
             labels=wl.labels(spec),
-            annotations=main_annotations(spec),
+            annotations=main_annotations(spec, traffic, workloads),
         ),
         spec=ingress_spec(spec, stable),
-        opts=pulumi.ResourceOptions(depends_on=list(stable.resources)),
+        opts=pulumi.ResourceOptions(
+            depends_on=[r for w in (stable, *mirrored) for r in w.resources]
+        ),
     )
     routing: list[pulumi.Resource] = [main]
     if traffic.canary is not None:

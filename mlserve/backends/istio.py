@@ -10,6 +10,13 @@ whose match applies is used (so pins come first), a `prefix` match is a plain st
 path is matched as `exact: /fraud` or `prefix: /fraud/`), header keys must be lowercase, and
 `rewrite.uri` replaces the matched prefix. Subset names must be DNS-1123 labels (istio
 pkg/config/validation validateSubsetName), so they are the DNS-safe version names.
+
+A mirror is `mirror` + `mirrorPercentage.value` (a double, 0-100; absent means 100) on the weighted
+route only, so a pinned request is not copied (virtual_service.proto HTTPRoute fields 9 and 19).
+Envoy copies the request's headers after the route's rewrite (envoyproxy/envoy
+source/common/router/router.cc `Filter::decodeHeaders`: `shadow_headers_` is made after
+`finalizeRequestHeaders`), so the mirrored version sees the path the served one sees (its Host
+gets `-shadow` appended unless the route sets `disable_shadow_host_suffix_append`).
 """
 
 from __future__ import annotations
@@ -103,17 +110,19 @@ def http_routes(spec: Spec, traffic: TrafficState, versions: list[str]) -> list[
                     "route": [{"destination": {"host": host, "subset": dns_safe(v)}}],
                 }
             )
-    routes.append(
-        {
-            "name": "weighted",
-            "match": [{"uri": uri} for uri in uris],
-            **extra,
-            "route": [
-                {"destination": {"host": host, "subset": dns_safe(v)}, "weight": w}
-                for v, w in traffic.weights().items()
-            ],
-        }
-    )
+    weighted: dict[str, Any] = {
+        "name": "weighted",
+        "match": [{"uri": uri} for uri in uris],
+        **extra,
+        "route": [
+            {"destination": {"host": host, "subset": dns_safe(v)}, "weight": w}
+            for v, w in traffic.weights().items()
+        ],
+    }
+    if traffic.mirror is not None:
+        weighted["mirror"] = {"host": host, "subset": dns_safe(traffic.mirror.version)}
+        weighted["mirrorPercentage"] = {"value": float(traffic.mirror.percent)}
+    routes.append(weighted)
     return routes
 
 
