@@ -1411,12 +1411,15 @@ def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
         return []
     issues: list[tuple[SpecPath, str, bool]] = []
     last: tuple[int, int] | None = None  # (index, weight) of the last step that set one
+    first: int | None = None  # the index of the first step that set a weight
     for i, step in enumerate(r.steps):
         at: SpecPath = ("rollout", "steps", i)
         if step.weight is None and step.pause is None and step.mirror is None:
             issues.append((at, "a step needs a weight, a mirror or a pause", False))
         if step.mirror is not None:
-            issues.extend(_mirror_step_issues(spec, step.mirror, step.weight, at, last))
+            issues.extend(_mirror_step_issues(spec, step.mirror, step.weight, at, first))
+        if step.weight is not None and first is None:
+            first = i
         if step.weight is None:
             continue
         if step.weight == 100 and i != len(r.steps) - 1:
@@ -1514,7 +1517,7 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
 
 
 def _mirror_step_issues(
-    spec: Spec, percent: int, weight: int | None, at: SpecPath, last: tuple[int, int] | None
+    spec: Spec, percent: int, weight: int | None, at: SpecPath, first: int | None
 ) -> list[tuple[SpecPath, str, bool]]:
     """A shadow step copies traffic to the canary while it serves none (DESIGN.md section 4)."""
     from mlserve.backends import base
@@ -1529,11 +1532,11 @@ def _mirror_step_issues(
                 False,
             )
         )
-    elif last is not None:
+    elif first is not None:
         issues.append(
             (
                 (*at, "mirror"),
-                f"a mirror step comes before the first weight step (steps[{last[0]}]): from "
+                f"a mirror step comes before the first weight step (steps[{first}]): from "
                 "there the canary serves traffic, and the first weight step ends the mirror",
                 False,
             )

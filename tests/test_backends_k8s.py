@@ -12,7 +12,7 @@ from mlserve import render as render_module
 from mlserve.backends import gateway_api, workloads
 from mlserve.render import RenderedResource
 from mlserve.spec import Spec
-from mlserve.traffic import TrafficState, initial
+from mlserve.traffic import Mirror, TrafficState, initial
 from tests.k8s_helpers import (
     K8S_GATEWAYS,
     kind,
@@ -72,6 +72,37 @@ def _cases() -> list[Any]:
                 id=f"{gw}-strip-path-previous-and-canary",
             )
         )
+    # A mirror (shadow traffic): of the canary at 0%, with the path stripped or not; of another
+    # version beside a weighted canary. ingress-nginx: 100% of an unstripped path only.
+    for gw in ("istio", "gateway-api"):
+        cases += [
+            pytest.param(
+                gw,
+                {"versions": 2, "strip_path": True, "rich": True},
+                TrafficState("v1", "v2", 0, mirror=Mirror("v2", 20)),
+                id=f"{gw}-mirror-canary-at-0",
+            ),
+            pytest.param(
+                gw,
+                {"versions": 3, "strip_path": False},
+                TrafficState("v1", "v2", 30, mirror=Mirror("v3", 100)),
+                id=f"{gw}-mirror-beside-a-canary",
+            ),
+        ]
+    cases += [
+        pytest.param(
+            "ingress-nginx",
+            {"versions": 2, "strip_path": False, "rich": True},
+            TrafficState("v1", "v2", 0, mirror=Mirror("v2")),
+            id="ingress-nginx-mirror-canary-at-0",
+        ),
+        pytest.param(
+            "ingress-nginx",
+            {"versions": 2, "strip_path": False, "header": None},
+            TrafficState("v2", previous="v1", mirror=Mirror("v1")),
+            id="ingress-nginx-mirror-previous",
+        ),
+    ]
     for service_type in ("ClusterIP", "NodePort", "LoadBalancer"):
         cases.append(
             pytest.param(
@@ -477,15 +508,33 @@ def _routed_versions(spec: Spec, r: RenderedResource) -> set[str]:
         return {r.inputs["spec"]["selector"]["app.kubernetes.io/version"]}
     if k == "Ingress":
         svc = r.inputs["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
-        return {_service_version(spec, svc)}
+        target = (r.inputs["metadata"].get("annotations") or {}).get(
+            "nginx.ingress.kubernetes.io/mirror-target"
+        )
+        mirrored = {target.split("//")[1].split(".")[0]} if target else set()
+        return {_service_version(spec, s) for s in {svc, *mirrored}}
     if k == "HTTPRoute":
         return {
             _service_version(spec, b["name"])
             for rule in r.inputs["spec"]["rules"]
-            for b in rule["backendRefs"]
+            for b in [
+                *rule["backendRefs"],
+                *(
+                    f["requestMirror"]["backendRef"]
+                    for f in rule.get("filters", [])
+                    if f["type"] == "RequestMirror"
+                ),
+            ]
         }
     if k == "VirtualService":
-        return {d["destination"]["subset"] for h in r.inputs["spec"]["http"] for d in h["route"]}
+        return {
+            d["subset"]
+            for h in r.inputs["spec"]["http"]
+            for d in [
+                *(x["destination"] for x in h["route"]),
+                *([h["mirror"]] if "mirror" in h else []),
+            ]
+        }
     assert k == "DestinationRule"
     return {s["name"] for s in r.inputs["spec"]["subsets"]}
 
@@ -545,7 +594,13 @@ def test_stack_outputs_are_endpoint_traffic_weights_versions_and_routing_urns(
     _, monitor = render_recorded(spec, state)
     out = monitor.outputs
     assert out["endpoint"] == "http://models.example.com/fraud"
-    assert out["traffic"] == {"stable": "v2", "canary": "v3", "weight": 20, "previous": "v1"}
+    assert out["traffic"] == {
+        "stable": "v2",
+        "canary": "v3",
+        "weight": 20,
+        "previous": "v1",
+        "mirror": None,
+    }
     assert out["weights"] == {"v2": 80, "v3": 20}
     assert out["versions"] == ["v1", "v2", "v3"]
     assert all(u.startswith("urn:pulumi:dev::fraud-detector::") for u in out["routing"])
@@ -553,6 +608,67 @@ def test_stack_outputs_are_endpoint_traffic_weights_versions_and_routing_urns(
     assert [t.rsplit(":", 1)[-1] for t, _ in keys] == routing
     assert {n for _, n in keys} <= {"fraud-detector", "fraud-detector-canary"}
     assert set(out) == {"endpoint", "traffic", "weights", "versions", "routing"}
+
+
+# --- mirrors: the served route unchanged, the copy on the weighted route only ---------------
+
+
+def test_istio_mirrors_on_the_weighted_route_only_with_a_percentage() -> None:
+    spec = make_spec("istio", versions=3)
+    plain = TrafficState("v1", "v2", 30)
+    [before] = of_kind(render(spec, plain), "VirtualService")
+    [after] = of_kind(
+        render(spec, TrafficState("v1", "v2", 30, mirror=Mirror("v3", 20))), "VirtualService"
+    )
+    *pins, weighted = after.inputs["spec"]["http"]
+    assert all("mirror" not in p for p in pins)  # a pinned request is not copied
+    assert weighted["mirror"] == {
+        "host": "fraud-detector.ml.svc.cluster.local",
+        "subset": "v3",
+    }
+    assert weighted["mirrorPercentage"] == {"value": 20.0}
+    del weighted["mirror"], weighted["mirrorPercentage"]
+    assert after.inputs == before.inputs  # nothing else changed
+
+
+def test_gateway_api_mirrors_after_the_rewrite_with_percent_below_100_only() -> None:
+    spec = make_spec("gateway-api", versions=2, strip_path=True)
+    [route] = of_kind(
+        render(spec, TrafficState("v1", "v2", 0, mirror=Mirror("v2", 20))), "HTTPRoute"
+    )
+    *pins, weighted = route.inputs["spec"]["rules"]
+    assert all(f["type"] != "RequestMirror" for p in pins for f in p.get("filters", []))
+    assert weighted["filters"] == [
+        {
+            "type": "URLRewrite",
+            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+        },
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"name": "fraud-detector-v2", "port": 80},
+                "percent": 20,
+            },
+        },
+    ]
+    [route] = of_kind(render(spec, TrafficState("v1", "v2", 0, mirror=Mirror("v2"))), "HTTPRoute")
+    assert route.inputs["spec"]["rules"][-1]["filters"][-1] == {
+        "type": "RequestMirror",
+        "requestMirror": {"backendRef": {"name": "fraud-detector-v2", "port": 80}},
+    }
+
+
+def test_ingress_nginx_mirrors_on_the_main_ingress_to_the_original_uri() -> None:
+    spec = make_spec("ingress-nginx", versions=2, strip_path=False)
+    main, canary = of_kind(
+        render(spec, TrafficState("v1", "v2", 0, mirror=Mirror("v2"))), "Ingress"
+    )
+    assert main.inputs["metadata"]["annotations"] == {
+        "nginx.ingress.kubernetes.io/mirror-target": (
+            "http://fraud-detector-v2.ml.svc.cluster.local:80$request_uri"
+        )
+    }
+    assert not any("mirror" in a for a in canary.inputs["metadata"]["annotations"])
 
 
 def test_traffic_naming_a_version_without_a_workload_is_refused() -> None:

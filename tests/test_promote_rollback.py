@@ -149,14 +149,15 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         "REV", "TIME", "(UTC)", "KIND", "RESULT", "STABLE", "CANARY", "WEIGHT", "MIRROR",
         "COMMAND",
     ]  # fmt: skip
-    rows = [line.split()[:1] + line.split()[3:] for line in lines[1:]]
+    assert {line.split()[8] for line in lines[1:]} == {"-"}  # MIRROR: none was set
+    rows = [line.split()[:1] + line.split()[3:8] + line.split()[9:] for line in lines[1:]]
     assert rows == [
-        ["6", "update", "succeeded", "v1", "-", "-", "-", "mlserve", "rollback"],
-        ["5", "update", "succeeded", "v2", "-", "-", "-", "mlserve", "promote", "--weight", "100"],
-        ["4", "update", "succeeded", "v1", "v2", "50%", "-", "mlserve", "deploy"],
-        ["3", "update", "succeeded", "v1", "v2", "50%", "-", "mlserve", "promote", "--weight", "50"],
-        ["2", "update", "succeeded", "v1", "v2", "25%", "-", "mlserve", "promote", "--weight", "25"],
-        ["1", "update", "succeeded", "v1", "v2", "10%", "-", "mlserve", "deploy"],
+        ["6", "update", "succeeded", "v1", "-", "-", "mlserve", "rollback"],
+        ["5", "update", "succeeded", "v2", "-", "-", "mlserve", "promote", "--weight", "100"],
+        ["4", "update", "succeeded", "v1", "v2", "50%", "mlserve", "deploy"],
+        ["3", "update", "succeeded", "v1", "v2", "50%", "mlserve", "promote", "--weight", "50"],
+        ["2", "update", "succeeded", "v1", "v2", "25%", "mlserve", "promote", "--weight", "25"],
+        ["1", "update", "succeeded", "v1", "v2", "10%", "mlserve", "deploy"],
     ]
 
 
