@@ -3,9 +3,10 @@ beside each rule), to check that what mlserve renders sends the traffic the spec
 
 A model reads only rendered resources, the way the gateway reads its configuration; it never calls
 mlserve. It answers, for one request, which model version serves what share of such requests and
-which path the model sees. Versions are found the way a request finds them: a Kubernetes Service
-selects pods, and the pods run an image; a url backend is its address. The test says which image
-or address is which version (`Backends`), from the spec it rendered.
+which path the model sees, and which version gets a copy of what share of them (a mirror: its
+answers are dropped) with the path the copy carries. Versions are found the way a request finds
+them: a Kubernetes Service selects pods, and the pods run an image; a url backend is its address.
+The test says which image or address is which version (`Backends`), from the spec it rendered.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Request:
 class Routed:
     shares: Mapping[str, Fraction]  # version -> share of such requests; empty: nobody serves it
     path: str | None = None  # the path the model sees
+    mirrored: Mapping[str, Fraction] = field(default_factory=dict)  # version -> share copied
+    mirror_path: str | None = None  # the path the copies carry
 
 
 NOT_ROUTED = Routed({})
@@ -146,7 +149,17 @@ def istio(resources: list[RenderedResource], request: Request, backends: Backend
                 )
                 for d in destinations
             ]
-            return Routed(split(weights), path)
+            mirrored: dict[str, Fraction] = {}
+            assert "mirrorPercent" not in route and "mirrors" not in route, "not modelled"
+            if "mirror" in route:
+                # `mirror` (field 9) with `mirrorPercentage` (19): "If this field is absent, all
+                # the traffic (100%) will be mirrored." Envoy copies the headers after the
+                # route's rewrite (envoy source/common/router/router.cc decodeHeaders), so the
+                # copy carries the rewritten path.
+                version = _istio_subset(resources, subsets[route["mirror"]["subset"]], backends)
+                value = route.get("mirrorPercentage", {}).get("value", 100.0)
+                mirrored[version] = Fraction(value) / 100
+            return Routed(split(weights), path, mirrored, path if mirrored else None)
     return NOT_ROUTED
 
 
@@ -202,11 +215,30 @@ def gateway_api(resources: list[RenderedResource], request: Request, backends: B
         (service_version(resources, ref["name"], backends), ref.get("weight", 1))
         for ref in rule["backendRefs"]
     ]
-    return Routed(split(weights), _gateway_api_rewrite(rule, prefix, request.path))
+    served = _gateway_api_rewrite(rule.get("filters", []), prefix, request.path)
+    mirrored: dict[str, Fraction] = {}
+    mirror_paths = set()
+    for i, f in enumerate(rule.get("filters", [])):
+        if f["type"] != "RequestMirror":
+            continue
+        # HTTPRequestMirrorFilter: `percent` (0-100) or `fraction` (numerator over denominator,
+        # default 100), one of the two; "If neither field is specified, 100% of requests will
+        # be mirrored." Filters apply "in the order they are specified" (HTTPRouteRule.Filters):
+        # the copy carries the path as the filters before it left it.
+        m = f["requestMirror"]
+        if "fraction" in m:
+            share = Fraction(m["fraction"]["numerator"], m["fraction"].get("denominator", 100))
+        else:
+            share = Fraction(m.get("percent", 100), 100)
+        version = service_version(resources, m["backendRef"]["name"], backends)
+        mirrored[version] = mirrored.get(version, Fraction(0)) + share
+        mirror_paths.add(_gateway_api_rewrite(rule["filters"][:i], prefix, request.path))
+    assert len(mirror_paths) <= 1
+    return Routed(split(weights), served, mirrored, mirror_paths.pop() if mirror_paths else None)
 
 
-def _gateway_api_rewrite(rule: dict[str, Any], prefix: str, path: str) -> str:
-    for f in rule.get("filters", []):
+def _gateway_api_rewrite(filters: list[dict[str, Any]], prefix: str, path: str) -> str:
+    for f in filters:
         if f["type"] == "URLRewrite" and f["urlRewrite"]["path"]["type"] == "ReplacePrefixMatch":
             # The table under HTTPPathModifier.ReplacePrefixMatch: /foo/bar, prefix /foo,
             # replacement "/" gives /bar; /foo and /foo/ give /.
@@ -257,6 +289,7 @@ def ingress_nginx(
     if target is not None and m is not None:
         seen = re.sub(r"\$(\d)", lambda g: m.group(int(g.group(1))) or "", target)
     stable = service_version(resources, path["backend"]["service"]["name"], backends)
+    copy = _nginx_mirror(resources, main_ann, request, backends)
     # The canary merges into the main Ingress only with the same host and path; one per rule.
     merged = [
         (c, a)
@@ -266,7 +299,7 @@ def ingress_nginx(
     ]
     assert len(merged) <= 1, "ingress-nginx applies at most one canary per Ingress rule"
     if not merged:
-        return Routed({stable: Fraction(1)}, seen)
+        return Routed({stable: Fraction(1)}, seen, *copy)
     canary_ingress, ann = merged[0]
     canary = service_version(
         resources,
@@ -283,15 +316,40 @@ def ingress_nginx(
             wanted = ann.get(NGINX + "canary-by-header-value")
             if wanted:
                 if value == wanted:
-                    return Routed({canary: Fraction(1)}, seen)
+                    return Routed({canary: Fraction(1)}, seen, *copy)
             elif value == "always":
-                return Routed({canary: Fraction(1)}, seen)
+                return Routed({canary: Fraction(1)}, seen, *copy)
             elif value == "never":
-                return Routed({stable: Fraction(1)}, seen)
+                return Routed({stable: Fraction(1)}, seen, *copy)
     # `math.random(weightTotal) <= weight`: weight/weightTotal of the requests (total 100).
     total = int(ann.get(NGINX + "canary-weight-total", "100"))
     weight = int(ann.get(NGINX + "canary-weight", "0"))
-    return Routed(split([(stable, total - weight), (canary, weight)]), seen)
+    return Routed(split([(stable, total - weight), (canary, weight)]), seen, *copy)
+
+
+def _nginx_mirror(
+    resources: list[RenderedResource],
+    annotations: Mapping[str, str],
+    request: Request,
+    backends: Backends,
+) -> tuple[dict[str, Fraction], str | None]:
+    """The main Ingress's `mirror-target` (annotations.md, Mirror): nginx's mirror module copies
+    every request of the location, whichever backend (stable, canary, pinned) then serves it;
+    a canary Ingress's own annotations are ignored (annotations.md, Canary). The copy goes to
+    `proxy_pass <target>`, where `$request_uri` is the original request URI with its query: the
+    subrequest keeps its parent's `unparsed_uri` (nginx ngx_http_subrequest), not the URI
+    rewrite-target made."""
+    target = annotations.get(NGINX + "mirror-target")
+    if target is None:
+        return {}, None
+    base, sep, variables = target.partition("$")
+    assert sep and variables == "request_uri", f"not modelled: {target}"
+    parts = urlsplit(base)
+    assert parts.path == "" and parts.hostname is not None, target
+    # A Service's cluster DNS name: <service>.<namespace>.svc.cluster.local
+    version = service_version(resources, parts.hostname.split(".")[0], backends)
+    query = "?" + "&".join(f"{k}={v}" for k, v in request.query.items()) if request.query else ""
+    return {version: Fraction(1)}, request.path + query
 
 
 # --- Kong: kong/router/transform.lua (traditional_compatible), kong/router/atc.lua select,

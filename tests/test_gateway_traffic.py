@@ -2,7 +2,8 @@
 gateway's own routing rules (tests/gateway_models.py names the upstream source of each), over the
 traffic lifecycle: a canary at 0%, at 1..99%, at 100%, a completed promotion with `previous`, and a
 new canary after it. Unpinned requests must split as the traffic state says, and every version a
-request can pin must be reachable by its header.
+request can pin must be reachable by its header. A mirror never changes the served split, and the
+mirrored version gets a copy of the share the state says, carrying the path the served one gets.
 
 Only run against these models, never against a live gateway.
 """
@@ -22,7 +23,7 @@ from mlserve.backends import base
 from mlserve.errors import PreconditionError
 from mlserve.render import RenderedResource, render
 from mlserve.spec import IstioOptions, Spec, Version, load_spec
-from mlserve.traffic import TrafficState
+from mlserve.traffic import Mirror, TrafficState
 from tests.gateway_models import MODELS, NOT_ROUTED, Backends, Request, Routed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,8 +49,19 @@ def example(gateway: str) -> Spec:
 
 
 @cache
-def rendered(gateway: str, state: TrafficState) -> tuple[RenderedResource, ...]:
-    return tuple(render(example(gateway), state))
+def variant(gateway: str, strip: bool | None) -> Spec:
+    """The example, with stripPath set to `strip` unless None."""
+    spec = example(gateway)
+    if strip is None:
+        return spec
+    return dataclasses.replace(spec, gateway=dataclasses.replace(spec.gateway, strip_path=strip))
+
+
+@cache
+def rendered(
+    gateway: str, state: TrafficState, strip: bool | None = None
+) -> tuple[RenderedResource, ...]:
+    return tuple(render(variant(gateway, strip), state))
 
 
 def backends(spec: Spec) -> Backends:
@@ -60,13 +72,22 @@ def backends(spec: Spec) -> Backends:
 
 
 def route(
-    gateway: str, state: TrafficState, path: str, headers: dict[str, str] | None = None
+    gateway: str,
+    state: TrafficState,
+    path: str,
+    headers: dict[str, str] | None = None,
+    strip: bool | None = None,
 ) -> Routed:
-    spec = example(gateway)
+    spec = variant(gateway, strip)
     gw = spec.gateway
     via = gw.istio.gateways[0] if gw.type == "istio" and gw.istio.gateways else None
     request = Request(path=path, host=gw.host, headers=headers or {}, via=via)
-    return MODELS[gateway](list(rendered(gateway, state)), request, backends(spec))
+    return MODELS[gateway](list(rendered(gateway, state, strip)), request, backends(spec))
+
+
+def served(r: Routed) -> tuple[object, object]:
+    """Who serves the request, and the path the model sees; not the copies."""
+    return r.shares, r.path
 
 
 def expected(state: TrafficState) -> dict[str, Fraction]:
@@ -102,29 +123,56 @@ def lifecycle(gateway: str, weight: int) -> list[TrafficState]:
     ]
 
 
-def check_state(gateway: str, state: TrafficState) -> None:
-    spec = example(gateway)
+def check_state(gateway: str, state: TrafficState, strip: bool | None = None) -> None:
+    spec = variant(gateway, strip)
     public = spec.gateway.path.rstrip("/")
     seen = "/predict" if spec.gateway.strip_path or not public else public + "/predict"
-    unpinned = route(gateway, state, public + "/predict")
+    unpinned = route(gateway, state, public + "/predict", strip=strip)
     assert_split(gateway, unpinned, state)
     assert unpinned.path == seen
-    assert route(gateway, state, public or "/").path == (
+    assert route(gateway, state, public or "/", strip=strip).path == (
         "/" if spec.gateway.strip_path else public or "/"
     )
     if public:  # matched by path segment: /fraud is not a prefix of /fraudulent
-        assert route(gateway, state, public + "ulent") == NOT_ROUTED
+        assert route(gateway, state, public + "ulent", strip=strip) == NOT_ROUTED
     header = spec.gateway.version_header or (
         spec.gateway.azure_apim.header_name if spec.gateway.azure_apim else None
     )
     for version in state.versions():
         if header is None:
             break
-        pinned = route(gateway, state, public + "/predict", {header.upper(): version})
+        pinned = route(gateway, state, public + "/predict", {header.upper(): version}, strip)
         if version in pinnable(gateway, state):
-            assert pinned == Routed({version: Fraction(1)}, seen), version
+            assert served(pinned) == ({version: Fraction(1)}, seen), version
         else:
-            assert pinned in (unpinned, NOT_ROUTED), version
+            assert served(pinned) in (served(unpinned), served(NOT_ROUTED)), version
+    if state.mirror is not None:
+        check_mirror(gateway, state, strip)
+
+
+def check_mirror(gateway: str, state: TrafficState, strip: bool | None) -> None:
+    """The served split never changes because of a mirror; the mirrored version gets a copy of
+    the state's share of unpinned requests (ingress-nginx: of every request, pinned ones too),
+    carrying the path the served version gets."""
+    assert state.mirror is not None
+    spec = variant(gateway, strip)
+    public = spec.gateway.path.rstrip("/")
+    without = dataclasses.replace(state, mirror=None)
+    header = spec.gateway.version_header
+    requests = [(public + "/predict", {})] + [
+        (public + "/predict", {header: v}) for v in state.versions() if header
+    ]
+    for path, headers in requests:
+        got = route(gateway, state, path, headers, strip)
+        assert served(got) == served(route(gateway, without, path, headers, strip)), headers
+        pinned = bool(headers) and headers[header or ""] in pinnable(gateway, state)
+        if pinned and gateway != "ingress-nginx":
+            assert (got.mirrored, got.mirror_path) == ({}, None), headers
+            continue
+        # ingress-nginx copies every request of the Ingress, pinned ones included
+        # (annotations.md, Mirror): validate and plan say so.
+        assert got.mirrored == {state.mirror.version: Fraction(state.mirror.percent, 100)}
+        assert got.mirror_path == got.path
 
 
 # A completed promotion, a new canary and a rollback at one canary weight, per gateway.
@@ -150,6 +198,45 @@ def test_any_canary_weight_is_the_canarys_share_of_unpinned_requests(
     a, b, c = example(gateway).version_names
     check_state(gateway, TrafficState(a, b, weight))
     check_state(gateway, TrafficState(b, c, weight, previous=a))
+
+
+def mirrored_states(gateway: str, percent: int) -> list[TrafficState]:
+    """Each lifecycle state with a mirror of each version that serves none of its traffic."""
+    out = []
+    for state in lifecycle(gateway, weight=25):
+        for version in example(gateway).version_names:
+            if version != state.stable and state.weights().get(version, 0) == 0:
+                out.append(dataclasses.replace(state, mirror=Mirror(version, percent)))
+    return out
+
+
+# ingress-nginx mirrors only an unstripped path (validate refuses it with stripPath).
+@pytest.mark.parametrize(
+    ("gateway", "strip"),
+    [
+        *((g, strip) for g in ("istio", "gateway-api") for strip in (True, False)),
+        ("ingress-nginx", False),
+    ],
+)
+def test_every_lifecycle_state_with_a_mirror_serves_as_without_and_copies_its_share(
+    gateway: str, strip: bool
+) -> None:
+    states = mirrored_states(gateway, 100 if gateway == "ingress-nginx" else 20)
+    assert len(states) >= 10
+    for state in states:
+        check_state(gateway, state, strip)
+
+
+@pytest.mark.parametrize("gateway", ["istio", "gateway-api"])
+@settings(max_examples=5, deadline=None)
+@given(percent=st.integers(1, 100), weight=st.integers(0, 99))
+def test_any_mirrored_share_is_copied_beside_any_canary_weight(
+    gateway: str, percent: int, weight: int
+) -> None:
+    a, b, c = example(gateway).version_names
+    check_state(gateway, TrafficState(a, b, weight, mirror=Mirror(c, percent)), strip=True)
+    if weight == 0:
+        check_state(gateway, TrafficState(a, b, 0, mirror=Mirror(b, percent)), strip=True)
 
 
 @pytest.mark.parametrize("weight", [1, 2, 33, 50, 67, 98, 99])
