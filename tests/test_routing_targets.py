@@ -1,4 +1,4 @@
-"""promote and rollback change nothing but routing resources.
+"""promote, rollback and mirror change nothing but routing resources.
 
 They run a Pulumi update with `target` set to the routing resources: the union of those the
 stack exported and those the new program declares (pulumi/pulumi deployment_executor.go
@@ -26,7 +26,7 @@ from mlserve.errors import PreconditionError
 from mlserve.program import build_program
 from mlserve.render import render_program
 from mlserve.spec import Spec, Version, load_spec
-from mlserve.traffic import TrafficState
+from mlserve.traffic import Mirror, TrafficState
 
 REPO = Path(__file__).resolve().parents[1]
 Key = tuple[str, str]  # (type, logical name)
@@ -160,6 +160,39 @@ def test_promote_and_rollback_change_only_routing_resources(
             if outside:
                 failures.append(f"{live} --{what}--> {new}: changes {sorted(outside)}")
     assert checked >= (15 if gateway in ("azure-apim", "service") else 60)
+    assert failures == []
+
+
+@pytest.mark.parametrize("gateway", ["istio", "gateway-api", "ingress-nginx"])
+def test_setting_changing_and_ending_a_mirror_changes_only_routing_resources(
+    gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = with_third_version(SPECS[gateway]())
+    if gateway == "ingress-nginx":  # it mirrors an unstripped path only, every request
+        spec = dataclasses.replace(
+            spec, gateway=dataclasses.replace(spec.gateway, strip_path=False)
+        )
+    router = Router(spec, monkeypatch)
+    a, b, c = spec.version_names[:3]
+    percents = (100,) if gateway == "ingress-nginx" else (20, 100)
+    failures, checked = [], 0
+    for live in [TrafficState(a, b, 0), TrafficState(a, b, 30), TrafficState(b, previous=a)]:
+        mirrors = [
+            Mirror(v, p)
+            for v in (b, c)
+            for p in percents
+            if v != live.stable and live.weights().get(v, 0) == 0
+        ]
+        states = [live, *(dataclasses.replace(live, mirror=m) for m in mirrors)]
+        for before, after in itertools.permutations(states, 2):
+            checked += 1
+            old, new = router.declared(before), router.declared(after)
+            outside = changed(old, new) - old.routing - new.routing
+            if outside:
+                failures.append(f"{before} -> {after}: changes {sorted(outside)}")
+            if before.mirror != after.mirror:
+                assert changed(old, new), f"{before} -> {after} changes nothing"
+    assert checked >= (10 if gateway == "ingress-nginx" else 30)
     assert failures == []
 
 
