@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +16,7 @@ from mlserve import rollout as ro
 from mlserve.errors import PreconditionError
 from mlserve.rollout import Advance, Finish, Measurement, Observe, Progress, Wait
 from mlserve.spec import Analysis, Metric, Rollout, RolloutStep
-from mlserve.traffic import TrafficState
+from mlserve.traffic import Mirror, TrafficState
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ERRORS = Metric("error-rate", "q", max=0.01)
@@ -333,3 +335,52 @@ def test_the_abort_comes_at_the_failure_after_the_limit(limit: int, healthy_roun
     assert isinstance(seen[-1], ro.Abort)
     assert seen[-1].traffic == at(0)
     assert sum(isinstance(d, Observe) for d in seen) == healthy_rounds + limit + 1
+
+
+# --- mirror steps: a shadow phase before the first weight -------------------------------------
+
+SHADOW = Rollout(
+    steps=(RolloutStep(None, "10m", 20), RolloutStep(None, "10m", 100), RolloutStep(10, "5m")),
+    analysis=Analysis("http://prom:9090", (ERRORS,), "1m", 1),
+)
+
+
+def test_mirror_steps_copy_to_the_canary_at_0_and_the_first_weight_step_ends_the_mirror() -> None:
+    live = at(0)
+    first = ro.begin(SHADOW, live)
+    assert first == Advance(0, TrafficState("v1", "v2", 0, mirror=Mirror("v2", 20)), "running")
+    assert isinstance(first, Advance)
+    p = replace(progress(0, 0), steps=ro.fingerprint(SHADOW), traffic=first.traffic)
+    second = ro.decide(SHADOW, first.traffic, p, s(600), s(600))
+    assert second == Advance(1, TrafficState("v1", "v2", 0, mirror=Mirror("v2", 100)), "running")
+    assert isinstance(second, Advance)
+    p = replace(p, step=1, started=s(600), traffic=second.traffic)
+    third = ro.decide(SHADOW, second.traffic, p, s(1200), s(1200))
+    assert third == Advance(2, TrafficState("v1", "v2", 10), "running")  # no mirror left
+
+
+def test_an_abort_in_the_shadow_phase_ends_the_mirror_in_the_same_update() -> None:
+    shadow = TrafficState("v1", "v2", 0, mirror=Mirror("v2", 100))
+    p = replace(progress(1, 0), steps=ro.fingerprint(SHADOW), traffic=shadow)
+    p = ro.record_round(ro.record_round(p, failing(1)), failing(1))
+    decision = ro.decide(SHADOW, shadow, p, s(60), None)
+    assert isinstance(decision, ro.Abort)
+    assert decision.traffic == TrafficState("v1", "v2", 0)
+
+
+def test_a_rollout_from_a_canary_that_serves_traffic_passes_the_mirror_steps_over() -> None:
+    assert ro.first_step(SHADOW, 0) == 0
+    assert ro.first_step(SHADOW, 5) == 2
+    decision = ro.begin(SHADOW, at(5))
+    assert decision == Advance(2, TrafficState("v1", "v2", 10), "running")
+
+
+def test_mirror_steps_change_the_fingerprint_and_steps_without_keep_theirs() -> None:
+    plain = rollout((10, "5m"), (50, "10m"))
+    # as it was computed before mirror steps existed, so a recorded rollout still resumes
+    before = json.dumps([[10, "5m"], [50, "10m"]]).encode()
+    assert ro.fingerprint(plain) == hashlib.sha256(before).hexdigest()[:12]
+    shadowed = replace(plain, steps=(RolloutStep(None, "5m", 100), *plain.steps))
+    assert ro.fingerprint(shadowed) != ro.fingerprint(
+        replace(plain, steps=(RolloutStep(None, "5m"), *plain.steps))
+    )
