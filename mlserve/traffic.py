@@ -102,9 +102,10 @@ class TrafficState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrafficState:
         """Also a record written before mirrors existed: no `mirror` key is no mirror."""
+        stable = data["stable"]  # first: a TypeError for a record that is not an object
         mirror = data.get("mirror")
         return cls(
-            stable=data["stable"],
+            stable=stable,
             canary=data.get("canary"),
             weight=int(data.get("weight", 0)),
             previous=data.get("previous"),

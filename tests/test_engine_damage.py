@@ -38,6 +38,14 @@ DAMAGE = {
         {T: '{"stable": "v1", "canary": "v2", "weight": "ten"}'},
         f'`{T}`: it has weight "ten", not an integer',
     ),
+    "traffic-bad-mirror": (
+        {T: '{"stable": "v1", "canary": "v2", "mirror": {"version": "v2", "percent": "all"}}'},
+        f'`{T}`: it has mirror {{"version": "v2", "percent": "all"}}, not {{version, percent}}',
+    ),
+    "traffic-mirror-on-stable": (
+        {T: '{"stable": "v1", "mirror": {"version": "v1", "percent": 5}}'},
+        f"`{T}`: it is not a valid traffic state: the mirror and the stable are both 'v1'",
+    ),
     "spec-wrong-shape": (
         {S: '{"versions": "x"}'},
         f"`{S}`: it is not a valid spec: (top level): 'apiVersion' is a required property "
