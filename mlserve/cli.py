@@ -655,7 +655,7 @@ def history(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """List a stack's updates: revision, time, kind, result, stable/canary/weight, command.
+    """List a stack's updates: revision, time, kind, result, stable/canary/weight/mirror, command.
 
     Examples:
       mlserve history --stack prod --project fraud-detector --json

@@ -435,7 +435,7 @@ def render_history(rows: Sequence[HistoryRow]) -> str:
                 r.traffic.stable if r.traffic else "-",
                 (r.traffic.canary or "-") if r.traffic else "-",
                 (f"{r.traffic.weight}%" if r.traffic.canary else "-") if r.traffic else "-",
-                f"{r.traffic.mirror.percent}% {r.traffic.mirror.version}"
+                f"{r.traffic.mirror.version} {r.traffic.mirror.percent}%"
                 if r.traffic and r.traffic.mirror
                 else "-",
                 r.command or "-",

@@ -209,7 +209,7 @@ def test_history_table() -> None:
     ]
     assert output.render_history(rows).splitlines() == [
         "REV  TIME (UTC)           KIND    RESULT     STABLE  CANARY  WEIGHT  MIRROR  COMMAND",
-        "3    2025-03-01 12:01:00  update  succeeded  v1      v2      0%      20% v2  "
+        "3    2025-03-01 12:01:00  update  succeeded  v1      v2      0%      v2 20%  "
         "mlserve mirror --version v2 --percent 20",
         "2    2025-03-01 12:00:05  update  failed     v1      v2      50%     -       "
         "mlserve promote --weight 50",

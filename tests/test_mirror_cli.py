@@ -79,7 +79,8 @@ def test_a_mirror_is_set_changed_and_ended_by_routing_only_updates(
     ]
     assert up_targets(fake) == [ROUTES, ROUTES, ROUTES]
     table = ok("history", *PROJECT).stdout.splitlines()
-    assert [line.split()[8] for line in table[1:]] == ["-", "50%", "20%", "-"]
+    start, end = table[0].index("MIRROR"), table[0].index("COMMAND")
+    assert [line[start:end].strip() for line in table] == ["MIRROR", "-", "v2 50%", "v2 20%", "-"]
 
 
 def test_the_expect_mirror_guard_and_the_things_nobody_can_mirror_exit_6(

@@ -64,7 +64,8 @@ def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
         (
             "traffic.mirror",
             f"the mirror needs a Gateway that supports {feature} (Extended conformance); one "
-            "that does not may refuse the route, and the deploy then fails with its reason",
+            "that does not may refuse the route (the deploy then fails with its reason) or "
+            "leave the filter out",
         )
     ]
 
