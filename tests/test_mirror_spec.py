@@ -88,7 +88,25 @@ def test_ingress_nginx_mirrors_every_request_and_only_with_the_path_unstripped(
     ]
     text = path.read_text().replace("  path: /sentiment", "  path: /sentiment\n  stripPath: false")
     path.write_text(text)
-    assert load_spec(path).traffic.mirror == Mirror("v4", 100)
+    spec = load_spec(path)
+    assert spec.traffic.mirror == Mirror("v4", 100)
+    assert [(n.path, n.message) for n in spec.notes if n.path == "traffic.mirror"] == [
+        (
+            "traffic.mirror",
+            "note: ingress-nginx copies every request to v4, pinned ones too, and a slow mirror "
+            "slows the answers users get (annotations.md, Mirror)",
+        )
+    ]
+
+
+def test_gateway_api_notes_the_conformance_features_a_mirror_needs(tmp_path: Path) -> None:
+    spec = load_spec(with_mirror(tmp_path, "gateway-api", '{version: "8.0", percent: 5}'))
+    [note] = [n.message for n in spec.notes if n.path == "traffic.mirror"]
+    assert note == (
+        "note: the mirror needs a Gateway that supports HTTPRouteRequestMirror and "
+        "HTTPRouteRequestPercentageMirror (Extended conformance); one that does not may refuse "
+        "the route (the deploy then fails with its reason) or leave the filter out"
+    )
 
 
 def test_a_mirror_names_a_running_version_that_is_not_the_stable(tmp_path: Path) -> None:
