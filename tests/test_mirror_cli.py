@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,6 +16,7 @@ from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
 from tests.test_promote_rollback import PROJECT, ROUTES, history, ok, recorded, up_targets
+from tests.test_promote_rollback import traffic as state
 
 fake = fixture.fake
 ISTIO = REPO / "specs" / "istio.yaml"  # fraud-detector: v1 stable, v2 canary at 10%
@@ -28,22 +28,6 @@ def shadow_spec(tmp_path: Path) -> Path:
     path = tmp_path / "istio.yaml"
     path.write_text(re.sub(r"(?m)^  weight: 10 .*$", "  weight: 0", ISTIO.read_text()))
     return path
-
-
-def state(
-    stable: str,
-    canary: str | None = None,
-    weight: int = 0,
-    previous: str | None = None,
-    mirror: tuple[str, int] | None = None,
-) -> dict[str, Any]:
-    return {
-        "stable": stable,
-        "canary": canary,
-        "weight": weight,
-        "previous": previous,
-        "mirror": {"version": mirror[0], "percent": mirror[1]} if mirror else None,
-    }
 
 
 def test_a_mirror_is_set_changed_and_ended_by_routing_only_updates(

@@ -65,14 +65,18 @@ def recorded(fake: Fake, key: str = "mlserve:traffic") -> list[Any]:
 
 
 def traffic(
-    stable: str, canary: str | None = None, weight: int = 0, previous: str | None = None
+    stable: str,
+    canary: str | None = None,
+    weight: int = 0,
+    previous: str | None = None,
+    mirror: tuple[str, int] | None = None,
 ) -> dict[str, Any]:
     return {
         "stable": stable,
         "canary": canary,
         "weight": weight,
         "previous": previous,
-        "mirror": None,
+        "mirror": {"version": mirror[0], "percent": mirror[1]} if mirror else None,
     }
 
 
