@@ -234,7 +234,13 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         live = None
         ignored = [f"{e.damage}; --reset-traffic replaces it with the spec's traffic"]
     new, warnings = reconcile(spec, live.traffic if live else None, reset=reset_traffic)
-    require_supported(spec, new)  # a kept live mirror on a gateway the spec changed
+    kept = new.mirror if live is not None and new.mirror == live.traffic.mirror else None
+    problem = mirror_problem(spec, kept.percent) if kept is not None else None
+    if kept is not None and problem is not None:  # the spec changed the gateway under it
+        raise PreconditionError(
+            f"{problem}. The live mirror ({kept.describe()}) would stay: end it first with "
+            "`mlserve mirror --off`, or deploy with --reset-traffic; nothing was changed"
+        )
     warnings += _undoes_rollback(live, new)
     warnings += [message for _, message in gateway_notes(spec, new)]
     effective, notes = effective_spec(spec, new, live)

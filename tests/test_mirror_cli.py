@@ -195,3 +195,37 @@ def test_a_gateway_that_cannot_mirror_refuses_with_the_reason(fake: Fake) -> Non
         "it cannot copy requests; nothing was changed\n"
     )
     assert "up" not in fake.commands()
+
+
+def test_ingress_nginx_mirrors_every_request_and_a_deploy_cannot_strip_the_path_under_it(
+    fake: Fake, tmp_path: Path
+) -> None:
+    text = (
+        (REPO / "specs" / "ingress-nginx.yaml").read_text().replace("  weight: 20", "  weight: 0")
+    )
+    unstripped = tmp_path / "unstripped.yaml"
+    unstripped.write_text(
+        text.replace("  path: /sentiment", "  path: /sentiment\n  stripPath: false")
+    )
+    fake.deployed(unstripped)
+    project = ("--project", "sentiment")
+    share = mlserve("mirror", "--version", "v4", "--percent", "20", *project)
+    assert (share.returncode, share.stderr) == (
+        6,
+        "error: gateway ingress-nginx mirrors every request or none (20% asked): use percent "
+        "100, or a gateway that mirrors a share (istio, gateway-api); nothing was changed\n",
+    )
+    ok("mirror", "--version", "v4", *project)
+    stripped = tmp_path / "stripped.yaml"
+    stripped.write_text(text)
+    fake.clear_log()
+    deploy = mlserve("deploy", str(stripped), "--yes")
+    assert deploy.returncode == 6
+    assert deploy.stderr.endswith(
+        "set gateway.stripPath: false (the model then serves under /sentiment), or use istio or "
+        "gateway-api. The live mirror (100% copied to v4) would stay: end it first with "
+        "`mlserve mirror --off`, or deploy with --reset-traffic; nothing was changed\n"
+    )
+    assert "up" not in fake.commands()
+    ok("deploy", str(stripped), "--yes", "--reset-traffic")
+    assert json.loads(ok("status", *project, "--json").stdout)["traffic"] == state("v3", "v4")
