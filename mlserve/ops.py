@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlserve import engine, traffic
+from mlserve import engine, readiness, traffic
 from mlserve.backends.base import CAPABILITIES, mirror_problem, require_supported
 from mlserve.backends.base import notes as gateway_notes
 from mlserve.engine import (
@@ -243,6 +243,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         )
     warnings += _undoes_rollback(live, new)
     warnings += [message for _, message in gateway_notes(spec, new)]
+    warnings += [message for _, message in readiness.notes(spec)]
     effective, notes = effective_spec(spec, new, live)
     report = PlanReport(
         project=eng.target.project,

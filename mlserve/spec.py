@@ -19,7 +19,7 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
 
@@ -58,6 +58,81 @@ def _frozen(m: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType(dict(m or {}))
 
 
+def _deep_frozen(value: Any) -> Any:
+    """A YAML-shaped value that cannot be changed: mappings read-only, lists as tuples."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _deep_frozen(v) for k, v in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_deep_frozen(v) for v in value)
+    return value
+
+
+def thawed(value: Any) -> Any:
+    """A frozen YAML-shaped value as plain dicts and lists again (for output and Pulumi)."""
+    if isinstance(value, Mapping):
+        return {k: thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thawed(v) for v in value]
+    return value
+
+
+ProbeKind = Literal["startup", "readiness", "liveness"]
+PROBE_KINDS: tuple[ProbeKind, ...] = ("startup", "readiness", "liveness")
+# The probe fields a spec may set, as the spec and Kubernetes name them.
+PROBE_FIELDS = ("initialDelaySeconds", "periodSeconds", "failureThreshold", "timeoutSeconds")
+
+# Pod-level fields a version passes to its pods' spec as written (Kubernetes PodSpec names).
+POD_FIELDS = (
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "runtimeClassName",
+    "serviceAccountName",
+    "imagePullSecrets",
+)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume of a version's pods and where the model container mounts it."""
+
+    name: str
+    mount_path: str
+    source: str  # emptyDir | persistentVolumeClaim | configMap | secret
+    details: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))  # the source's fields
+    read_only: bool | None = None
+    sub_path: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Volume:
+        [source] = [k for k in VOLUME_SOURCES if k in data]
+        return cls(
+            name=data["name"],
+            mount_path=data["mountPath"],
+            source=source,
+            details=_deep_frozen(data[source]),
+            read_only=data.get("readOnly"),
+            sub_path=data.get("subPath"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "mountPath": self.mount_path}
+        if self.read_only is not None:
+            out["readOnly"] = self.read_only
+        if self.sub_path is not None:
+            out["subPath"] = self.sub_path
+        out[self.source] = thawed(self.details)
+        return out
+
+
+VOLUME_SOURCES = ("emptyDir", "persistentVolumeClaim", "configMap", "secret")
+
+# An env value: a string, or a reference ({secretKeyRef: {name, key}}, ...) kept as written.
+EnvValue = str | Mapping[str, Any]
+
+
 @dataclass(frozen=True)
 class Version:
     name: str
@@ -67,8 +142,66 @@ class Version:
     replicas: int = 1
     requests: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
     limits: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
-    env: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    env: Mapping[str, EnvValue] = field(default_factory=lambda: _frozen(None))
     health_path: str | None = None
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    # kind -> the timings the spec sets ({"periodSeconds": 10, ...}); the rest are defaults
+    probes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen(None))
+    pod: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))  # POD_FIELDS as written
+    pod_annotations: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+
+    @classmethod
+    def from_dict(cls, v: Mapping[str, Any]) -> Version:
+        return cls(
+            name=v["name"],
+            image=v.get("image"),
+            url=v.get("url"),
+            port=v.get("port", 8080),
+            replicas=v.get("replicas", 1),
+            requests=_frozen((v.get("resources") or {}).get("requests")),
+            limits=_frozen((v.get("resources") or {}).get("limits")),
+            env=_deep_frozen(v.get("env") or {}),
+            health_path=v.get("healthPath"),
+            command=tuple(v.get("command", ())),
+            args=tuple(v.get("args", ())),
+            env_from=_deep_frozen(v.get("envFrom", ())),
+            volumes=tuple(Volume.from_dict(d) for d in v.get("volumes", ())),
+            probes=_deep_frozen(v.get("probes") or {}),
+            pod=_deep_frozen({k: v[k] for k in POD_FIELDS if k in v}),
+            pod_annotations=_frozen(v.get("podAnnotations")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name}
+        if self.image is not None:
+            d.update(image=self.image, port=self.port, replicas=self.replicas)
+        if self.url is not None:
+            d["url"] = self.url
+        if self.command:
+            d["command"] = list(self.command)
+        if self.args:
+            d["args"] = list(self.args)
+        if self.requests or self.limits:
+            d["resources"] = {
+                k: dict(m) for k, m in (("requests", self.requests), ("limits", self.limits)) if m
+            }
+        if self.env:
+            d["env"] = thawed(self.env)
+        if self.env_from:
+            d["envFrom"] = thawed(self.env_from)
+        if self.volumes:
+            d["volumes"] = [volume.to_dict() for volume in self.volumes]
+        if self.health_path is not None:
+            d["healthPath"] = self.health_path
+        if self.probes:
+            d["probes"] = thawed(self.probes)
+        d.update(thawed(self.pod))
+        if self.pod_annotations:
+            d["podAnnotations"] = dict(self.pod_annotations)
+        return d
 
 
 @dataclass(frozen=True)
@@ -135,6 +268,7 @@ class Gateway:
     path: str = "/"
     strip_path: bool = STRIP_PATH
     version_header: str | None = None
+    timeout: str | None = None  # the request timeout at the gateway ("10m"); None: its default
     istio: IstioOptions = IstioOptions()
     gateway_api: GatewayApiOptions = GatewayApiOptions()
     ingress_nginx: IngressNginxOptions = IngressNginxOptions()
@@ -290,6 +424,7 @@ class Spec:
                 path=gw.get("path", "/"),
                 strip_path=strip_path,
                 version_header=gw.get("versionHeader"),
+                timeout=gw.get("timeout"),
                 istio=IstioOptions(gateways=tuple((gw.get("istio") or {}).get("gateways", ()))),
                 gateway_api=GatewayApiOptions(
                     parent_refs=tuple(
@@ -326,20 +461,7 @@ class Spec:
                     subscription_required=apim.get("subscriptionRequired", True),
                 ),
             ),
-            versions=tuple(
-                Version(
-                    name=v["name"],
-                    image=v.get("image"),
-                    url=v.get("url"),
-                    port=v.get("port", 8080),
-                    replicas=v.get("replicas", 1),
-                    requests=_frozen((v.get("resources") or {}).get("requests")),
-                    limits=_frozen((v.get("resources") or {}).get("limits")),
-                    env=_frozen(v.get("env")),
-                    health_path=v.get("healthPath"),
-                )
-                for v in data["versions"]
-            ),
+            versions=tuple(Version.from_dict(v) for v in data["versions"]),
             traffic=Traffic(
                 stable=data["traffic"]["stable"],
                 canary=data["traffic"].get("canary"),
@@ -359,6 +481,8 @@ class Spec:
             gateway["host"] = gw.host
         if gw.version_header is not None:
             gateway["versionHeader"] = gw.version_header
+        if gw.timeout is not None:
+            gateway["timeout"] = gw.timeout
         if gw.type == "istio":
             gateway["istio"] = {"gateways": list(gw.istio.gateways)}
         elif gw.type == "gateway-api":
@@ -408,22 +532,7 @@ class Spec:
             if a.query_name is not None:
                 apim["versioning"]["queryName"] = a.query_name
             gateway["azureApim"] = apim
-        versions = []
-        for v in self.versions:
-            d: dict[str, Any] = {"name": v.name}
-            if v.image is not None:
-                d.update(image=v.image, port=v.port, replicas=v.replicas)
-            if v.url is not None:
-                d["url"] = v.url
-            if v.requests or v.limits:
-                d["resources"] = {
-                    k: dict(m) for k, m in (("requests", v.requests), ("limits", v.limits)) if m
-                }
-            if v.env:
-                d["env"] = dict(v.env)
-            if v.health_path is not None:
-                d["healthPath"] = v.health_path
-            versions.append(d)
+        versions = [v.to_dict() for v in self.versions]
         traffic: dict[str, Any] = {"stable": self.traffic.stable, "weight": self.traffic.weight}
         if self.traffic.canary is not None:
             traffic["canary"] = self.traffic.canary
@@ -484,7 +593,20 @@ _OPTION_KEYS = {
     "azureApim": "azure-apim",
     "service": "service",
 }
-_IMAGE_ONLY_KEYS = ("port", "replicas", "resources", "env", "healthPath")
+_IMAGE_ONLY_KEYS = (
+    "port",
+    "replicas",
+    "command",
+    "args",
+    "resources",
+    "env",
+    "envFrom",
+    "volumes",
+    "healthPath",
+    "probes",
+    *POD_FIELDS,
+    "podAnnotations",
+)
 
 
 def format_path(path: SpecPath) -> str:
@@ -1046,9 +1168,34 @@ def _schema_problems(doc: _Doc) -> list[Problem]:
     for n, error in enumerate(_validator().iter_errors(doc.data)):
         if n >= _SCHEMA_ERROR_BUDGET:
             break
-        problems.extend(_explain(doc, error))
+        found = _explain(doc, error)
+        if _holds_secrets(tuple(error.absolute_path)):
+            found = (replace(p, message=_redacted(p.message, error.instance)) for p in found)
+        problems.extend(found)
     problems.extend(_ambiguous_scalars(doc, {p.path for p in problems}))
     return problems
+
+
+def _holds_secrets(path: SpecPath) -> bool:
+    """An env value may be a credential written where a reference belongs: never echo it."""
+    return len(path) > 2 and path[0] == "versions" and path[2] in ("env", "envFrom")
+
+
+def _redacted(message: str, instance: Any) -> str:
+    for leaf in _strings(instance):
+        message = message.replace(_show(leaf), "a value (not shown)")
+    return message
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
@@ -1081,6 +1228,8 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
                 yield doc.problem(path, f"'{name}' is required{when}", at_key=True)
     elif kind == "type":
         yield doc.problem(path, _type_message(doc, path, value, instance))
+    elif kind in ("oneOf", "anyOf") and not all(set(s) == {"required"} for s in value):
+        yield from _explain_by_type(doc, error)
     elif kind == "oneOf" and all(set(s) == {"required"} for s in value):
         names = [s["required"][0] for s in value]
         given = [n for n in names if isinstance(instance, dict) and n in instance]
@@ -1107,6 +1256,8 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"is too long (at most {value} characters)")
     elif kind == "minItems":
         yield doc.problem(path, f"needs at least {value} {'entry' if value == 1 else 'entries'}")
+    elif kind in ("minProperties", "maxProperties") and "title" in sub:
+        yield doc.problem(path, f"give {'only ' if kind == 'maxProperties' else ''}{sub['title']}")
     elif kind in ("maxItems", "maxProperties"):
         why = _LIMIT_REASONS.get(path, "")
         yield doc.problem(path, f"has {len(instance)} entries; at most {value} are allowed{why}")
@@ -1121,6 +1272,49 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
         yield doc.problem(path, f"{_show(instance)} is {side} of {value}{when}")
     else:
         yield doc.problem(path, error.message[:200] + when)
+
+
+def _explain_by_type(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
+    """A oneOf whose branches take different types (a string or a mapping): the problems of
+    the branch that takes the value's type, or what types it could have been."""
+    path: SpecPath = tuple(error.absolute_path)
+    instance = error.instance
+    branches = [_branch_types(b) for b in cast(list[Mapping[str, Any]], error.validator_value)]
+    fits = [i for i, types in enumerate(branches) if _json_type(instance) & types]
+    if len(fits) == 1:
+        subs = [e for e in error.context or () if e.relative_schema_path[0] == fits[0]]
+        if subs:
+            for sub in subs:
+                yield from _explain(doc, sub)
+            return
+    if not fits:
+        wanted = sorted({t for types in branches for t in types}, key=list(_TYPE_NAMES).index)
+        yield doc.problem(path, _type_message(doc, path, wanted, instance))
+        return
+    yield doc.problem(path, error.message[:200])
+
+
+def _branch_types(branch: Mapping[str, Any]) -> set[str]:
+    while "type" not in branch and isinstance(branch.get("$ref"), str):
+        branch = schema()["$defs"][branch["$ref"].rsplit("/", 1)[-1]]
+    types = branch.get("type", list(_TYPE_NAMES))
+    return {types} if isinstance(types, str) else set(types)
+
+
+def _json_type(value: Any) -> set[str]:
+    if isinstance(value, bool):
+        return {"boolean"}
+    if isinstance(value, int):
+        return {"integer", "number"}
+    if isinstance(value, float):
+        return {"number"}
+    if isinstance(value, str):
+        return {"string"}
+    if isinstance(value, dict):
+        return {"object"}
+    if isinstance(value, list):
+        return {"array"}
+    return {"null"}
 
 
 # Why a count is capped, where a user would not guess it.
@@ -1276,6 +1470,8 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
                     )
         issues.extend(_resource_issues(i, v))
         if v.image is not None:
+            issues.extend(_container_issues(i, v))
+        if v.image is not None:
             name = spec.object_name(v.name)
             if len(name) > 63:
                 add(
@@ -1311,6 +1507,8 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
             f"gateway {gw.type} supports at most "
             f"{caps.max_versions} versions (a stable and a canary); found {len(spec.versions)}",
         )
+    if gw.timeout is not None and duration_seconds(gw.timeout) > MAX_TIMEOUT_SECONDS:
+        add(("gateway", "timeout"), f"{gw.timeout} is longer than the 24h mlserve allows")
     if gw.version_header is not None and not caps.header_pinning:
         add(
             ("gateway", "versionHeader"),
@@ -1482,6 +1680,7 @@ def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
 
 def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, bool]]:
     """What `validate` says about a valid spec: deprecations and traffic a user may not expect."""
+    from mlserve import readiness
     from mlserve.backends import base
     from mlserve.traffic import initial
 
@@ -1511,8 +1710,20 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
                 False,
             )
         )
-    for where, message in base.notes(spec, initial(spec)):
+    for where, message in [*base.notes(spec, initial(spec)), *readiness.notes(spec)]:
         notes.append((parse_path(where), f"note: {message}", False))
+    for i, v in enumerate(spec.versions):
+        for name, value in v.env.items():
+            if isinstance(value, str) and value and secret_like_env(name):
+                notes.append(
+                    (
+                        ("versions", i, "env", name),
+                        f"warning: {name} looks like a credential, and its value is written in "
+                        "the spec (and so in the stack's config and in render's output); keep it "
+                        f"in a Secret and write {name}: {{secretKeyRef: {{name: ..., key: ...}}}}",
+                        True,
+                    )
+                )
     return notes
 
 
@@ -1545,6 +1756,133 @@ def _mirror_step_issues(
     if problem is not None:
         issues.append(((*at, "mirror"), problem, False))
     return issues
+
+
+# --- the model container and its pods: what the schema cannot express -----------------------
+
+MAX_TIMEOUT_SECONDS = 24 * 3600
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+_PORT_ARG = re.compile(r"--port(?:=(.*))?")
+_TOLERATION_OPERATORS = ("Equal", "Exists")
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+# Names of environment variables that hold credentials by convention: a plain value there is
+# most likely a secret written into the spec.
+_SECRET_NAME = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|SECRET_KEY|PRIVATE_KEY|CREDENTIALS?)$"
+)
+
+
+def duration_seconds(text: str) -> int:
+    """A spec duration (`30s`, `10m`, `1h`; the schema allows nothing else) in seconds."""
+    return int(text[:-1]) * _DURATION_UNITS[text[-1]]
+
+
+def secret_like_env(name: str) -> bool:
+    """Whether an environment variable's name says it holds a credential (HF_TOKEN, API_KEY)."""
+    return _SECRET_NAME.search(name.upper()) is not None
+
+
+def _container_issues(i: int, v: Version) -> Iterator[tuple[SpecPath, str, bool]]:
+    """Checks of an image version's container and pod fields that the API server or the
+    kubelet would make later (Kubernetes pkg/apis/core/validation/validation.go), and conflicts
+    with what mlserve sets itself."""
+    at: SpecPath = ("versions", i)
+    if v.probes and v.health_path is None:
+        yield (
+            (*at, "probes"),
+            "probes sets the timings of the HTTP probes on healthPath, and there is none: "
+            "set healthPath",
+            True,
+        )
+    for key, words in (("command", v.command), ("args", v.args)):
+        for j, word in enumerate(words):
+            m = _PORT_ARG.fullmatch(word)
+            if m is None:
+                continue
+            given = m.group(1) if m.group(1) is not None else (words[j + 1 : j + 2] or [""])[0]
+            where = j if m.group(1) is not None else j + 1
+            if given.isdigit() and int(given) != v.port:
+                yield (
+                    (*at, key, where),
+                    f"the server is told to listen on port {given}, but versions[{i}].port is "
+                    f"{v.port}: mlserve's Service and probes reach the container on port; "
+                    f"set port: {given}",
+                    False,
+                )
+    for kind, source in (("secretKeyRef", "Secret"), ("configMapKeyRef", "ConfigMap")):
+        for name, value in v.env.items():
+            ref = value.get(kind) if isinstance(value, Mapping) else None
+            if ref is not None and not ref.get("name"):
+                yield (
+                    (*at, "env", name, kind),
+                    f"'name' is required: the {source} to read",
+                    True,
+                )
+    for j, env_source in enumerate(v.env_from):
+        for kind, what in (("secretRef", "Secret"), ("configMapRef", "ConfigMap")):
+            ref = env_source.get(kind)
+            if ref is not None and not ref.get("name"):
+                yield ((*at, "envFrom", j, kind), f"'name' is required: the {what} to read", True)
+    yield from _volume_issues(i, v)
+    for j, toleration in enumerate(v.pod.get("tolerations", ())):
+        yield from _toleration_issues((*at, "tolerations", j), toleration)
+
+
+def _volume_issues(i: int, v: Version) -> Iterator[tuple[SpecPath, str, bool]]:
+    names: dict[str, int] = {}
+    paths: dict[str, int] = {}
+    for j, volume in enumerate(v.volumes):
+        at: SpecPath = ("versions", i, "volumes", j)
+        for key, value, seen in (
+            ("name", volume.name, names),
+            ("mountPath", volume.mount_path, paths),
+        ):
+            first = seen.setdefault(value.rstrip("/") or "/", j)
+            if first != j:
+                yield (*at, key), f"'{value}' is also volumes[{first}].{key}", False
+        if volume.source == "emptyDir":
+            medium = volume.details.get("medium", "")
+            if medium not in ("", "Memory") and not medium.startswith("HugePages"):
+                close = difflib.get_close_matches(medium, ["Memory", "HugePages"], n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                yield (
+                    (*at, "emptyDir", "medium"),
+                    f"{_show(medium)} is not a medium: Memory (RAM), HugePages, or leave it out "
+                    f"for the node's disk{hint}",
+                    False,
+                )
+
+
+def _toleration_issues(at: SpecPath, t: Mapping[str, Any]) -> Iterator[tuple[SpecPath, str, bool]]:
+    """Kubernetes ValidateTolerations."""
+    operator = t.get("operator", "Equal")
+    if operator not in _TOLERATION_OPERATORS:
+        close = difflib.get_close_matches(operator, _TOLERATION_OPERATORS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        yield (*at, "operator"), f"{_show(operator)} is not one of Equal, Exists{hint}", False
+    elif not t.get("key") and operator != "Exists":
+        yield (
+            (*at, "operator"),
+            "must be Exists when key is empty (a toleration of every taint)",
+            not t.get("operator"),
+        )
+    elif operator == "Exists" and t.get("value"):
+        yield (*at, "value"), "must be empty when operator is Exists", False
+    effect = t.get("effect", "")
+    if effect and effect not in _TAINT_EFFECTS:
+        close = difflib.get_close_matches(effect, _TAINT_EFFECTS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        yield (
+            (*at, "effect"),
+            f"{_show(effect)} is not one of {', '.join(_TAINT_EFFECTS)}{hint}",
+            False,
+        )
+    elif "tolerationSeconds" in t and effect != "NoExecute":
+        yield (
+            (*at, "tolerationSeconds"),
+            "applies only to effect NoExecute (how long a pod stays on a node tainted after it)",
+            True,
+        )
 
 
 # Kubernetes quantities (k8s.io/apimachinery resource.Quantity): a number, then a binary or

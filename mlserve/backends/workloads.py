@@ -8,13 +8,20 @@ Only call `declare` inside a running Pulumi program; importing this module never
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from mlserve.backends.base import Workload
-from mlserve.spec import overcommit_allowed
+from mlserve.readiness import (
+    PULUMI_WAIT_SECONDS,
+    create_wait,
+    probe_timings,
+    progress_deadline,
+    update_wait,
+)
+from mlserve.spec import PROBE_KINDS, overcommit_allowed, thawed
 
 if TYPE_CHECKING:
-    from mlserve.spec import Spec, Version
+    from mlserve.spec import ProbeKind, Spec, Version
     from mlserve.traffic import TrafficState
 
 NAME_LABEL = "app.kubernetes.io/name"
@@ -74,39 +81,44 @@ def declare(spec: Spec) -> dict[str, Workload]:
     return {v.name: _workload(spec, v) for v in spec.versions if v.image is not None}
 
 
+# --- the Deployment and the Service ---------------------------------------------------------
+
+
+def custom_timeouts(create: int, update: int) -> Any:
+    """How long pulumi-kubernetes waits for a resource to become ready (see readiness.py); None
+    where that is its own default."""
+    import pulumi
+
+    if create == update == PULUMI_WAIT_SECONDS:
+        return None
+    return pulumi.CustomTimeouts(create=f"{create}s", update=f"{update}s")
+
+
 def _workload(spec: Spec, version: Version) -> Workload:
+    import pulumi
     import pulumi_kubernetes as k8s
 
     name = spec.object_name(version.name)
     metadata = k8s.meta.v1.ObjectMetaArgs(
         name=name, namespace=spec.namespace, labels=labels(spec, version.name)
     )
+    timeouts = custom_timeouts(create_wait(version), update_wait(version))
     deployment = k8s.apps.v1.Deployment(
         name,
         metadata=metadata,
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            replicas=version.replicas,
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec, version.name)),
-            # maxUnavailable 0 keeps full serving capacity during a rollout; maxSurge 1 (not 25%)
-            # because model pods often hold scarce GPUs: at most one extra pod's worth at a time.
-            strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                type="RollingUpdate",
-                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                    max_unavailable=0, max_surge=1
-                ),
-            ),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels(spec, version.name)),
-                spec=k8s.core.v1.PodSpecArgs(containers=[_container(version)]),
-            ),
-        ),
+        spec=deployment_spec(spec, version),
+        opts=pulumi.ResourceOptions(custom_timeouts=timeouts),
     )
+    # The Service waits for a ready endpoint: as long as the pods' first start.
     service = k8s.core.v1.Service(
         name,
         metadata=metadata,
         spec=k8s.core.v1.ServiceSpecArgs(
             selector=selector(spec, version.name),
             ports=[service_port()],
+        ),
+        opts=pulumi.ResourceOptions(
+            custom_timeouts=custom_timeouts(create_wait(version), create_wait(version))
         ),
     )
     return Workload(
@@ -116,6 +128,39 @@ def _workload(spec: Spec, version: Version) -> Workload:
         dns_name=dns_name(spec, name),
         resources=(deployment, service),
     )
+
+
+def deployment_spec(spec: Spec, version: Version) -> Any:
+    import pulumi_kubernetes as k8s
+
+    return k8s.apps.v1.DeploymentSpecArgs(
+        replicas=version.replicas,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec, version.name)),
+        progress_deadline_seconds=progress_deadline(version),
+        # maxUnavailable 0 keeps full serving capacity during a rollout; maxSurge 1 (not 25%)
+        # because model pods often hold scarce GPUs: at most one extra pod's worth at a time.
+        strategy=k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+        ),
+        template=k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                labels=labels(spec, version.name),
+                annotations=dict(version.pod_annotations) or None,
+            ),
+            spec=cast(Any, pod_spec(version)),  # camelCase, as Kubernetes names the fields
+        ),
+    )
+
+
+def pod_spec(version: Version) -> dict[str, Any]:
+    """The pod spec, camelCase as Kubernetes names it: the model container, the volumes, and
+    the pod fields the spec passes through as written (scheduling, identity)."""
+    out: dict[str, Any] = {"containers": [_container(version)]}
+    if version.volumes:
+        out["volumes"] = [{"name": v.name, v.source: thawed(v.details)} for v in version.volumes]
+    out.update(thawed(version.pod))
+    return out
 
 
 def service_port() -> Any:
@@ -138,42 +183,64 @@ def limits(version: Version) -> dict[str, str]:
     return out
 
 
-def _container(version: Version) -> Any:
-    import pulumi_kubernetes as k8s
+def env(version: Version) -> list[dict[str, Any]] | None:
+    """Plain values and references ({secretKeyRef: ...} as valueFrom), sorted by name: a
+    Secret's value never passes through mlserve, only its name and key."""
+    out = []
+    for name, value in sorted(version.env.items()):
+        if isinstance(value, str):
+            out.append({"name": name, "value": value})
+        else:
+            out.append({"name": name, "valueFrom": thawed(value)})
+    return out or None
 
-    resources = None
+
+def probe(version: Version, kind: ProbeKind) -> dict[str, Any]:
+    timings = probe_timings(version, kind)
+    out: dict[str, Any] = {
+        "httpGet": {"path": version.health_path, "port": PORT_NAME},
+        "periodSeconds": timings["periodSeconds"],
+        "failureThreshold": timings["failureThreshold"],
+        "timeoutSeconds": timings["timeoutSeconds"],
+    }
+    if timings["initialDelaySeconds"]:
+        out["initialDelaySeconds"] = timings["initialDelaySeconds"]
+    return out
+
+
+def _container(version: Version) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": CONTAINER_NAME, "image": version.image}
+    if version.command:
+        out["command"] = list(version.command)
+    if version.args:
+        out["args"] = list(version.args)
+    out["ports"] = [{"name": PORT_NAME, "containerPort": version.port, "protocol": "TCP"}]
+    variables = env(version)
+    if variables:
+        out["env"] = variables
+    if version.env_from:
+        out["envFrom"] = thawed(version.env_from)
     if version.requests or version.limits:
-        resources = k8s.core.v1.ResourceRequirementsArgs(
-            requests=dict(version.requests) or None, limits=limits(version) or None
-        )
-    startup = readiness = liveness = None
+        out["resources"] = {
+            k: m
+            for k, m in (("requests", dict(version.requests)), ("limits", limits(version)))
+            if m
+        }
+    if version.volumes:
+        out["volumeMounts"] = [
+            {
+                k: v
+                for k, v in (
+                    ("name", m.name),
+                    ("mountPath", m.mount_path),
+                    ("readOnly", m.read_only),
+                    ("subPath", m.sub_path),
+                )
+                if v is not None
+            }
+            for m in version.volumes
+        ]
     if version.health_path is not None:
-
-        def probe(period: int, failures: int) -> Any:
-            return k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path=version.health_path, port=PORT_NAME),
-                period_seconds=period,
-                failure_threshold=failures,
-                timeout_seconds=2,
-            )
-
-        # Loading a model can take minutes: the startup probe allows 5 minutes before liveness
-        # starts counting, so a slow load is not killed in a restart loop.
-        startup = probe(period=5, failures=60)
-        readiness = probe(period=5, failures=3)
-        liveness = probe(period=10, failures=3)
-    return k8s.core.v1.ContainerArgs(
-        name=CONTAINER_NAME,
-        image=version.image,
-        ports=[
-            k8s.core.v1.ContainerPortArgs(
-                name=PORT_NAME, container_port=version.port, protocol="TCP"
-            )
-        ],
-        env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in sorted(version.env.items())]
-        or None,
-        resources=resources,
-        startup_probe=startup,
-        readiness_probe=readiness,
-        liveness_probe=liveness,
-    )
+        for kind in PROBE_KINDS:
+            out[f"{kind}Probe"] = probe(version, kind)
+    return out

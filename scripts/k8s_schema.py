@@ -1,0 +1,148 @@
+"""Generate the Kubernetes definitions inside mlserve's JSON Schema from the upstream schema.
+
+    .venv/bin/python scripts/k8s_schema.py          # rewrite the schema's generated part
+    .venv/bin/python scripts/k8s_schema.py --check  # exit 1 if they differ from what it makes
+
+A version's Kubernetes-shaped fields (env value sources, envFrom, volume sources, tolerations,
+affinity, topologySpreadConstraints, imagePullSecrets) are checked against Kubernetes' own
+definitions, never written by hand. The source is the strict standalone JSON Schema that the
+`kubernetes-validate` package (the dev extra) ships for Kubernetes v1.30:
+`kubernetes_validate/kubernetes-json-schema/v1.30.0-local-strict/_definitions.json`, which
+kubernetes-validate generates from Kubernetes' OpenAPI document (kubernetes/kubernetes
+api/openapi-spec/swagger.json at v1.30.0) with `additionalProperties: false` on every object. The
+output lives in the schema files, so `mlserve validate` needs no dev dependency.
+
+What is changed on the way, and why:
+- `null` is dropped from every type: a YAML null where a Kubernetes value is expected is a mistake
+  the loader should name, not a value to send to the API server.
+- `x-kubernetes-*` annotations are dropped (no validator reads them).
+- Quantity (`oneOf` string or number) becomes mlserve's quantity string, as in
+  `versions[].resources`: a YAML number would lose how it was written (`1.10` becomes 1.1).
+- References become `#/$defs/<upstream name>`; each definition keeps its upstream name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+KUBERNETES_VERSION = "1.30"
+SOURCE = f"v{KUBERNETES_VERSION}.0-local-strict/_definitions.json"
+PREFIX = "io.k8s."
+ROOTS = (
+    "io.k8s.api.core.v1.EnvVarSource",
+    "io.k8s.api.core.v1.EnvFromSource",
+    "io.k8s.api.core.v1.EmptyDirVolumeSource",
+    "io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource",
+    "io.k8s.api.core.v1.ConfigMapVolumeSource",
+    "io.k8s.api.core.v1.SecretVolumeSource",
+    "io.k8s.api.core.v1.Toleration",
+    "io.k8s.api.core.v1.Affinity",
+    "io.k8s.api.core.v1.TopologySpreadConstraint",
+    "io.k8s.api.core.v1.LocalObjectReference",
+)
+QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = REPO / "mlserve" / "schemas" / "mlserve.schema.json"  # schemas/ links to it
+
+
+def upstream() -> tuple[dict[str, Any], str]:
+    """The upstream definitions and the kubernetes-validate version they come from."""
+    import kubernetes_validate
+
+    files = resources.files("kubernetes_validate") / "kubernetes-json-schema"
+    data = json.loads((files / SOURCE).read_text(encoding="utf-8"))
+    return data["$defs"], kubernetes_validate.__version__
+
+
+def closure(defs: dict[str, Any]) -> list[str]:
+    """The root definitions and every definition they reference, sorted."""
+    seen: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str):
+                name = ref.rsplit("/", 1)[-1]
+                if name not in seen:
+                    seen.add(name)
+                    walk(defs[name])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for root in ROOTS:
+        seen.add(root)
+        walk(defs[root])
+    return sorted(seen)
+
+
+def convert(node: Any, quantity: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [convert(v, quantity) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key.startswith("x-kubernetes-"):
+            continue
+        if key == "properties":
+            out[key] = {k: convert(v, quantity) for k, v in value.items()}
+        elif key == "type" and isinstance(value, list):
+            kept = [t for t in value if t != "null"]
+            out[key] = kept[0] if len(kept) == 1 else kept
+        elif key == "$ref":
+            out[key] = "#/$defs/" + value.rsplit("/", 1)[-1]
+        else:
+            out[key] = convert(value, quantity)
+    return out
+
+
+def generated(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its Kubernetes definitions made afresh from upstream."""
+    defs, version = upstream()
+    quantity = dict(schema["$defs"]["quantities"]["additionalProperties"])
+    quantity["description"] = (
+        "A Kubernetes quantity (k8s.io/apimachinery resource.Quantity), written as a string."
+    )
+    own = {k: v for k, v in schema["$defs"].items() if not k.startswith(PREFIX)}
+    made = {
+        name: quantity if name == QUANTITY else convert(defs[name], quantity)
+        for name in closure(defs)
+    }
+    out = dict(schema)
+    out["$comment"] = (
+        f"The $defs named io.k8s.* are generated by scripts/k8s_schema.py from Kubernetes "
+        f"v{KUBERNETES_VERSION} (kubernetes-validate {version}, {SOURCE}); do not edit them."
+    )
+    out["$defs"] = {**own, **made}
+    return out
+
+
+def text(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 if stale")
+    args = parser.parse_args()
+    current = SCHEMA_FILE.read_text(encoding="utf-8")
+    fresh = text(generated(json.loads(current)))
+    if current == fresh:
+        return 0
+    if args.check:
+        print(f"{SCHEMA_FILE.relative_to(REPO)}: stale; run scripts/k8s_schema.py", file=sys.stderr)
+        return 1
+    SCHEMA_FILE.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
