@@ -1216,6 +1216,8 @@ def _explain(doc: _Doc, error: ValidationError) -> Iterator[Problem]:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
+                if not close and known:
+                    hint = f"; allowed here: {', '.join(known)}"
                 if key == "weight" and len(path) == 2 and path[0] == "versions":
                     hint = (
                         ": a version has no weight of its own; the split is set under traffic "
@@ -1790,8 +1792,7 @@ def _container_issues(i: int, v: Version) -> Iterator[tuple[SpecPath, str, bool]
     if v.probes and v.health_path is None:
         yield (
             (*at, "probes"),
-            "probes sets the timings of the HTTP probes on healthPath, and there is none: "
-            "set healthPath",
+            "sets the timings of the HTTP probes on healthPath, and there is none: set healthPath",
             True,
         )
     for key, words in (("command", v.command), ("args", v.args)):

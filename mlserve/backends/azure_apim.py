@@ -82,8 +82,22 @@ def header_name(spec: Spec) -> str | None:
 # --- check ---------------------------------------------------------------------------------
 
 
+# forward-request-policy.md: "Values greater than 240 seconds may not be honored, because the
+# underlying network infrastructure can drop idle connections after this time."
+HONORED_TIMEOUT_SECONDS = 240
+
+
 def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
-    return []
+    timeout = timeout_seconds(spec)
+    if timeout is None or timeout <= HONORED_TIMEOUT_SECONDS:
+        return []
+    return [
+        (
+            "gateway.timeout",
+            f"API Management may not honor a forward-request timeout above "
+            f"{HONORED_TIMEOUT_SECONDS} s: its network can drop a connection idle for longer",
+        )
+    ]
 
 
 def check(spec: Spec) -> list[tuple[str, str]]:
@@ -225,13 +239,37 @@ def url_problem(url: str) -> str | None:
 # --- declare -------------------------------------------------------------------------------
 
 
-def pool_policy(backend_id: str) -> str:
+def pool_policy(backend_id: str, timeout: int | None = None) -> str:
     return (
         "<policies><inbound><base />"
         f"<set-backend-service backend-id={quoteattr(backend_id)} />"
-        "</inbound><backend><base /></backend><outbound><base /></outbound>"
+        f"</inbound>{_backend_section(timeout)}<outbound><base /></outbound>"
         "<on-error><base /></on-error></policies>"
     )
+
+
+def timeout_policy(timeout: int) -> str:
+    """A pinned version's Api: the service-scope forward-request, with the spec's timeout."""
+    return (
+        "<policies><inbound><base /></inbound>"
+        f"{_backend_section(timeout)}<outbound><base /></outbound>"
+        "<on-error><base /></on-error></policies>"
+    )
+
+
+def _backend_section(timeout: int | None) -> str:
+    """The backend section: inherited (<base />), or a forward-request with a timeout in
+    seconds, which replaces the inherited one for this API (Microsoft docs,
+    api-management/forward-request-policy.md: timeout, default 300)."""
+    if timeout is None:
+        return "<backend><base /></backend>"
+    return f'<backend><forward-request timeout="{timeout}" /></backend>'
+
+
+def timeout_seconds(spec: Spec) -> int | None:
+    from mlserve.spec import duration_seconds
+
+    return None if spec.gateway.timeout is None else duration_seconds(spec.gateway.timeout)
 
 
 def _without_client_certificate_flag(
@@ -337,6 +375,17 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             **common,
         )
         passthrough(ident, api)
+        timeout = timeout_seconds(spec)
+        if timeout is not None:
+            apim.ApiPolicy(
+                ident,
+                api_id=ident,
+                policy_id="policy",
+                format="xml",
+                value=timeout_policy(timeout),
+                opts=opts(api),
+                **common,
+            )
         apim.ApiRelease(
             ident,
             # The URL id, not the ARM id: pulumi-azure-native#2137 (by design) caps it at 80.
@@ -398,7 +447,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         api_id=name,
         policy_id="policy",
         format="xml",
-        value=pool_policy(pool_id(spec)),
+        value=pool_policy(pool_id(spec), timeout_seconds(spec)),
         opts=opts(original, pool),
         **common,
     )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
 from mlserve.backends.workloads import prefix, strips
+from mlserve.spec import duration_seconds
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -125,6 +126,10 @@ def rules(
                 "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
             }
         ]
+
+    if spec.gateway.timeout is not None:
+        # HTTPRouteRule.timeouts.request (GEP-1742, standard since v1.2): the whole request.
+        rewrite["timeouts"] = {"request": f"{duration_seconds(spec.gateway.timeout)}s"}
 
     def ref(version: str, weight: int) -> dict[str, Any]:
         w = workloads[version]

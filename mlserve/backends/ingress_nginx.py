@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
 from mlserve.backends.workloads import prefix, strips
+from mlserve.spec import duration_seconds
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -118,6 +119,11 @@ def main_annotations(
         out = {f"{ANNOTATION}use-regex": "true", f"{ANNOTATION}rewrite-target": "/$2"}
     if traffic.mirror is not None:
         out[f"{ANNOTATION}mirror-target"] = mirror_target(workloads[traffic.mirror.version])
+    if spec.gateway.timeout is not None:
+        # Seconds between two reads from the model (internal/ingress/annotations/proxy/main.go,
+        # an integer). Only on the main Ingress: a canary Ingress takes the main one's
+        # annotations but the canary, affinity and load-balance ones (annotations.md, Canary).
+        out[f"{ANNOTATION}proxy-read-timeout"] = str(duration_seconds(spec.gateway.timeout))
     return out or None
 
 

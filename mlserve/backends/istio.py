@@ -8,7 +8,8 @@ version label, and the VirtualService routes to those subsets.
 Istio's rules followed here are istio/api networking/v1 virtual_service.proto: the first HTTP route
 whose match applies is used (so pins come first), a `prefix` match is a plain string prefix (so the
 path is matched as `exact: /fraud` or `prefix: /fraud/`), header keys must be lowercase, and
-`rewrite.uri` replaces the matched prefix. Subset names must be DNS-1123 labels (istio
+`rewrite.uri` replaces the matched prefix, and `timeout` bounds a whole request (default: none).
+Subset names must be DNS-1123 labels (istio
 pkg/config/validation validateSubsetName), so they are the DNS-safe version names.
 
 A mirror is `mirror` + `mirrorPercentage.value` (a double, 0-100; absent means 100) on the weighted
@@ -25,7 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
-from mlserve.spec import dns_safe
+from mlserve.spec import dns_safe, duration_seconds
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Workload
@@ -97,6 +98,9 @@ def http_routes(spec: Spec, traffic: TrafficState, versions: list[str]) -> list[
     host = workloads.dns_name(spec, spec.name)
     uris = uri_matches(spec)
     extra: dict[str, Any] = {"rewrite": {"uri": "/"}} if workloads.strips(spec) else {}
+    if spec.gateway.timeout is not None:
+        # HTTPRoute.timeout, a protobuf Duration: JSON takes it in seconds ("600s").
+        extra["timeout"] = f"{duration_seconds(spec.gateway.timeout)}s"
     routes: list[dict[str, Any]] = []
     header = spec.gateway.version_header
     if header is not None:

@@ -318,6 +318,16 @@ def backend_of(spec: Spec, workloads: Mapping[str, Workload], version: str) -> B
     return backend
 
 
+def read_timeout(spec: Spec) -> int | None:
+    """gateway.timeout as a Kong Service's read_timeout: milliseconds between two reads from
+    the model, 1 to 2^31-2, default 60000 (kong/db/schema/entities/services.lua); None: unset."""
+    from mlserve.spec import duration_seconds
+
+    if spec.gateway.timeout is None:
+        return None
+    return duration_seconds(spec.gateway.timeout) * 1000
+
+
 def target_options(
     provider: pulumi.ProviderResource, depends_on: Sequence[pulumi.Resource]
 ) -> pulumi.ResourceOptions:
@@ -372,6 +382,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     def needs(version: str) -> list[pulumi.Resource]:
         return list(workloads[version].resources) if version in workloads else []
 
+    timeout = read_timeout(spec)
     upstream = kong.Upstream(spec.name, name=upstream_name(spec), tags=tags, opts=opts)
     routing: list[pulumi.Resource] = [upstream]
     # A version at 0% has no Target: the provider would send weight 0 as "unset" and Kong
@@ -398,6 +409,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
         port=DEFAULT_PORTS[scheme],
         tags=tags,
         opts=opts,
+        read_timeout=timeout,
     )
     route = kong.Route(
         spec.name,
@@ -425,6 +437,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
                 port=backend.port,
                 tags=tags,
                 opts=pulumi.ResourceOptions(provider=provider, depends_on=needs(version)),
+                read_timeout=timeout,
             )
             # The header is one more matching attribute than the unpinned route has, so Kong's
             # router (traditional_compatible, the 3.x default) tries this route first

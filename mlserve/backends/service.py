@@ -48,6 +48,14 @@ def check(spec: Spec) -> list[tuple[str, str]]:
                 "(the endpoint output); remove gateway.host",
             )
         )
+    if spec.gateway.timeout is not None:
+        problems.append(
+            (
+                "gateway.timeout",
+                "gateway service has no request timeout: a Service forwards connections without "
+                "reading requests; a client waits as long as it chooses",
+            )
+        )
     for i, step in enumerate(spec.rollout.steps if spec.rollout else ()):
         if step.weight is not None and step.weight < 100:
             problems.append(
