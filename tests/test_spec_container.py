@@ -48,7 +48,9 @@ GOOD = {
         "      VLLM_CONFIG: {configMapKeyRef: {name: vllm, key: config, optional: true}}\n"
         "      POD_IP: {fieldRef: {fieldPath: status.podIP}}\n"
     ),
-    "envFrom": "    envFrom: [{secretRef: {name: keys}}, {configMapRef: {name: cfg}, prefix: VLLM_}]\n",
+    "envFrom": (
+        "    envFrom: [{secretRef: {name: keys}}, {configMapRef: {name: cfg}, prefix: VLLM_}]\n"
+    ),
     "volumes": (
         "    volumes:\n"
         "      - {name: shm, mountPath: /dev/shm, emptyDir: {medium: Memory, sizeLimit: 16Gi}}\n"
@@ -82,7 +84,9 @@ GOOD = {
     "runtimeClassName": "    runtimeClassName: nvidia\n",
     "serviceAccountName": "    serviceAccountName: vllm\n",
     "imagePullSecrets": "    imagePullSecrets: [{name: regcred}]\n",
-    "podAnnotations": "    podAnnotations: {prometheus.io/scrape: 'true', prometheus.io/port: '8000'}\n",
+    "podAnnotations": (
+        "    podAnnotations: {prometheus.io/scrape: 'true', prometheus.io/port: '8000'}\n"
+    ),
     "probes": (
         "    healthPath: /health\n"
         "    probes:\n"
@@ -105,7 +109,7 @@ def test_a_good_value_is_kept_as_written(tmp_path: Path) -> None:
     v = _load(tmp_path, "".join(GOOD.values())).versions[0]
     assert v.args == ("--model", "meta-llama/Llama-3.1-8B-Instruct", "--port", "8000")
     assert v.env["HF_TOKEN"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
-    assert [(m.name, m.source, dict(m.details)) for m in v.volumes][0] == (
+    assert (v.volumes[0].name, v.volumes[0].source, dict(v.volumes[0].details)) == (
         "shm",
         "emptyDir",
         {"medium": "Memory", "sizeLimit": "16Gi"},
@@ -244,11 +248,11 @@ BAD = [
         id="nodeSelector",
     ),
     pytest.param(
-        "    tolerations: [{key: nvidia.com/gpu, operator: exists, effect: NoSchedulе}]\n",
+        "    tolerations: [{key: nvidia.com/gpu, operator: exists, effect: NoSchedul}]\n",
         [
             "10:51: versions[0].tolerations[0].operator: 'exists' is not one of Equal, Exists "
             "(did you mean 'Exists'?)",
-            "10:67: versions[0].tolerations[0].effect: 'NoSchedulе' is not one of NoSchedule, "
+            "10:67: versions[0].tolerations[0].effect: 'NoSchedul' is not one of NoSchedule, "
             "PreferNoSchedule, NoExecute (did you mean 'NoSchedule'?)",
         ],
         id="tolerations",
@@ -261,8 +265,8 @@ BAD = [
     pytest.param(
         "    tolerations: [{key: x, effect: NoSchedule, tolerationSeconds: 30}]\n",
         [
-            "10:48: versions[0].tolerations[0].tolerationSeconds: applies only to effect NoExecute (how long a "
-            "pod stays on a node tainted after it)"
+            "10:48: versions[0].tolerations[0].tolerationSeconds: applies only to effect "
+            "NoExecute (how long a pod stays on a node tainted after it)"
         ],
         id="tolerations-seconds",
     ),
