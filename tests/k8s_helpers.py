@@ -153,9 +153,13 @@ class RecordingMonitor(MockMonitor):  # type: ignore[misc]
         super().__init__(mocks)
         self.dependencies: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.outputs: dict[str, Any] = {}  # the stack outputs, as the program exported them
+        # (type, name) -> (create, update): the customTimeouts option as the engine receives it
+        self.timeouts: dict[tuple[str, str], tuple[str, str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
         self.dependencies[(request.type, request.name)] = {urn_key(u) for u in request.dependencies}
+        timeouts = request.customTimeouts
+        self.timeouts[(request.type, request.name)] = (timeouts.create, timeouts.update)
         return super().RegisterResource(request)
 
 

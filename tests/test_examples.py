@@ -11,8 +11,10 @@ EXAMPLES = sorted((ROOT / "specs").glob("*.yaml"))
 
 
 def test_there_is_one_example_per_gateway_type() -> None:
-    assert sorted(p.stem for p in EXAMPLES) == sorted(GATEWAY_TYPES)
-    for path in EXAMPLES:
+    """`specs/<type>.yaml` for each gateway type; other examples show one use (vllm-gpu.yaml)."""
+    by_type = [p for p in EXAMPLES if p.stem in GATEWAY_TYPES]
+    assert sorted(p.stem for p in by_type) == sorted(GATEWAY_TYPES)
+    for path in by_type:
         assert load_spec(path).gateway.type == path.stem
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mlserve.backends.base import Declared
+from mlserve.readiness import create_wait
 from mlserve.spec import dns_safe, duration_seconds
 
 if TYPE_CHECKING:
@@ -142,12 +143,15 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
     metadata = k8s.meta.v1.ObjectMetaArgs(
         name=spec.name, namespace=spec.namespace, labels=wl.labels(spec)
     )
+    # It waits for a ready endpoint of any version, so as long as the slowest first start.
+    wait = max(create_wait(spec.version(v)) for v in versions)
     service = k8s.core.v1.Service(
         spec.name,
         metadata=metadata,
         spec=k8s.core.v1.ServiceSpecArgs(
             selector={wl.NAME_LABEL: spec.name}, ports=[wl.service_port()]
         ),
+        opts=pulumi.ResourceOptions(custom_timeouts=wl.custom_timeouts(wait, wait)),
     )
     destination_rule = k8s.apiextensions.CustomResource(
         spec.name,
