@@ -14,6 +14,7 @@ from mlserve.render import RenderedResource
 from mlserve.spec import Spec, load_spec
 from tests.k8s_helpers import of_kind, validate_manifest
 from tests.render_memo import render
+from tests.test_spec_loader import MINIMAL
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -99,20 +100,6 @@ def test_without_a_timeout_each_gateway_keeps_its_default(gateway: str) -> None:
     nginx = "nginx.ingress.kubernetes.io/proxy-read-timeout"
     assert not found & {"timeout", "timeouts", "readTimeout", nginx}
     assert not [text for text in found if "forward-request" in text]
-
-
-MINIMAL = """\
-apiVersion: mlserve/v1
-name: fraud
-gateway:
-  type: istio
-  host: models.example.com
-versions:
-  - name: v1
-    image: ghcr.io/acme/fraud:1.4.2
-traffic:
-  stable: v1
-"""
 
 
 def _problems(tmp_path: Path, text: str) -> list[str]:

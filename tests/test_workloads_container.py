@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlserve.spec import Spec, load_spec
+from mlserve.spec import POD_FIELDS, Spec, load_spec
 from tests.k8s_helpers import (
     kind,
     make_spec,
@@ -111,16 +111,7 @@ def test_every_field_reaches_the_pod_as_kubernetes_names_it_and_passes_strict() 
     pod, [container] = template["spec"], template["spec"]["containers"]
     v2 = _everything()["versions"][1]
     assert template["metadata"]["annotations"] == {"prometheus.io/scrape": "true"}
-    for key in (
-        "nodeSelector",
-        "tolerations",
-        "affinity",
-        "topologySpreadConstraints",
-        "priorityClassName",
-        "runtimeClassName",
-        "serviceAccountName",
-        "imagePullSecrets",
-    ):
+    for key in POD_FIELDS:
         assert pod[key] == v2[key], key
     assert pod["volumes"] == [{"name": v["name"], **{k: v[k] for k in v if k.endswith(
         ("Dir", "Claim", "Map", "secret"))}} for v in v2["volumes"]]  # fmt: skip
