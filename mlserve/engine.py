@@ -37,6 +37,7 @@ from pulumi.automation._server import LanguageServer
 from pulumi.automation._stack import StackInitMode
 from semver import VersionInfo
 
+from mlserve import redact
 from mlserve.errors import (
     EngineUnavailableError,
     Interrupted,
@@ -46,6 +47,7 @@ from mlserve.errors import (
     StackBusyError,
     UsageError,
 )
+from mlserve.redact import credentials, secret_forms
 
 # refresh and destroy of an inline program need `--client`, added in 3.181 (_check_inline_support).
 MIN_CLI_VERSION = "3.181.0"
@@ -56,36 +58,6 @@ PLUGIN_PACKAGES: Mapping[str, str] = {
     "kong": "pulumi-kong",
     "azure-native": "pulumi-azure-native",
 }
-# Environment variables holding the credentials of a backend, a gateway or the CLI itself: their
-# values are scrubbed from every message. Beside this list, any variable whose name says it
-# holds a credential is scrubbed too (a Prometheus bearer token or password, a provider's key).
-CREDENTIAL_VARS = (
-    "PULUMI_CONFIG_PASSPHRASE",
-    "PULUMI_ACCESS_TOKEN",  # Pulumi Cloud
-    "AWS_SECRET_ACCESS_KEY",  # s3:// backend
-    "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_KEY",  # azblob:// backend (gocloud.dev/blob/azureblob)
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "ARM_CLIENT_SECRET",  # azure-native provider (azure-apim gateway)
-    "ARM_CLIENT_CERTIFICATE_PASSWORD",
-    "GOOGLE_CREDENTIALS",  # gs:// backend: the service account's JSON key itself
-    "GOOGLE_OAUTH_ACCESS_TOKEN",
-    "KONG_ADMIN_TOKEN",  # kong provider
-    "KONG_ADMIN_PASSWORD",
-    "KONG_API_KEY",
-)
-_CREDENTIAL_NAME = re.compile(
-    r"SECRET|TOKEN|PASSWORD|PASSPHRASE|ACCESS_KEY|API_KEY|PRIVATE_KEY|CREDENTIALS", re.IGNORECASE
-)
-# Names that match but hold a path to a credential, not the credential.
-_CREDENTIAL_PATH = re.compile(r"_(FILE|PATH|DIR)$|^GOOGLE_APPLICATION_CREDENTIALS$", re.IGNORECASE)
-# Fields of a JSON credential (a Google service-account key) that are secret on their own.
-_JSON_SECRET_FIELDS = ("private_key", "private_key_id", "client_secret", "refresh_token")
-# A secret shorter than this is masked only where it stands as a whole token: a passphrase `te`
-# must not turn every "test" into "[secret]st". Longer ones are masked wherever they appear.
-WHOLE_TOKEN_BELOW = 8
 _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
 )
@@ -354,33 +326,6 @@ def sdk_version(plugin: str) -> str | None:
         return importlib.metadata.version(PLUGIN_PACKAGES[plugin])
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def secret_forms(value: str) -> set[str]:
-    """What to mask for one secret value: itself, each line of a multi-line one (a PEM key's
-    lines), and the secret fields of a JSON credential."""
-    forms = {value} if value else set()
-    lines = [x.strip() for x in value.splitlines()]
-    forms.update(x for x in lines if len(x) >= 16 and not x.startswith("-----"))
-    if value.lstrip().startswith("{"):
-        with contextlib.suppress(ValueError):
-            data = json.loads(value)
-            if isinstance(data, dict):
-                for key in _JSON_SECRET_FIELDS:
-                    if isinstance(data.get(key), str):
-                        forms.update(secret_forms(data[key]))
-    return forms
-
-
-def credentials(environ: Mapping[str, str]) -> set[str]:
-    """The credential values in an environment (CREDENTIAL_VARS and credential-like names)."""
-    found: set[str] = set()
-    for name, value in environ.items():
-        if name in CREDENTIAL_VARS or (
-            _CREDENTIAL_NAME.search(name) and not _CREDENTIAL_PATH.search(name)
-        ):
-            found.update(secret_forms(value))
-    return found
 
 
 # --- the CLI --------------------------------------------------------------------------------
@@ -757,12 +702,7 @@ class Engine:
     # -- secrets
 
     def scrub(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= WHOLE_TOKEN_BELOW:
-                text = text.replace(secret, "[secret]")
-            else:
-                text = re.sub(rf"(?<!\w){re.escape(secret)}(?!\w)", "[secret]", text)
-        return text
+        return redact.scrub(text, self._secrets)
 
     # -- workspace and stack
 

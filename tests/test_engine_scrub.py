@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlserve import engine
+from mlserve import redact
 from mlserve.engine import Engine, Target
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
@@ -42,7 +42,7 @@ def test_a_short_secret_is_masked_where_it_stands_alone_a_long_one_anywhere(
     assert Engine(Target("fraud", "dev")).scrub(text) == shown
 
 
-@pytest.mark.parametrize("name", engine.CREDENTIAL_VARS)
+@pytest.mark.parametrize("name", redact.CREDENTIAL_VARS)
 def test_every_backend_and_gateway_credential_is_scrubbed(
     fake: Fake, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
