@@ -1049,6 +1049,10 @@ class Engine:
                     if event.kind == "diag" and event.severity == "error":
                         prefix = f"{event.name}: " if event.name else ""
                         self._errors.append(prefix + summarize(event.message))
+                        if isinstance(self._program_error, MlserveError):
+                            # The program's own refusal (the race guard's): the command's
+                            # error says it once, without the language host's traceback.
+                            return
                     elif event.kind == "diag" and event.severity == "warning":
                         self._warnings.append(event.message)
                     if steps is not None and event.kind == "start" and event.op != "same":
@@ -1141,7 +1145,7 @@ class Engine:
                 severity=d.severity,
                 urn=d.urn or "",
                 name=_name(d.urn) if d.urn and "pulumi:pulumi:Stack" not in d.urn else "",
-                message=self.scrub(clean(d.message)),
+                message=self.scrub(clean(d.message if self.debug else _no_traceback(d.message))),
             )
         if raw.summary_event:
             return Event(kind="summary", changes=_op_counts(raw.summary_event.resource_changes))
@@ -1352,6 +1356,13 @@ def _lines(text: str) -> Iterator[str]:
             if line.startswith(prefix):
                 line = line[len(prefix) :].strip()
         yield line
+
+
+def _no_traceback(message: str) -> str:
+    """A diagnostic without the Python traceback the language host appends to a program's
+    exception (pulumi/runtime/stack.py): that is for --debug, not for a user."""
+    head, found, _ = message.partition("Traceback (most recent call last):")
+    return head.rstrip() if found else message
 
 
 def summarize(message: str) -> str:
