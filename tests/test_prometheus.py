@@ -7,7 +7,14 @@ import base64
 import pytest
 
 from mlserve.errors import UsageError
-from mlserve.prometheus import Client, PrometheusError, check_query, credentials, render_query
+from mlserve.prometheus import (
+    Client,
+    PrometheusError,
+    check_query,
+    credentials,
+    regex_placeholders,
+    render_query,
+)
 from tests import prometheus_fixture
 from tests.prometheus_fixture import AUTH, PASSWORD, Prometheus
 
@@ -155,5 +162,61 @@ def test_what_the_offline_check_leaves_to_prometheus(client: Client, query: str)
 
 def test_unknown_placeholders_are_named() -> None:
     assert check_query('x{version="{{version}}", ns="{{ namespace }}"}') == [
-        "unknown placeholder {{version}}: use {{name}}, {{namespace}}, {{stable}} or {{canary}}"
+        "unknown placeholder {{version}}: use {{name}}, {{namespace}}, {{stable}} or {{canary}} "
+        "({{stable_re}} or {{canary_re}} in a regular expression)"
+    ]
+
+
+# --- issue 20: what a query returns, and version names in regular expressions -------------------
+
+
+def test_a_range_vector_or_a_string_is_rejected_as_the_querys_fault(client: Client) -> None:
+    """Item 15: the real Prometheus answers `x[1m]` with a matrix and `"x"` with a string."""
+    for query, what in (
+        ('http_requests_total{service="prom-client"}[1m]', "a range vector (resultType matrix)"),
+        ('"some text"', "a string (resultType string)"),
+    ):
+        with pytest.raises(PrometheusError) as e:
+            client.query(query)
+        assert e.value.rejected
+        assert str(e.value).startswith(
+            f"Prometheus at {client.address} answered the query with {what}: "
+        )
+
+
+def test_the_escaped_placeholder_matches_a_version_with_a_dot_and_nothing_else(
+    prometheus: Prometheus, client: Client
+) -> None:
+    """Item 15: in `version=~"{{canary}}"` the dot of 1.10 matches any character, so 1-10's
+    series counted too; {{canary_re}} writes it `1[.]10`, which needs no backslash in any
+    kind of PromQL string."""
+    prometheus.metrics.set("prom-re", "1.10", requests=10)
+    prometheus.metrics.set("prom-re", "1-10", requests=30)
+    prometheus.wait_for('rate(http_requests_total{service="prom-re", version="1-10"}[5s])')
+    prometheus.wait_for('rate(http_requests_total{service="prom-re", version="1.10"}[5s])')
+    values = {"name": "prom-re", "namespace": "ml", "stable": "v1", "canary": "1.10"}
+    count = 'count(http_requests_total{service="{{name}}", version=~"%s"})'
+    plain = client.query(render_query(count % "{{canary}}", values))
+    escaped = client.query(render_query(count % "{{canary_re}}", values))
+    backquoted = client.query(render_query(count.replace('"%s"', "`%s`") % "{{canary_re}}", values))
+    assert (plain.value, escaped.value, backquoted.value) == (4, 2, 2)  # 2 codes per version
+    assert regex_placeholders(count % "{{canary}}") == ["{{canary}}"]
+    assert regex_placeholders(count % "{{canary_re}}") == []
+    assert regex_placeholders('x{version="{{canary}}"}') == []
+
+
+def test_braces_that_belong_to_no_placeholder_are_named() -> None:
+    assert check_query('x{version="{{canary}"}') == [
+        "query line 1, column 12: '{{' is not part of a placeholder: use {{name}}, "
+        "{{namespace}}, {{stable}} or {{canary}} ({{stable_re}} or {{canary_re}} in a regular "
+        "expression)"
+    ]
+    assert check_query('x{version="{{{canary}}}"}') == [
+        "query line 1, column 13: {{canary}} stands inside more braces; write it with two on "
+        "each side"
+    ]
+    assert check_query('x{version="canary}}"}') == [
+        "query line 1, column 18: '}}' is not part of a placeholder: use {{name}}, "
+        "{{namespace}}, {{stable}} or {{canary}} ({{stable_re}} or {{canary_re}} in a regular "
+        "expression)"
     ]
