@@ -899,13 +899,14 @@ def rollout(
     Each step is a routing-only update, as promote makes; a failing canary goes back to 0% and
     the command exits 7. A killed rollout resumes at its step; a manual pause exits 0 until
     --continue. Prometheus credentials: MLSERVE_PROMETHEUS_TOKEN, or MLSERVE_PROMETHEUS_USER and
-    MLSERVE_PROMETHEUS_PASSWORD.
+    MLSERVE_PROMETHEUS_PASSWORD. SIGTERM and SIGHUP (a cancelled CI job) stop it as Ctrl-C does:
+    exit 130, and the next `mlserve rollout` resumes.
 
     Examples:
       mlserve rollout specs/istio.yaml --stack prod --yes
       mlserve rollout --continue --stack prod --project fraud-detector
     """
-    with _errors(debug):
+    with _errors(debug), _signals_interrupt():
         from mlserve import ops, ops_rollout, output
         from mlserve.errors import AnalysisFailedError, PreconditionError
 
@@ -951,9 +952,33 @@ def rollout(
         if report.errors:
             raise PreconditionError(f"{len(report.errors)} of the queries got no answer")
         if report.status == "aborted" and not report.by_hand:
-            raise AnalysisFailedError(
-                f"rollout aborted, {report.canary} sent back to 0%: {report.reason}"
-            )
+            was = report.updates[-1].before.weight if report.updates else 0
+            where = "sent back to 0%" if was else "kept at 0%"
+            raise AnalysisFailedError(f"rollout aborted, {report.canary} {where}: {report.reason}")
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a cancelled CI job, a closed terminal) stop a command as Ctrl-C does
+    (KeyboardInterrupt: its message, its JSON document, exit 130) instead of ending it silently
+    with 143 or 129. A running Pulumi operation takes them over while it runs (engine.py)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    caught = (signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, interrupt) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 # --- set-up: doctor, setup -----------------------------------------------------------------

@@ -135,16 +135,17 @@ def _queries(analysis: Analysis, values: Mapping[str, str]) -> dict[str, str]:
 def _round(
     client: Client, analysis: Analysis, queries: Mapping[str, str], step: int
 ) -> tuple[list[Measurement], dict[str, PrometheusError]]:
-    """Every metric once. An unanswered query is inconclusive, with the reason as its note."""
+    """Every metric once, all at the same time (a round takes one query's time at most). An
+    unanswered query is inconclusive, with the reason as its note."""
+    answers = client.query_all({m.name: queries[m.name] for m in analysis.metrics})
     out, errors = [], {}
     for metric in analysis.metrics:
-        try:
-            result = client.query(queries[metric.name])
-        except PrometheusError as e:
-            errors[metric.name] = e
-            out.append(ro.measure(metric, None, _now(), step, str(e)))
+        answer = answers[metric.name]
+        if isinstance(answer, PrometheusError):
+            errors[metric.name] = answer
+            out.append(ro.measure(metric, None, _now(), step, str(answer)))
         else:
-            out.append(ro.measure(metric, result.value, result.time, step, result.note))
+            out.append(ro.measure(metric, answer.value, answer.time, step, answer.note))
     return out, errors
 
 
@@ -294,12 +295,15 @@ def run(
                     progress = _progress_at(
                         walk.progress, rollout, walk.steps - 1, new, "completed", stable, canary
                     )
+                    progress = replace(progress, ended=progress.started)
                     walk.apply(_finish_command(walk.live.state, new), new, progress)
                     status = "completed"
                     break
                 case ro.Abort(traffic=new, reason=reason):
                     assert walk.progress is not None
-                    aborted = replace(walk.progress, status="aborted", reason=reason, traffic=new)
+                    aborted = replace(
+                        walk.progress, status="aborted", reason=reason, traffic=new, ended=_now()
+                    )
                     names = sorted({m.metric for m in walk.progress.last if m.outcome != "ok"})
                     walk.apply(f"mlserve rollout: aborted ({', '.join(names)})", new, aborted)
                     status = "aborted"
@@ -443,6 +447,7 @@ def abort(
         status="aborted",
         reason=reason,
         traffic=new,
+        ended=_now(),
     )
     walk = _Run(eng, live, rollout, _Unwatched())
     walk.apply("mlserve rollout --abort", new, aborted)
@@ -464,7 +469,10 @@ def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) ->
     else:
         eng = Engine(target, debug=debug)
         live = read_live(eng)
-        stable, canary = _versions(_current(live), live.state)
+        progress = _current(live)
+        if progress is not None and progress.status == "completed":
+            progress = None  # its canary is the stable now: the live traffic says what is next
+        stable, canary = _versions(progress, live.state)
         source = live.spec
     rollout = _rollout_of(source)
     if rollout.analysis is None:

@@ -7,6 +7,7 @@ NO_COLOR (https://no-color.org) turns colour off and keeps the rest.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import sys
@@ -131,7 +132,22 @@ def warnings_text(warnings: Sequence[str], plain: bool) -> list[str]:
 
 
 def to_json(document: Any) -> str:
-    return json.dumps(document, indent=2, sort_keys=False, default=str)
+    """Standard JSON: a number JSON cannot write (NaN, an infinity, which a record from an older
+    mlserve may hold) becomes a string, as a measurement writes "+Inf"."""
+    try:
+        return json.dumps(document, indent=2, sort_keys=False, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(document), indent=2, sort_keys=False, default=str)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 _printed = {"document": False}

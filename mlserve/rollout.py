@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from mlserve import traffic
+from mlserve import redact, traffic
 from mlserve.errors import PreconditionError
 from mlserve.traffic import TrafficState
 
@@ -53,6 +53,12 @@ def _iso(t: datetime) -> str:
 
 def _time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _replayed(text: object) -> str:
+    """A recorded text from Prometheus (a note, an abort's reason), as `status` shows it again:
+    a record an older mlserve wrote may hold control characters or be very long."""
+    return redact.capped(redact.printable(str(text)), 10_000)
 
 
 # --- measurements ----------------------------------------------------------------------------
@@ -115,7 +121,7 @@ class Measurement:
             outcome=data["outcome"],
             min=data.get("min"),
             max=data.get("max"),
-            note=str(data.get("note", "")),
+            note=_replayed(data.get("note", "")),
             step=int(data["step"]) - 1,
         )
 
@@ -155,6 +161,7 @@ class Progress:
     inconclusive: int = 0
     reason: str = ""  # why it was aborted
     last: tuple[Measurement, ...] = ()  # the latest round, for `status`
+    ended: datetime | None = None  # when it was completed or aborted
 
     def matches(self, live: TrafficState) -> bool:
         return self.traffic == live
@@ -172,6 +179,7 @@ class Progress:
             "inconclusive": self.inconclusive,
             "reason": self.reason,
             "last": [m.to_dict() for m in self.last],
+            **({"ended": _iso(self.ended)} if self.ended else {}),
         }
 
     @classmethod
@@ -189,8 +197,9 @@ class Progress:
             traffic=TrafficState.from_dict(data["traffic"]),
             failures=int(data.get("failures", 0)),
             inconclusive=int(data.get("inconclusive", 0)),
-            reason=str(data.get("reason", "")),
+            reason=_replayed(data.get("reason", "")),
             last=tuple(Measurement.from_dict(m) for m in data.get("last", [])),
+            ended=_time(data["ended"]) if data.get("ended") else None,
         )
 
 
@@ -379,10 +388,10 @@ def resume(
     if record is None or restart or not record.matches(live):
         return None
     if record.status == "aborted":
+        when = _iso(record.ended or record.started)
         raise PreconditionError(
-            f"the rollout of {record.canary} was aborted at {_iso(record.started)}: "
-            f"{record.reason}. Nothing was changed; to try {record.canary} again, run "
-            "`mlserve rollout --restart`"
+            f"the rollout of {record.canary} was aborted at {when}: {record.reason}. Nothing "
+            f"was changed; to try {record.canary} again, run `mlserve rollout --restart`"
         )
     return record if record.steps == fingerprint(rollout) else None
 
@@ -418,7 +427,7 @@ class RolloutStatus:
 
     progress: Progress
     steps: int
-    weight: int
+    weight: int  # the canary's live share: 100 once it is promoted to stable
     time_left: float | None
 
     def to_json(self) -> dict[str, Any]:
@@ -451,6 +460,5 @@ def rollout_status(
         return None
     if progress.step >= len(rollout.steps):
         return None
-    return RolloutStatus(
-        progress, len(rollout.steps), live.weight, time_left(rollout, progress, now)
-    )
+    weight = live.weights().get(progress.canary, 0)
+    return RolloutStatus(progress, len(rollout.steps), weight, time_left(rollout, progress, now))

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from mlserve import rollout as ro
 from mlserve.errors import PreconditionError
 from mlserve.rollout import Advance, Finish, Measurement, Observe, Progress, Wait
-from mlserve.spec import Analysis, Metric, Rollout, RolloutStep
+from mlserve.spec import Analysis, Metric, Rollout, RolloutStep, Spec
 from mlserve.traffic import Mirror, TrafficState
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -230,6 +230,18 @@ def test_an_abort_after_completion_brings_the_previous_stable_back() -> None:
     assert ro.decide(steps, done, p, s(1), None).traffic == TrafficState("v1")  # type: ignore[union-attr]
 
 
+def test_a_failed_analysis_at_0_percent_aborts_without_a_traffic_change() -> None:
+    """Issue 20 item 1: a pause before the first weight, or any step behind the service
+    gateway: `traffic.rollback` had nothing to roll back, so the abort never came."""
+    steps = rollout((None, "5m"), (50, "5m"), (100, None))
+    p = replace(progress(0, 0), steps=ro.fingerprint(steps))
+    p = ro.record_round(ro.record_round(p, failing(0)), failing(0))
+    decision = ro.decide(steps, at(0), p, s(1), None)
+    assert isinstance(decision, ro.Abort)
+    assert decision.traffic == at(0)
+    assert decision.reason == "error-rate 0.2 > max 0.01 (2 failed measurements; failureLimit 1)"
+
+
 def test_a_completed_or_aborted_rollout_has_nothing_left_to_do() -> None:
     for status in ("completed", "aborted"):
         p = progress(3, 50, status=status)  # type: ignore[arg-type]
@@ -266,6 +278,47 @@ def test_an_aborted_rollout_is_not_started_again_by_itself() -> None:
         "Nothing was changed; to try v2 again, run `mlserve rollout --restart`"
     )
     assert ro.resume(STEPS, at(0), aborted, restart=True) is None
+
+
+def test_the_refusal_gives_the_time_of_the_abort_not_of_its_step() -> None:
+    aborted = progress(1, 0, status="aborted", reason="r", ended=s(272))
+    with pytest.raises(PreconditionError) as e:
+        ro.resume(STEPS, at(0), aborted)
+    assert str(e.value).startswith("the rollout of v2 was aborted at 2026-01-01T12:04:32Z: r. ")
+    assert Progress.from_dict(aborted.to_dict()) == aborted
+
+
+def test_a_recorded_text_is_replayed_with_its_control_characters_escaped() -> None:
+    """A record an older mlserve wrote may hold what Prometheus said, raw (issue 20 item 9)."""
+    m = ro.measure(ERRORS, None, T0, 1, "no data")
+    data = {
+        **progress(1, 25, last=(m,)).to_dict(),
+        "reason": "\x1b[2Jboom\r\nerror: fake",
+    }
+    data["last"][0]["note"] = "\x07bell\u202eevil"
+    replayed = Progress.from_dict(data)
+    assert replayed.reason == "\\x1b[2Jboom\\r\\nerror: fake"
+    assert replayed.last[0].note == "\\x07bell\\u202eevil"
+
+
+def test_status_after_completion_shows_the_canary_at_100() -> None:
+    """Issue 20 item 15: it said `weight 0%` under `v2 100%`."""
+    steps = rollout((50, "1m"))
+    done = progress(0, 50, status="completed")
+    done = replace(done, steps=ro.fingerprint(steps), traffic=TrafficState("v2", previous="v1"))
+    spec = Spec.from_dict(
+        {
+            "apiVersion": "mlserve/v1",
+            "name": "fraud",
+            "gateway": {"type": "istio", "host": "models.example.com"},
+            "versions": [{"name": "v1", "image": "a:1"}, {"name": "v2", "image": "a:2"}],
+            "traffic": {"stable": "v2"},
+            "rollout": steps.to_dict(),
+        }
+    )
+    config = {ro.ROLLOUT_KEY: json.dumps(done.to_dict())}
+    shown = ro.rollout_status(config, spec, TrafficState("v2", previous="v1"), s(90))
+    assert shown is not None and shown.weight == 100
 
 
 def test_progress_survives_the_stack_config_round_trip() -> None:

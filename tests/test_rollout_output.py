@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 from mlserve import output
@@ -57,3 +59,11 @@ def test_status_shows_step_time_left_and_last_measurements() -> None:
         "v2 running, step 2 of 4, weight 25%, 4m32s left in the pause",
         "             last measured 12:00:05 UTC: error-rate no data",
     ]
+
+
+def test_json_documents_never_hold_nan_or_infinity() -> None:
+    """Issue 20 item 4: `--json` printed NaN or Infinity (a record from before bounds had to be
+    finite), which is not JSON."""
+    text = output.to_json({"min": math.nan, "max": math.inf, "values": [-math.inf, 0.5]})
+    assert json.loads(text) == {"min": "NaN", "max": "+Inf", "values": ["-Inf", 0.5]}
+    assert "Infinity" not in text and "NaN," not in text
