@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -327,8 +328,8 @@ class Rollout:
                     Metric(
                         name=m["name"],
                         query=m["query"],
-                        min=None if m.get("min") is None else float(m["min"]),
-                        max=None if m.get("max") is None else float(m["max"]),
+                        min=_bound(m.get("min")),
+                        max=_bound(m.get("max")),
                     )
                     for m in analysis["metrics"]
                 ),
@@ -1602,6 +1603,42 @@ def _mirror_issues(spec: Spec, index: Mapping[str, int]) -> list[tuple[SpecPath,
     return issues
 
 
+def _bound(value: Any) -> float | None:
+    """A metric bound as a float; an integer beyond a float's range is infinite (and then
+    refused: a bound is a finite number)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _url_issues(at: SpecPath, url: str) -> list[tuple[SpecPath, str, bool]]:
+    """What the schema's URL pattern lets through: a port past 65535, a host label longer than
+    63 characters or empty (RFC 1035), a host longer than 253. (The gateways check the URLs they
+    route to, backends/kong.py and azure_apim.py.)"""
+    rest = url.split("://", 1)[-1]
+    authority = rest.split("/", 1)[0]
+    host, _, port = authority.partition(":")
+    problems = []
+    if port and not 1 <= int(port) <= 65535:
+        problems.append(f"port {port} is not a TCP port (1 to 65535)")
+    labels = host.split(".")
+    if host.endswith(".") and len(labels) > 1:
+        labels.pop()  # a fully qualified name's final dot
+    if len(host) > 253:
+        problems.append(f"the host name is {len(host)} characters long; at most 253")
+    elif any(len(label) > 63 for label in labels):
+        problems.append("a part of the host name between dots is longer than 63 characters")
+    elif any(not label or label[0] == "-" or label[-1] == "-" for label in labels):
+        problems.append(
+            f"'{host}' is not a host name: each part between dots is 1 to 63 letters, digits "
+            "and '-', not starting or ending with '-'"
+        )
+    return [(at, f"{url}: {p}", False) for p in problems]
+
+
 def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
     """The rollout section's rules beyond its shape (DESIGN.md section 4)."""
     from mlserve.prometheus import check_query
@@ -1660,6 +1697,7 @@ def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
                 True,
             )
         )
+    issues += _url_issues(("rollout", "analysis", "prometheus", "address"), a.address)
     seen: dict[str, int] = {}
     for i, m in enumerate(a.metrics):
         at = ("rollout", "analysis", "metrics", i)
@@ -1672,8 +1710,26 @@ def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
                 )
             )
         seen.setdefault(m.name, i)
+        infinite = [
+            (key, bound)
+            for key, bound in (("min", m.min), ("max", m.max))
+            if bound is not None and not math.isfinite(bound)
+        ]
+        for key, bound in infinite:
+            what = "infinite (.inf, or beyond 1.8e308)"
+            if math.isnan(bound):
+                what = ".nan (not a number)"
+            issues.append(
+                (
+                    (*at, key),
+                    f"{key} is {what}: a bound is a finite number, and no bound is no {key} key",
+                    False,
+                )
+            )
         if m.min is None and m.max is None:
             issues.append((at, "give min, max or both: the bounds a passing value keeps", False))
+        elif infinite:
+            pass
         elif m.min is not None and m.max is not None and m.min > m.max:
             issues.append(((*at, "min"), f"min {m.min:g} is greater than max {m.max:g}", False))
         issues.extend(((*at, "query"), p, False) for p in check_query(m.query))
@@ -1726,6 +1782,27 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
                         True,
                     )
                 )
+    notes += _regex_notes(spec)
+    return notes
+
+
+def _regex_notes(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
+    from mlserve.prometheus import regex_placeholders
+
+    metrics = spec.rollout.analysis.metrics if spec.rollout and spec.rollout.analysis else ()
+    notes: list[tuple[SpecPath, str, bool]] = []
+    for i, m in enumerate(metrics):
+        for found in regex_placeholders(m.query):
+            name = found.strip("{} ")
+            notes.append(
+                (
+                    ("rollout", "analysis", "metrics", i, "query"),
+                    f"note: {found} stands in a regular expression (=~ or !~), where the '.' "
+                    f"of a version name matches any character (1.10 matches 1-10 too); "
+                    f"{{{{{name}_re}}}} is the name with its dots escaped",
+                    False,
+                )
+            )
     return notes
 
 

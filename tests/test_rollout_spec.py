@@ -50,3 +50,16 @@ def test_defaults_are_written_out_in_the_normalized_spec() -> None:
             "metrics": [{"name": "errors", "query": "vector(0)", "max": 1.0}],
         },
     }
+
+
+def test_a_version_placeholder_in_a_regular_expression_gets_a_note(tmp_path: Path) -> None:
+    """Issue 20 item 15: `version=~"{{canary}}"` with canary 1.10 matches 1-10 too."""
+    text = (SPECS / "valid-rollout.yaml").read_text()
+    path = tmp_path / "regex.yaml"
+    path.write_text(text.replace('version="{{canary}}", code', 'version=~"{{canary}}", code'))
+    notes = [str(n) for n in load_spec(path).notes if "regular expression" in str(n)]
+    assert notes == [
+        f"{path}:28:16: rollout.analysis.metrics[0].query: note: {{{{canary}}}} stands in a "
+        "regular expression (=~ or !~), where the '.' of a version name matches any character "
+        "(1.10 matches 1-10 too); {{canary_re}} is the name with its dots escaped"
+    ]
