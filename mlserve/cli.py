@@ -99,6 +99,21 @@ def _flag(argv: Sequence[str], name: str) -> bool:
     return name in argv[: argv.index("--")] if "--" in argv else name in argv
 
 
+def _flushed(code: int) -> int:
+    """The exit code once what is buffered for stdout is written: a full disk is said here
+    (exit 2, as `_stdout_errors`), not by Python at exit."""
+    try:
+        with _stdout_errors():
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE
+    except UsageError as e:
+        typer.echo(f"error: {e}", err=True)
+        return code or UsageError.exit_code
+    return code
+
+
 def _run(group: TyperGroup, argv: list[str], prog_name: str, extra: dict[str, Any]) -> int:
     """Parse and invoke; what fails before or around a command's body is mapped here."""
     from mlserve import output
@@ -108,14 +123,13 @@ def _run(group: TyperGroup, argv: list[str], prog_name: str, extra: dict[str, An
     try:
         with group.make_context(prog_name, argv, **extra) as ctx:
             group.invoke(ctx)
-        return 0
+        return _flushed(0)
     except typer.Exit as e:
-        return e.exit_code
+        return _flushed(e.exit_code)
     except BrokenPipeError:
         # The reader went away (`mlserve schema | head -1`): stop quietly, and keep Python's
         # final flush of stdout from failing again at exit.
-        with contextlib.suppress(OSError, ValueError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as e:
         code = _fail(e, debug=False)
@@ -460,7 +474,7 @@ def render(
         ),
     ] = None,
     out: Annotated[
-        Path | None,
+        str | None,  # not Path: typer would read --out "" as the current directory
         typer.Option(
             "--out", metavar="DIR", help="Write one file per resource into DIR instead of stdout."
         ),
@@ -489,15 +503,40 @@ def render(
             raise UsageError(f"-o must be yaml, json or kong, not {fmt!r}")
         if json_out and fmt != "json":
             raise UsageError(f"--json prints JSON: drop -o {fmt}, or drop --json")
+        if out == "":
+            raise UsageError("--out needs a directory name (--out . for the current directory)")
         resources = rendering.render(_load(file))
         if out is None:
-            rendering.write(resources, fmt, sys.stdout)
+            with _stdout_errors():
+                rendering.write(resources, fmt, sys.stdout)
+                sys.stdout.flush()
         else:
-            for path in rendering.write_files(resources, out, fmt):
+            for path in rendering.write_files(resources, Path(out), fmt):
                 typer.echo(f"wrote {path}")
         note = rendering.left_out(resources, fmt)
         if note:
             typer.echo(note, err=True)
+
+
+@contextlib.contextmanager
+def _stdout_errors() -> Iterator[None]:
+    """Standard output that cannot take what is written (a full disk, /dev/full, an I/O error)
+    is a clear error, exit 2 as for an --out directory that cannot be written; a closed pipe
+    stays exit 141 (_run)."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _silence_stdout()
+        raise UsageError(f"cannot write to standard output ({e.strerror or e})") from None
+
+
+def _silence_stdout() -> None:
+    """Standard output to /dev/null: what is still buffered goes nowhere instead of failing
+    again when Python flushes it at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @contextlib.contextmanager

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import os
 import re
+import secrets
+import shutil
+import stat
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -357,49 +362,115 @@ def write_files(resources: list[RenderedResource], directory: Path, fmt: str) ->
     """One file per resource `fmt` prints, numbered in apply order; returns the paths written.
 
     A file an earlier render left (`NN-kind-name.yaml|json`) that this render would not overwrite
-    is an error, not deleted: `kubectl apply -f DIR` would apply it too.
+    is an error, not deleted: `kubectl apply -f DIR` would apply it too. Nothing is written
+    outside DIR: the files are written in a staging directory first, then a new DIR is that
+    directory renamed, and in an existing one each file replaces the old one by a rename, which
+    replaces a symbolic link of that name (never the file it points to). DIR itself may be a link
+    to a directory.
     """
     if fmt == "kong":
         raise UsageError("--out writes one file per resource; -o kong is one file: redirect stdout")
     chosen = apply_order(selected(resources, fmt))
     names = [file_name(i, r, fmt) for i, r in enumerate(chosen, start=1)]
+    texts = [_text(r, fmt) for r in chosen]  # before anything is written
+    staging: Path | None = None
     try:
-        _prepare_dir(directory, names)
-        written = []
-        for name, r in zip(names, chosen, strict=True):
-            path = directory / name
-            with path.open("w", encoding="utf-8") as f:
-                if fmt == "json":
-                    _json(document(r), f)
-                else:
-                    _yaml([document(r)], f)
-            written.append(path)
+        existing = _prepare_dir(directory, names)
+        staging = _staging(directory if existing else directory.parent, directory.name)
+        for name, text in zip(names, texts, strict=True):
+            with (staging / name).open("x", encoding="utf-8") as f:
+                f.write(text)
+        if existing:
+            _swap(staging, directory, names)
+        else:
+            staging.rename(directory)  # the whole directory appears at once
+            staging = None
     except OSError as e:
         raise UsageError(
             f"--out {directory}: cannot write there ({e.strerror or e}); "
             "choose a directory you can write to"
         ) from None
-    return written
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return [directory / name for name in names]
 
 
-def _prepare_dir(directory: Path, names: list[str]) -> None:
+def _text(resource: RenderedResource, fmt: str) -> str:
+    stream = io.StringIO()
+    if fmt == "json":
+        _json(document(resource), stream)
+    else:
+        _yaml([document(resource)], stream)
+    return stream.getvalue()
+
+
+def _staging(parent: Path, name: str) -> Path:
+    """A new, empty directory in `parent` (mode as umask allows, as DIR itself would get)."""
+    while True:
+        path = parent / f".{name or 'out'}.mlserve-{secrets.token_hex(4)}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
+def _swap(staging: Path, directory: Path, names: list[str]) -> None:
+    """Each staged file into `directory`, by rename; a failure says exactly what was left."""
+    for done, name in enumerate(names):
+        try:
+            os.replace(staging / name, directory / name)
+        except OSError as e:
+            left = names[done:]
+            replaced = f"{done} of {len(names)} files ({_span(names[:done])})" if done else "none"
+            raise UsageError(
+                f"--out {directory}: cannot write there ({e.strerror or e}) after replacing "
+                f"{replaced}; {_span(left)} {'is' if len(left) == 1 else 'are'} as before "
+                "this render (an earlier render's, or absent)"
+            ) from None
+
+
+def _span(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{names[0]} to {names[-1]}"
+
+
+def _prepare_dir(directory: Path, names: list[str]) -> bool:
+    """Whether `directory` exists; refuses what this render must not overwrite or leave."""
+    if str(directory) == "":
+        raise UsageError("--out needs a directory name (--out . for the current directory)")
     if directory.is_dir():
+        entries = {p.name: p for p in directory.iterdir()}
         stale = sorted(
-            p.name
-            for p in directory.iterdir()
-            if _STALE.match(p.name) and p.name not in names and p.is_file()
+            n
+            for n, p in entries.items()
+            if _STALE.match(n) and n not in names and (p.is_symlink() or p.is_file())
         )
         if stale:
             raise UsageError(
                 f"{directory} holds files this render does not write ({', '.join(stale)}); "
                 "remove them or choose an empty directory"
             )
-    elif directory.exists():
+        odd = [
+            n
+            for n in names
+            if n in entries and not (entries[n].is_symlink() or _is_regular(entries[n]))
+        ]
+        if odd:
+            raise UsageError(
+                f"--out {directory}: {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not a "
+                "file (a directory, a FIFO, a device): remove it or choose another directory"
+            )
+        return True
+    if directory.exists():
         raise UsageError(f"--out {directory}: not a directory")
-    elif not directory.parent.is_dir():
+    if not directory.parent.is_dir():
         raise UsageError(
             f"--out {directory}: {directory.parent} does not exist; create it first, "
             "or choose another directory"
         )
-    else:
-        directory.mkdir()
+    return False
+
+
+def _is_regular(path: Path) -> bool:
+    return stat.S_ISREG(path.lstat().st_mode)

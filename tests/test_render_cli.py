@@ -200,6 +200,32 @@ def test_render_out_into_proc_exits_2_with_the_path() -> None:
     assert result.stdout == ""
 
 
+def test_render_out_with_an_empty_name_is_a_usage_error(tmp_path: Path) -> None:
+    """`--out ""` used to write into the current directory (typer reads "" as a Path ".")."""
+    result = mlserve_process(tmp_path, str(REPO / "specs" / "istio.yaml"), "--out", "")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --out needs a directory name (--out . for the current directory)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin"]
+
+
+@pytest.mark.parametrize("args", [(), ("-o", "json"), ("--json",)])
+def test_render_to_a_full_disk_is_a_clear_error_exit_2(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """`render > /dev/full` used to exit 1 (OSError: No space left on device). A process: what
+    Python flushes at exit is part of the subject."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "mlserve", "render", str(REPO / "specs" / "istio.yaml"), *args],
+            stdout=full, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path,
+            timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "error: cannot write to standard output (No space left on device)\n"
+
+
 def test_render_stops_quietly_when_the_reader_goes_away(tmp_path: Path) -> None:
     """`mlserve render spec.yaml | head -1`: no BrokenPipeError, exit 141 as `cat` would
     (the output is larger than a pipe's buffer). A process: the pipe and the exit status at

@@ -226,6 +226,104 @@ def test_out_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
         write_files(render(make_spec("istio")), target, "yaml")
 
 
+# --- --out DIR never writes outside DIR, and never leaves a mixed directory (issue 20) ----------
+
+
+def _istio(tmp_path: Path) -> tuple[list[RenderedResource], list[str]]:
+    resources = render(make_spec("istio"))
+    chosen = rendering.apply_order(rendering.selected(resources, "yaml"))
+    return resources, [file_name(i, r, "yaml") for i, r in enumerate(chosen, start=1)]
+
+
+def test_out_replaces_a_link_named_like_an_output_never_the_file_it_points_to(
+    tmp_path: Path,
+) -> None:
+    resources, names = _istio(tmp_path)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not yours")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / names[0]).symlink_to(outside)
+    (out / names[1]).symlink_to(tmp_path / "created-through-a-dangling-link")
+    written = write_files(resources, out, "yaml")
+    assert outside.read_text() == "not yours"
+    assert not (tmp_path / "created-through-a-dangling-link").exists()
+    for path in written:
+        assert not path.is_symlink() and path.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "outside.txt"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_out_refuses_an_entry_named_like_an_output_that_is_not_a_file(
+    tmp_path: Path, kind: str
+) -> None:
+    """A FIFO used to block render forever (opening it for writing waits for a reader)."""
+    resources, names = _istio(tmp_path)
+    target = tmp_path / names[2]
+    os.mkfifo(target) if kind == "fifo" else target.mkdir()
+    with pytest.raises(UsageError) as e:
+        write_files(resources, tmp_path, "yaml")
+    assert str(e.value) == (
+        f"--out {tmp_path}: {names[2]} is not a file (a directory, a FIFO, a device): remove "
+        "it or choose another directory"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [names[2]]  # nothing written
+
+
+def test_a_new_out_directory_appears_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    resources, _ = _istio(tmp_path)
+    real_open = Path.open
+    calls = []
+
+    def full_disk(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "x" in mode:
+            calls.append(self.name)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_disk)
+    with pytest.raises(UsageError) as e:
+        write_files(resources, tmp_path / "out", "yaml")
+    assert str(e.value) == (
+        f"--out {tmp_path / 'out'}: cannot write there (No space left on device); choose a "
+        "directory you can write to"
+    )
+    assert list(tmp_path.iterdir()) == []  # no DIR, no staging directory left behind
+
+
+def test_a_failed_swap_says_exactly_what_was_replaced_and_what_was_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files are all written before any is swapped in; a swap that still fails part way
+    (a rename refused) names both parts instead of leaving a silent mix."""
+    resources, names = _istio(tmp_path)
+    for name in names:
+        (tmp_path / name).write_text("old\n")
+    real_replace = os.replace
+    calls = []
+
+    def refuse_third(src: Any, dst: Any) -> None:
+        calls.append(dst)
+        if len(calls) == 3:
+            raise OSError(13, "Permission denied")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(rendering.os, "replace", refuse_third)
+    with pytest.raises(UsageError) as e:
+        write_files(resources, tmp_path, "yaml")
+    assert str(e.value) == (
+        f"--out {tmp_path}: cannot write there (Permission denied) after replacing 2 of "
+        f"{len(names)} files ({names[0]} to {names[1]}); {names[2]} to {names[-1]} are as before "
+        "this render (an earlier render's, or absent)"
+    )
+    contents = [(tmp_path / n).read_text() for n in names]
+    assert [c == "old\n" for c in contents] == [False, False] + [True] * (len(names) - 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # no staging left
+
+
 def test_render_closes_its_worker_threads_and_leaves_the_event_loop_usable() -> None:
     render(make_spec("istio"))
     assert not [t for t in threading.enumerate() if t.name.startswith("mlserve-render")]
