@@ -44,24 +44,29 @@ def prom(prometheus: Prometheus, monkeypatch: pytest.MonkeyPatch) -> Prometheus:
 
 def write_spec(
     tmp_path: Path,
-    prom: Prometheus,
+    prom: Prometheus | str,
     name: str,
     steps: list[dict[str, Any]],
     *,
     failure_limit: int = 1,
     weight: int = 0,
+    gateway: str = "istio",
+    metrics: list[dict[str, Any]] | None = None,
 ) -> Path:
-    """specs/istio.yaml under another name (its own series in Prometheus), with a rollout."""
+    """specs/istio.yaml under another name (its own series in Prometheus), with a rollout
+    measured in `prom` (or at an address); `gateway: service` routes with a Service instead."""
     spec = yaml.safe_load((REPO / "specs" / "istio.yaml").read_text())
     spec["name"] = name
     spec["traffic"]["weight"] = weight
+    if gateway == "service":
+        spec["gateway"] = {"type": "service"}
     spec["rollout"] = {
         "steps": steps,
         "analysis": {
-            "prometheus": {"address": prom.url},
+            "prometheus": {"address": prom if isinstance(prom, str) else prom.url},
             "interval": "1s",
             "failureLimit": failure_limit,
-            "metrics": [{"name": "error-rate", "query": ERROR_RATE, "max": 0.05}],
+            "metrics": metrics or [{"name": "error-rate", "query": ERROR_RATE, "max": 0.05}],
         },
     }
     path = tmp_path / f"{name}.yaml"

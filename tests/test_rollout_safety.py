@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,56 +21,19 @@ import pytest
 import yaml
 
 from tests import hostile_server as hs
-from tests import prometheus_fixture
+from tests import test_rollout_cli
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
 from tests.hostile_server import Server
 from tests.prometheus_fixture import Prometheus
-from tests.test_rollout_cli import ERROR_RATE, commands, history
+from tests.test_rollout_cli import commands, history, start_rollout, write_spec
 
 pytestmark = pytest.mark.waits
 fake = fixture.fake
 TOKEN = "tok-0123456789abcdef"
-
-
-@pytest.fixture
-def prom(prometheus: Prometheus, monkeypatch: pytest.MonkeyPatch) -> Prometheus:
-    """The session's Prometheus, with its credentials in the environment as CI would set them."""
-    for key, value in prometheus_fixture.AUTH.items():
-        monkeypatch.setenv(key, value)
-    return prometheus
-
-
-def write_spec(
-    tmp_path: Path,
-    address: str,
-    name: str,
-    steps: list[dict[str, Any]],
-    *,
-    gateway: str = "istio",
-    failure_limit: int = 1,
-    metrics: list[dict[str, Any]] | None = None,
-) -> Path:
-    """specs/istio.yaml (or specs/service.yaml's gateway) under another name, with a rollout."""
-    spec = yaml.safe_load((REPO / "specs" / "istio.yaml").read_text())
-    spec["name"] = name
-    spec["traffic"]["weight"] = 0
-    if gateway == "service":
-        spec["gateway"] = {"type": "service"}
-    spec["rollout"] = {
-        "steps": steps,
-        "analysis": {
-            "prometheus": {"address": address},
-            "interval": "1s",
-            "failureLimit": failure_limit,
-            "metrics": metrics or [{"name": "error-rate", "query": ERROR_RATE, "max": 0.05}],
-        },
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+prom = test_rollout_cli.prom  # the session's Prometheus, with its credentials in the environment
 
 
 def failing(prom: Prometheus, name: str) -> None:
@@ -324,18 +286,6 @@ def commands_so_far(name: str) -> list[str]:
     return [r["command"] for r in json.loads(result.stdout)] if result.returncode == 0 else []
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mlserve", *args],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_a_pause_is_an_interrupt_with_its_json_document(
     fake: Fake, prom: Prometheus, tmp_path: Path, signum: int
@@ -345,7 +295,7 @@ def test_a_signal_during_a_pause_is_an_interrupt_with_its_json_document(
     prom.metrics.set(name, "v2", requests=20, errors=0)
     prom.wait_for(f'rate(http_requests_total{{service="{name}"}}[5s])')
     spec = write_spec(tmp_path, prom.url, name, [{"weight": 20, "pause": "10m"}])
-    process = start("rollout", str(spec), "--yes", "--json")
+    process = start_rollout(spec, "--json")
     deadline = time.monotonic() + 120
     while not any(c.startswith("mlserve rollout: step 1/1") for c in commands_so_far(name)):
         assert process.poll() is None and time.monotonic() < deadline
@@ -365,7 +315,7 @@ def test_a_signal_during_a_query_is_an_interrupt(
     monkeypatch.setenv("MLSERVE_PROMETHEUS_TIMEOUT", "60")
     hostile.answer = hs.silent()
     spec = write_spec(tmp_path, hostile.url, "roll-signal-query", [{"weight": 20, "pause": "1m"}])
-    process = start("rollout", str(spec), "--dry-run", "--json")
+    process = start_rollout(spec, "--dry-run", "--json")
     deadline = time.monotonic() + 60
     while not hostile.requests:
         assert process.poll() is None and time.monotonic() < deadline
