@@ -241,6 +241,16 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
             f"{problem}. The live mirror ({kept.describe()}) would stay: end it first with "
             "`mlserve mirror --off`, or deploy with --reset-traffic; nothing was changed"
         )
+    gateway = spec.gateway.type
+    if new.canary is not None and new.weight > 0 and not CAPABILITIES[gateway].weighted:
+        # The spec moved to a gateway that sends every request to one version (`service`): a
+        # kept live weight would be recorded but not carried (issue 20 item 5). Refused, as a
+        # kept mirror is above: the way back to one version is the user's to choose.
+        raise PreconditionError(
+            f"gateway {gateway} cannot split traffic, and the live canary {new.canary} is at "
+            f"{new.weight}%: run `mlserve rollback` first to send it to 0%, or deploy with "
+            "--reset-traffic to apply the spec's traffic; nothing was changed"
+        )
     warnings += _undoes_rollback(live, new)
     warnings += [message for _, message in gateway_notes(spec, new)]
     warnings += [message for _, message in readiness.notes(spec)]

@@ -368,6 +368,59 @@ def test_after_a_completed_rollout_dry_run_and_status_say_what_is_live(
     assert status(name)["rollout"]["weight"] == 100
 
 
+# --- item 5: a gateway that cannot split never records a split ---------------------------------
+
+
+def test_switching_to_the_service_gateway_under_a_live_split_is_refused_with_the_way_out(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """A deploy kept the live 50% and recorded it (`status` and `history` said v1 50%, v2 50%)
+    while the Service selected v1 only. Now the deploy refuses, changing nothing, and says the
+    two ways to one version: a rollback first, or --reset-traffic."""
+    spec = yaml.safe_load((REPO / "specs" / "istio.yaml").read_text())
+    spec["traffic"]["weight"] = 50
+    istio = tmp_path / "istio.yaml"
+    istio.write_text(yaml.safe_dump(spec))
+    assert mlserve("deploy", str(istio), "--yes").returncode == 0
+    spec["gateway"] = {"type": "service"}
+    spec["traffic"]["weight"] = 0
+    service = tmp_path / "service.yaml"
+    service.write_text(yaml.safe_dump(spec))
+    refused = mlserve("deploy", str(service), "--yes")
+    assert refused.returncode == 6
+    assert refused.stderr == (
+        "error: gateway service cannot split traffic, and the live canary v2 is at 50%: run "
+        "`mlserve rollback` first to send it to 0%, or deploy with --reset-traffic to apply the "
+        "spec's traffic; nothing was changed\n"
+    )
+    assert [r["command"] for r in history("fraud-detector")] == ["mlserve deploy"]
+
+    assert mlserve("rollback", "--project", "fraud-detector").returncode == 0
+    assert mlserve("deploy", str(service), "--yes").returncode == 0
+    shown = status("fraud-detector")
+    assert shown["weights"] == {"v1": 100, "v2": 0}
+    assert mlserve("rollback", "--project", "fraud-detector").stderr == (
+        "error: nothing to roll back: v1 100%, v2 0%\n"
+    )
+
+
+def test_reset_traffic_switches_to_the_service_gateway_with_the_specs_traffic(
+    fake: Fake, tmp_path: Path
+) -> None:
+    spec = yaml.safe_load((REPO / "specs" / "istio.yaml").read_text())
+    spec["traffic"]["weight"] = 50
+    istio = tmp_path / "istio.yaml"
+    istio.write_text(yaml.safe_dump(spec))
+    assert mlserve("deploy", str(istio), "--yes").returncode == 0
+    spec["gateway"] = {"type": "service"}
+    spec["traffic"]["weight"] = 0
+    service = tmp_path / "service.yaml"
+    service.write_text(yaml.safe_dump(spec))
+    result = mlserve("deploy", str(service), "--yes", "--reset-traffic")
+    assert result.returncode == 0, result.stderr
+    assert status("fraud-detector")["weights"] == {"v1": 100, "v2": 0}
+
+
 # --- item 13: the losing racer prints no traceback ------------------------------------------------
 
 
