@@ -991,8 +991,9 @@ def rollout(
         if report.errors:
             raise PreconditionError(f"{len(report.errors)} of the queries got no answer")
         if report.status == "aborted" and not report.by_hand:
-            was = report.updates[-1].before.weight if report.updates else 0
-            where = "sent back to 0%" if was else "kept at 0%"
+            last = report.updates[-1] if report.updates else None
+            moved = last is not None and last.before != last.after  # a mirror's end counts
+            where = "sent back to 0%" if moved else "kept at 0%"
             raise AnalysisFailedError(f"rollout aborted, {report.canary} {where}: {report.reason}")
 
 
