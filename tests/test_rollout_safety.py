@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 
 from tests import hostile_server as hs
 from tests import test_rollout_cli
@@ -28,6 +29,7 @@ from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
 from tests.hostile_server import Server
 from tests.prometheus_fixture import Prometheus
+from tests.test_prometheus_hostile import STATUSES, bodies
 from tests.test_rollout_cli import commands, history, start_rollout, write_spec
 
 pytestmark = pytest.mark.waits
@@ -180,6 +182,27 @@ def test_an_odd_answer_in_a_dry_run_or_before_a_rollout_exits_6_changing_nothing
         "the rollout)\n"
     )
     assert fake.commands() == []
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(body=bodies(), status=STATUSES)
+def test_a_dry_run_never_exits_1_whatever_prometheus_answers(
+    hostile: Server, tmp_path: Path, body: bytes, status: str
+) -> None:
+    """The bounded fuzz of tests/test_prometheus_hostile.py, through the whole command: exit 0
+    (a value or an inconclusive one), 2 (the query's fault) or 6 (no answer), never 1."""
+    hostile.answer = lambda conn: conn.respond(body, status=status)
+    spec = tmp_path / "fuzz.yaml"
+    if not spec.exists():
+        write_spec(tmp_path, hostile.url, "fuzz", [{"weight": 20, "pause": "1m"}])
+    result = mlserve("rollout", str(spec), "--dry-run", "--json")
+    assert result.returncode in (0, 2, 6), result.stdout + result.stderr
+    assert "unexpected" not in result.stderr and "Traceback" not in result.stderr
+    json.loads(result.stdout)  # one JSON document, whatever happened
 
 
 # --- item 3: a round is bounded in time ---------------------------------------------------------
