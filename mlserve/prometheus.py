@@ -383,7 +383,7 @@ class Client:
             if key in late:
                 thread.join(1.0)  # a name lookup cannot be cut off: it is left behind
         slow = PrometheusError(f"{self._where} did not answer within {self.timeout:g}s")
-        return {key: slow if key in late else box[0] for key, _, _, box in jobs}
+        return {key: box[0] if box and key not in late else slow for key, _, _, box in jobs}
 
     def _work(self, promql: str, sockets: _Sockets, box: list[Result | PrometheusError]) -> None:
         try:
