@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -332,52 +333,130 @@ def sdk_version(plugin: str) -> str | None:
 
 
 def cli_root(home: Path) -> Path:
-    """Where `mlserve setup` installs the pinned CLI (used before the one on PATH)."""
+    """Where `mlserve setup` installs the pinned CLI when no suitable one is found."""
     return home / "pulumi"
 
 
-def load_command(home: Path) -> auto.PulumiCommand:
-    """The Pulumi CLI, version-checked once (one `pulumi version` process)."""
+# The ldflag that stamps a Pulumi CLI build with its version (pulumi/pulumi .goreleaser.yml,
+# scripts/go-wrapper.sh); a `go build` without it prints an empty `pulumi version`.
+VERSION_LDFLAG = "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v3.N.M"
+
+
+def _cli_candidates(home: Path) -> list[tuple[str | None, str]]:
+    """(root for PulumiCommand, how to name it) of each Pulumi CLI to consider: the one
+    `mlserve setup` installed under MLSERVE_HOME, and `pulumi` on PATH."""
     root = cli_root(home)
-    use_root = (root / "bin" / "pulumi").exists()
-    where = str(root / "bin" / "pulumi") if use_root else "`pulumi` on PATH"
+    pinned = root / "bin" / "pulumi"
+    found: list[tuple[str | None, str]] = []
+    if pinned.exists():
+        found.append((str(root), str(pinned)))
+    on_path = shutil.which("pulumi")
+    same = False
+    if found and on_path is not None:
+        with contextlib.suppress(OSError):
+            same = os.path.samefile(on_path, pinned)
+    if not found or (on_path is not None and not same):
+        found.append((None, "`pulumi` on PATH"))
+    return found
+
+
+def _unversioned(command: str, where: str) -> str:
+    """What is wrong with a CLI whose `pulumi version` the SDK cannot parse."""
     try:
-        return auto.PulumiCommand(
-            root=str(root) if use_root else None, version=VersionInfo.parse(MIN_CLI_VERSION)
+        env = {**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        out = (
+            subprocess.run(
+                [command, "version"], capture_output=True, env=env, timeout=60, check=False
+            )
+            .stdout.decode("utf-8", "replace")
+            .strip()
         )
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    if out:
+        return f"`pulumi version` printed {out[:60]!r}, not a version ({where})"
+    return (
+        f"`pulumi version` printed nothing ({where}): this Pulumi CLI was built without its "
+        f"version, which the Automation API needs (a source build needs -ldflags "
+        f'"{VERSION_LDFLAG}")'
+    )
+
+
+def _load_one(root: str | None, where: str) -> auto.PulumiCommand | str:
+    """The CLI at `root` (None: `pulumi` on PATH), version-checked; else what is wrong."""
+    try:
+        command = auto.PulumiCommand(root=root, version=VersionInfo.parse(MIN_CLI_VERSION))
     except FileNotFoundError:
-        raise EngineUnavailableError(
-            f"the Pulumi CLI was not found ({where}): {INSTALL_HINT}"
-        ) from None
+        return f"the Pulumi CLI was not found ({where})"
     except PermissionError:
-        raise EngineUnavailableError(
-            f"the Pulumi CLI ({where}) cannot be run: {INSTALL_HINT}"
-        ) from None
+        return f"the Pulumi CLI ({where}) cannot be run"
     except subprocess.CalledProcessError as e:
-        raise EngineUnavailableError(
-            f"`pulumi version` failed with exit code {e.returncode} ({where}): {INSTALL_HINT}"
-        ) from None
+        return f"`pulumi version` failed with exit code {e.returncode} ({where})"
     except auto.InvalidVersionError as e:
-        raise EngineUnavailableError(f"{e} ({where}): {INSTALL_HINT}") from None
+        if "Could not parse" in str(e):
+            return _unversioned(os.path.join(root, "bin", "pulumi") if root else "pulumi", where)
+        return f"{e} ({where})"
+    if command.version is None:  # PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK let it through
+        return _unversioned(command.command, where)
+    return command
 
 
-def install_cli(home: Path, version: str | None = None) -> auto.PulumiCommand:
-    """Install the pinned CLI under MLSERVE_HOME/pulumi (kept if already there)."""
+class NoCliError(EngineUnavailableError):
+    """No suitable Pulumi CLI: what is wrong with each one found, and the fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{'; '.join(problems)}: {INSTALL_HINT}")
+        self.problems = problems
+
+
+def load_command(home: Path) -> auto.PulumiCommand:
+    """The newest suitable Pulumi CLI: the one `mlserve setup` installed under MLSERVE_HOME or
+    `pulumi` on PATH (the first of the two at the same version), version-checked once each."""
+    usable: list[auto.PulumiCommand] = []
+    problems: list[str] = []
+    for root, where in _cli_candidates(home):
+        loaded = _load_one(root, where)
+        if isinstance(loaded, str):
+            problems.append(loaded)
+        else:
+            usable.append(loaded)
+    if not usable:
+        raise NoCliError(problems)
+    return max(usable, key=lambda c: c.version or VersionInfo(0))
+
+
+def install_cli(home: Path, version: str | None = None, why: str = "") -> auto.PulumiCommand:
+    """Install the pinned CLI under MLSERVE_HOME/pulumi (kept if already there). `why`: what
+    was wrong with the CLIs found, for the message when the download fails."""
     version = version or pinned_cli_version()
     root = cli_root(home)
+    by_hand = (
+        f"Install Pulumi {MIN_CLI_VERSION} or newer by hand "
+        "(https://www.pulumi.com/docs/install/) and put it on PATH, or copy its `pulumi` "
+        f"binaries into {root / 'bin'}; `mlserve setup` then uses it and installs only the "
+        "plugins"
+    )
+    found = f"{why}; " if why else ""
     try:
         return auto.PulumiCommand.install(root=str(root), version=VersionInfo.parse(version))
     except urllib.error.URLError as e:
         raise EngineUnavailableError(
-            f"no network ({e.reason}): install Pulumi {version} by hand from "
-            f"https://www.pulumi.com/docs/install/ (or copy its `pulumi` binaries into "
-            f"{root / 'bin'}), then run `mlserve setup` again for the plugins"
+            f"{found}downloading Pulumi {version} failed: no network ({e.reason}). {by_hand}"
         ) from None
     except (subprocess.CalledProcessError, OSError, auto.InvalidVersionError) as e:
         raise EngineUnavailableError(
-            f"installing Pulumi {version} into {root} failed: {e}; install it by hand from "
-            "https://www.pulumi.com/docs/install/"
+            f"{found}installing Pulumi {version} into {root} failed: {e}. {by_hand}"
         ) from None
+
+
+def plugin_fix(name: str, version: str | None) -> str:
+    """How to get a missing provider plugin, with network or without."""
+    v = version or sdk_version(name) or "VERSION"
+    return (
+        "run `mlserve setup` where there is network, or install it by hand: "
+        f"`pulumi plugin install resource {name} {v}` (add `--file PATH` to install it from a "
+        "plugin binary, folder or tarball you downloaded)"
+    )
 
 
 def plugin_workspace(home: Path, command: auto.PulumiCommand) -> auto.LocalWorkspace:
@@ -415,8 +494,7 @@ def ensure_plugins(ws: auto.LocalWorkspace, names: Iterable[str], sink: Sink) ->
         except auto.CommandError as e:
             raise EngineUnavailableError(
                 f"could not install the {name} plugin v{version}: {_first_error(str(e))}; "
-                "run `mlserve setup` "
-                "where there is network, or copy ~/.pulumi/plugins from a machine that has it"
+                + plugin_fix(name, version)
             ) from None
         installed.append(f"{name} v{version}")
     return installed
@@ -1267,8 +1345,7 @@ class Engine:
                 name, version = missing.groups()
                 return EngineUnavailableError(
                     f"the {name} provider plugin{f' v{version}' if version else ''} is missing and "
-                    "could not be installed automatically: run `mlserve setup` where there is "
-                    "network, or copy ~/.pulumi/plugins from a machine that has it"
+                    f"could not be installed automatically: {plugin_fix(name, version)}"
                 )
             if _TARGET_FAILURE.search(text):
                 # checkTargets runs after the targeted steps (deployment_executor.go), and the

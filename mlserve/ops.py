@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from mlserve.engine import (
     StackState,
     Target,
 )
-from mlserve.errors import MlserveError, PreconditionError, UsageError
+from mlserve.errors import PreconditionError, UsageError
 from mlserve.live import (
     SPEC_KEY,
     TRAFFIC_KEY,
@@ -777,8 +778,8 @@ def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
                 f"v{command.version} ({command.command}); needs >= {engine.MIN_CLI_VERSION}",
             )
         )
-    except MlserveError as e:
-        checks.append(Check("pulumi CLI", False, str(e).split(":")[0], engine.INSTALL_HINT))
+    except engine.NoCliError as e:
+        checks.append(Check("pulumi CLI", False, "; ".join(e.problems), engine.INSTALL_HINT))
 
     names = plugins_for(spec) if spec is not None else ["kubernetes"]
     if spec is not None:
@@ -810,7 +811,7 @@ def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
                 f"plugin {name}",
                 present,
                 f"v{version} {'installed' if present else 'missing'}",
-                "" if present else "run `mlserve setup` (needs network once)",
+                "" if present else engine.plugin_fix(name, version),
             )
         )
 
@@ -896,6 +897,7 @@ def _credential_checks(spec: Spec) -> list[Check]:
 class SetupReport:
     cli: str
     version: str
+    cli_installed: bool  # False: a suitable CLI was there already (PATH, an earlier setup)
     plugins_installed: list[str]
     plugins: list[str]
 
@@ -903,24 +905,30 @@ class SetupReport:
         return {
             "cli": self.cli,
             "version": self.version,
+            "cliInstalled": self.cli_installed,
             "pluginsInstalled": self.plugins_installed,
             "plugins": self.plugins,
         }
 
 
 def setup(spec: Spec | None, *, sink: Sink | None = None) -> SetupReport:
-    """Install the pinned CLI under MLSERVE_HOME/pulumi, then the plugins the spec needs."""
+    """Use the newest suitable Pulumi CLI (on PATH or from an earlier setup), else install the
+    pinned one under MLSERVE_HOME/pulumi; then the plugins the spec needs."""
     home = engine.mlserve_home()
-    command = engine.install_cli(home)
+    try:
+        command, installed = engine.load_command(home), False
+    except engine.NoCliError as e:
+        command, installed = engine.install_cli(home, why="; ".join(e.problems)), True
     if spec is not None:
         names = plugins_for(spec)
     else:
         names = [n for n in engine.PLUGIN_PACKAGES if engine.sdk_version(n) is not None]
     ws = engine.plugin_workspace(home, command)
-    installed = engine.ensure_plugins(ws, names, sink or engine.NullSink())
+    installed_plugins = engine.ensure_plugins(ws, names, sink or engine.NullSink())
     return SetupReport(
-        cli=command.command,
+        cli=shutil.which(command.command) or command.command,
         version=str(command.version),
-        plugins_installed=installed,
+        cli_installed=installed,
+        plugins_installed=installed_plugins,
         plugins=[f"{n} v{engine.sdk_version(n)}" for n in names],
     )

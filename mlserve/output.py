@@ -517,9 +517,10 @@ def render_doctor(checks: Sequence[Check], plain: bool) -> str:
 
 
 def render_setup(report: SetupReport) -> str:
-    lines = [f"Pulumi CLI v{report.version}: {report.cli}"]
+    how = "installed" if report.cli_installed else "found, already suitable"
+    lines = [f"Pulumi CLI v{report.version}: {report.cli} ({how})"]
     for p in report.plugins:
-        lines.append(f"plugin {p}: installed")
+        lines.append(f"plugin {p}: {'installed' if p in report.plugins_installed else 'present'}")
     if not report.plugins:
         lines.append("no provider plugins needed")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -135,6 +136,81 @@ def test_the_cli_under_mlserve_home_is_used_before_the_one_on_path(fake: Fake) -
     (bin_dir / "pulumi").symlink_to(fixture.FAKE_DIR / "pulumi")
     command = engine.load_command(fake.home)
     assert command.command == str(bin_dir / "pulumi")
+
+
+def cli_script(path: Path, version: str | None) -> Path:
+    """A `pulumi` at `path`: the stand-in, printing `version` for `pulumi version` (None: prints
+    nothing, as a Go build without the version ldflag does)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        body = 'if [ "$1" = version ]; then exit 0; fi\n'
+    else:
+        body = f"FAKE_PULUMI_VERSION={version}; export FAKE_PULUMI_VERSION\n"
+    path.write_text(f'#!/bin/sh\n{body}exec {fixture.FAKE_DIR / "pulumi"} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+def on_path(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    monkeypatch.setenv("PATH", f"{directory}:{os.environ['PATH'].split(':', 1)[1]}")
+
+
+def test_a_newer_cli_on_path_wins_over_the_one_setup_installed(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = cli_script(engine.cli_root(fake.home) / "bin" / "pulumi", "3.272.0")
+    newer = cli_script(fake.root / "bin" / "pulumi", "3.276.0")
+    on_path(monkeypatch, newer.parent)
+    command = engine.load_command(fake.home)
+    assert (command.command, str(command.version)) == ("pulumi", "3.276.0")
+    cli_script(newer, "3.200.0")
+    command = engine.load_command(fake.home)
+    assert (command.command, str(command.version)) == (str(pinned), "3.272.0")
+
+
+def test_a_cli_that_fails_is_passed_over_for_one_that_works(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli_script(engine.cli_root(fake.home) / "bin" / "pulumi", None)
+    command = engine.load_command(fake.home)
+    assert command.command == "pulumi"
+
+
+def test_an_empty_pulumi_version_is_engine_unavailable_saying_why(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unversioned = cli_script(fake.root / "bin" / "pulumi", None)
+    on_path(monkeypatch, unversioned.parent)
+    expected = (
+        "`pulumi version` printed nothing (`pulumi` on PATH): this Pulumi CLI was built without "
+        "its version, which the Automation API needs (a source build needs -ldflags "
+        '"-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v3.N.M"): run `mlserve '
+        "setup`, or install Pulumi from https://www.pulumi.com/docs/install/"
+    )
+    with pytest.raises(EngineUnavailableError) as e:
+        engine.load_command(fake.home)
+    assert (str(e.value), e.value.exit_code) == (expected, 4)
+    # The SDK's opt-out lets such a CLI through with no version, which its operations reject.
+    monkeypatch.setenv("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
+    with pytest.raises(EngineUnavailableError) as e:
+        engine.load_command(fake.home)
+    assert str(e.value) == expected
+
+
+def test_a_version_that_is_not_one_and_every_problem_are_named(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pinned = cli_script(engine.cli_root(fake.home) / "bin" / "pulumi", "3.150.0")
+    bad = cli_script(fake.root / "bin" / "pulumi", "dev-build")
+    on_path(monkeypatch, bad.parent)
+    with pytest.raises(EngineUnavailableError) as e:
+        engine.load_command(fake.home)
+    assert str(e.value) == (
+        "Minimum version requirement failed. The minimum CLI version requirement is 3.181.0, "
+        f"your current CLI version is 3.150.0. Please update the Pulumi CLI. ({pinned}); "
+        "`pulumi version` printed 'vdev-build', not a version (`pulumi` on PATH): run `mlserve "
+        "setup`, or install Pulumi from https://www.pulumi.com/docs/install/"
+    )
 
 
 # --- events and errors ----------------------------------------------------------------------

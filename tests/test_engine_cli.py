@@ -58,7 +58,9 @@ def test_doctor_without_a_pulumi_cli_exits_4_after_the_table(no_pulumi: Path) ->
         "To fix:\n"
         "  pulumi CLI: run `mlserve setup`, or install Pulumi from "
         "https://www.pulumi.com/docs/install/\n"
-        "  plugin kubernetes: run `mlserve setup` (needs network once)\n"
+        "  plugin kubernetes: run `mlserve setup` where there is network, or install it by "
+        f"hand: `pulumi plugin install resource kubernetes {K8S}` (add `--file PATH` to "
+        "install it from a plugin binary, folder or tarball you downloaded)\n"
     )
     assert result.stderr == "error: not ready: pulumi CLI, plugin kubernetes\n"
 

@@ -261,8 +261,9 @@ def test_a_plugin_the_cli_could_not_download_is_exit_4_with_the_fix(eng: Engine)
     assert isinstance(err, EngineUnavailableError) and err.exit_code == 4
     assert str(err) == (
         "the kubernetes provider plugin v4.34.2 is missing and could not be installed "
-        "automatically: run `mlserve setup` where there is network, or copy ~/.pulumi/plugins "
-        "from a machine that has it"
+        "automatically: run `mlserve setup` where there is network, or install it by hand: "
+        "`pulumi plugin install resource kubernetes 4.34.2` (add `--file PATH` to install it "
+        "from a plugin binary, folder or tarball you downloaded)"
     )
 
 

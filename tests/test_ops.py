@@ -176,8 +176,9 @@ def test_a_plugin_that_cannot_be_installed_exits_4_with_the_way_out(fake: Fake) 
         ops.deploy(make_spec(), TARGET)
     assert str(e.value) == (
         f"could not install the kubernetes plugin v{K8S}: failed to download plugin: dial tcp: "
-        "no route to host; run `mlserve setup` where there is network, or copy ~/.pulumi/plugins "
-        "from a machine that has it"
+        "no route to host; run `mlserve setup` where there is network, or install it by hand: "
+        f"`pulumi plugin install resource kubernetes {K8S}` (add `--file PATH` to install it "
+        "from a plugin binary, folder or tarball you downloaded)"
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mlserve import engine, ops, probes
+from mlserve import engine, ops, output, probes
 from mlserve.errors import EngineUnavailableError
 from mlserve.spec import Spec
 from tests.fake_pulumi import fixture
@@ -146,7 +146,9 @@ def test_doctor_names_the_fix_for_each_missing_piece(
     checks = by_name(ops.doctor(kong_spec(), backend="s3://team-state"))
     assert (checks["plugin kong"].ok, checks["plugin kong"].fix) == (
         False,
-        "run `mlserve setup` (needs network once)",
+        "run `mlserve setup` where there is network, or install it by hand: `pulumi plugin "
+        f"install resource kong {KONG}` (add `--file PATH` to install it from a plugin binary, "
+        "folder or tarball you downloaded)",
     )
     assert (checks["passphrase"].ok, checks["passphrase"].fix) == (
         False,
@@ -413,8 +415,49 @@ def test_setup_offline_is_a_clear_error(no_pulumi: Path, monkeypatch: pytest.Mon
         ops.setup(None)
     root = no_pulumi / "mlserve-home" / "pulumi"
     assert str(e.value) == (
-        "no network ([Errno -3] Temporary failure in name resolution): install Pulumi "
-        f"{importlib.metadata.version('pulumi')} by hand from https://www.pulumi.com/docs/install/ "
-        f"(or copy its `pulumi` binaries into {root / 'bin'}), then run `mlserve setup` again for "
-        "the plugins"
+        "the Pulumi CLI was not found (`pulumi` on PATH); downloading Pulumi "
+        f"{importlib.metadata.version('pulumi')} failed: no network ([Errno -3] Temporary failure "
+        "in name resolution). Install Pulumi 3.181.0 or newer by hand "
+        "(https://www.pulumi.com/docs/install/) and put it on PATH, or copy its `pulumi` binaries "
+        f"into {root / 'bin'}; `mlserve setup` then uses it and installs only the plugins"
     )
+
+
+def test_setup_uses_a_suitable_cli_on_path_and_downloads_nothing(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise AssertionError("setup downloaded something")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    report = ops.setup(kong_spec())
+    assert (report.cli, report.cli_installed) == (str(fixture.FAKE_DIR / "pulumi"), False)
+    assert report.plugins_installed == [f"kong v{KONG}"]
+    assert not engine.cli_root(fake.home).exists()
+    assert output.render_setup(report) == (
+        f"Pulumi CLI v3.272.0: {fixture.FAKE_DIR / 'pulumi'} (found, already suitable)\n"
+        f"plugin kubernetes v{K8S}: present\n"
+        f"plugin kong v{KONG}: installed"
+    )
+
+
+def test_setup_with_a_cli_too_old_on_path_installs_the_pinned_one(
+    fake: Fake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PULUMI_VERSION", "3.150.0")
+    installed: list[str] = []
+
+    def install(root: str | None = None, version: object = None) -> object:
+        installed.append(str(root))
+        bin_dir = Path(str(root)) / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "pulumi").write_text(f'#!/bin/sh\nexec {fixture.FAKE_DIR / "pulumi"} "$@"\n')
+        (bin_dir / "pulumi").chmod(0o755)
+        monkeypatch.delenv("FAKE_PULUMI_VERSION")
+        return engine.auto.PulumiCommand(root=str(root))
+
+    monkeypatch.setattr(engine.auto.PulumiCommand, "install", install)
+    report = ops.setup(None)
+    assert installed == [str(engine.cli_root(fake.home))]
+    assert report.cli_installed
+    assert report.cli == str(engine.cli_root(fake.home) / "bin" / "pulumi")
