@@ -28,6 +28,7 @@ from mlserve import __version__
 from mlserve.errors import MlserveError, SpecError, UsageError
 
 if TYPE_CHECKING:
+    from mlserve.engine import Target
     from mlserve.spec import Spec
 
 # --- errors: one mapping from failures to messages, --json documents and exit codes ---------
@@ -344,7 +345,16 @@ Project = Annotated[
         "--project",
         metavar="NAME",
         envvar="MLSERVE_PROJECT",
-        help="The project: the `name` in the deployed spec. Required.",
+        help="The project: the `name` in the deployed spec. Needed without a spec FILE.",
+    ),
+]
+StackSpec = Annotated[
+    Path | None,
+    typer.Argument(
+        metavar="FILE",
+        help="A spec file to take the project from (its `name`; nothing else of it is used). "
+        "Without one, give --project.",
+        show_default=False,
     ),
 ]
 SpecProject = Annotated[
@@ -394,6 +404,15 @@ def _load(file: Path) -> Spec:
     from mlserve.spec import load_spec
 
     return load_spec(file)
+
+
+def _stack_target(
+    file: Path | None, project: str | None, stack: str, backend: str | None
+) -> Target:
+    """The stack a command acts on: the project from the spec FILE if given, else --project."""
+    from mlserve import ops
+
+    return ops.target_for(_load(file) if file is not None else None, project, stack, backend)
 
 
 # --- validate / schema / render (spec, offline) ---------------------------------------------
@@ -654,6 +673,7 @@ def deploy(
 
 @app.command(rich_help_panel=STACK_PANEL)
 def status(
+    file: StackSpec = None,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -666,13 +686,16 @@ def status(
 ) -> None:
     """Show a stack's versions, live weights, endpoint and last update.
 
+    Needs the project: a spec FILE, or --project.
+
     Examples:
+      mlserve status specs/istio.yaml --stack prod
       mlserve status --stack prod --project fraud-detector
     """
     with _errors(debug):
         from mlserve import ops, output
 
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         ui = output.Ui(json_out)
         try:
             report = ops.status(
@@ -685,16 +708,20 @@ def status(
 
 @app.command(rich_help_panel=STACK_PANEL)
 def history(
+    file: StackSpec = None,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
     limit: Annotated[
-        int | None, typer.Option("--limit", help="Show only the newest N revisions.")
+        int | None,
+        typer.Option("--limit", metavar="N", help="Show only the newest N revisions."),
     ] = None,
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
     """List a stack's updates: revision, time, kind, result, stable/canary/weight/mirror, command.
+
+    Needs the project: a spec FILE, or --project.
 
     Examples:
       mlserve history --stack prod --project fraud-detector --json
@@ -702,13 +729,14 @@ def history(
     with _errors(debug):
         from mlserve import ops, output
 
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         rows = ops.history(target, limit=limit, debug=debug or _debug_env())
         output.Ui(json_out).show(output.render_history(rows), [r.to_json() for r in rows])
 
 
 @app.command(rich_help_panel=STACK_PANEL)
 def destroy(
+    file: StackSpec = None,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -719,6 +747,8 @@ def destroy(
 ) -> None:
     """Remove everything the stack created; the stack and its history remain.
 
+    Needs the project: a spec FILE, or --project.
+
     Examples:
       mlserve destroy --stack dev --project fraud-detector --yes
     """
@@ -728,7 +758,7 @@ def destroy(
         if not yes and not sys.stdin.isatty():
             raise UsageError("destroy needs --yes when there is no terminal")
         timeout = ops.parse_duration(lock_timeout)
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         ui = output.Ui(json_out)
         try:
             report = ops.destroy(
@@ -748,6 +778,7 @@ def destroy(
 
 @app.command(rich_help_panel=STACK_PANEL)
 def promote(
+    file: StackSpec = None,
     weight: Annotated[
         int | None,
         typer.Option("--weight", metavar="N", help="The canary's new share, 1..99; 100 completes."),
@@ -770,9 +801,11 @@ def promote(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Move the canary to a new weight, or complete the promotion; needs no spec file.
+    """Move the canary to a new weight, or complete the promotion.
 
-    Changes only the routing resources, so it does not wait on unrelated workload changes.
+    Changes only the routing resources, so it does not wait on unrelated workload changes. The
+    deployed spec and the live split come from the stack. Needs the project: a spec FILE, or
+    --project.
 
     Examples:
       mlserve promote --weight 50 --expect-weight 10 --stack prod --project fraud-detector
@@ -783,7 +816,7 @@ def promote(
         ops.promote_weight(weight, complete)  # usage errors before any engine work
         ops.check_expect_weight(expect_weight)
         timeout = ops.parse_duration(lock_timeout)
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         ui = output.Ui(json_out)
         try:
             report = ops.promote(
@@ -802,6 +835,7 @@ def promote(
 
 @app.command(rich_help_panel=STACK_PANEL)
 def rollback(
+    file: StackSpec = None,
     to: Annotated[
         int | None,
         typer.Option(
@@ -815,10 +849,11 @@ def rollback(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Send all traffic back to the last known-good stable version; needs no spec file.
+    """Send all traffic back to the last known-good stable version.
 
     With a canary, the canary goes to 0%; after a completed promotion, the previous stable
-    comes back.
+    comes back. The deployed spec and the live split come from the stack. Needs the project: a
+    spec FILE, or --project.
 
     Examples:
       mlserve rollback --stack prod --project fraud-detector
@@ -827,7 +862,7 @@ def rollback(
         from mlserve import ops, output
 
         timeout = ops.parse_duration(lock_timeout)
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         ui = output.Ui(json_out)
         try:
             report = ops.rollback(
@@ -937,9 +972,10 @@ def rollout(
 
     Each step is a routing-only update, as promote makes; a failing canary goes back to 0% and
     the command exits 7. A killed rollout resumes at its step; a manual pause exits 0 until
-    --continue. Prometheus credentials: MLSERVE_PROMETHEUS_TOKEN, or MLSERVE_PROMETHEUS_USER and
-    MLSERVE_PROMETHEUS_PASSWORD. SIGTERM and SIGHUP (a cancelled CI job) stop it as Ctrl-C does:
-    exit 130, and the next `mlserve rollout` resumes.
+    --continue. Needs the project: a spec FILE (deployed first, except with --dry-run and
+    --abort), or --project. Prometheus credentials: MLSERVE_PROMETHEUS_TOKEN, or
+    MLSERVE_PROMETHEUS_USER and MLSERVE_PROMETHEUS_PASSWORD. SIGTERM and SIGHUP (a cancelled CI
+    job) stop it as Ctrl-C does: exit 130, and the next `mlserve rollout` resumes.
 
     Examples:
       mlserve rollout specs/istio.yaml --stack prod --yes
@@ -1066,7 +1102,11 @@ def setup(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Install the pinned Pulumi CLI and the provider plugins under MLSERVE_HOME (needs network).
+    """Get a suitable Pulumi CLI and install the provider plugins the spec needs.
+
+    A Pulumi CLI of at least 3.181 on PATH (or from an earlier setup) is used as it is; only
+    without one is the pinned version downloaded into MLSERVE_HOME. Plugins go where the CLI
+    keeps them (PULUMI_HOME, default ~/.pulumi); installing them needs network once.
 
     Examples:
       mlserve setup specs/istio.yaml

@@ -76,8 +76,13 @@ def test_render_lists_its_output_formats() -> None:
 
 def test_project_help_fits_commands_with_and_without_a_spec() -> None:
     for command in NO_SPEC:
-        line = next(ln for ln in help_of(command).splitlines() if "--project NAME" in ln)
-        assert "The project: the `name` in the deployed spec. Required." in line
+        text = " ".join(help_of(command).split())
+        assert (
+            "--project NAME The project: the `name` in the deployed spec. Needed without a " in text
+        )
+        usage = help_of(command).split("Usage:\n", 1)[1].splitlines()[0]
+        assert usage == f"  mlserve {command} [FILE] [options]"
+        assert "Needs the project: a spec FILE, or --project." in text
     for command in ("plan", "deploy"):
         assert "default and only allowed value: the spec's `name`" in help_of(command)
 
@@ -119,4 +124,4 @@ def test_help_in_a_real_process_names_the_program_mlserve() -> None:
         text=True,
         check=True,
     ).stdout
-    assert "Usage:\n  mlserve status [options]\n" in out
+    assert "Usage:\n  mlserve status [FILE] [options]\n" in out

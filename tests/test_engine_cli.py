@@ -104,6 +104,32 @@ def test_deploy_then_status_history_and_plan_exit_code(fake: Fake) -> None:
     assert changed.stderr.endswith("error: changes are pending (plan --exit-code)\n")
 
 
+def test_every_stack_command_takes_the_project_from_a_spec_file(fake: Fake) -> None:
+    fake.deployed(Path(SPEC))
+    status = mlserve("status", SPEC)
+    assert status.returncode == 0, status.stderr
+    assert "stack        dev (project fraud-detector)" in status.stdout
+    history = mlserve("history", SPEC, "--limit", "1")
+    assert history.returncode == 0 and "mlserve deploy" in history.stdout
+    promoted = mlserve("promote", SPEC, "--weight", "20")
+    assert promoted.returncode == 0, promoted.stderr
+    rolled = mlserve("rollback", SPEC)
+    assert rolled.returncode == 0, rolled.stderr
+    destroyed = mlserve("destroy", SPEC, "--yes")
+    assert destroyed.returncode == 0, destroyed.stderr
+    other = mlserve("status", SPEC, "--project", "other")
+    assert (other.returncode, other.stderr) == (
+        2,
+        "error: --project 'other' does not match the spec's name 'fraud-detector' (the project "
+        "is taken from the spec)\n",
+    )
+    neither = mlserve("rollback")
+    assert (neither.returncode, neither.stderr) == (
+        2,
+        "error: --project is needed without a spec file (or set MLSERVE_PROJECT)\n",
+    )
+
+
 def test_json_output_is_one_document_on_stdout(fake: Fake) -> None:
     result = mlserve("deploy", SPEC, "--yes", "--json")
     assert result.returncode == 0, result.stderr
