@@ -390,6 +390,15 @@ Debug = Annotated[
         "--debug", envvar="MLSERVE_DEBUG", help="Show tracebacks and the engine's full output."
     ),
 ]
+# For a routing-only command: pass it on to ops (live.routing_update's dry_run).
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Preview the update (Pulumi preview, same targets): the new split and the objects "
+        "that would change; nothing is changed.",
+    ),
+]
 LockTimeout = Annotated[
     str,
     typer.Option(
@@ -794,6 +803,7 @@ def promote(
             help="Refuse (exit 6, nothing changed) unless the live canary weight is N.",
         ),
     ] = None,
+    dry_run: DryRun = False,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -809,6 +819,7 @@ def promote(
 
     Examples:
       mlserve promote --weight 50 --expect-weight 10 --stack prod --project fraud-detector
+      mlserve promote specs/istio.yaml --weight 50 --dry-run
     """
     with _errors(debug):
         from mlserve import ops, output
@@ -827,6 +838,7 @@ def promote(
                 sink=ui.sink(),
                 lock_timeout=timeout,
                 debug=debug or _debug_env(),
+                dry_run=dry_run,
             )
         finally:
             ui.close()
@@ -842,6 +854,7 @@ def rollback(
             "--to", metavar="REVISION", help="Re-apply this revision from the stack's history."
         ),
     ] = None,
+    dry_run: DryRun = False,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -857,6 +870,7 @@ def rollback(
 
     Examples:
       mlserve rollback --stack prod --project fraud-detector
+      mlserve rollback specs/istio.yaml --stack prod --dry-run
     """
     with _errors(debug):
         from mlserve import ops, output
@@ -866,7 +880,12 @@ def rollback(
         ui = output.Ui(json_out)
         try:
             report = ops.rollback(
-                target, to=to, sink=ui.sink(), lock_timeout=timeout, debug=debug or _debug_env()
+                target,
+                to=to,
+                sink=ui.sink(),
+                lock_timeout=timeout,
+                debug=debug or _debug_env(),
+                dry_run=dry_run,
             )
         finally:
             ui.close()

@@ -518,6 +518,16 @@ class Event:
     changes: Mapping[str, int] = field(default_factory=dict)
     planning: bool = False
 
+    def step_json(self) -> dict[str, Any]:
+        """A step as plan and dry-run documents list it."""
+        return {
+            "op": self.op,
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "weights": [{"path": p, "old": o, "new": n} for p, o, n in self.weights],
+        }
+
 
 class Sink(Protocol):
     """Receives engine events (from another thread) and notes for the user."""
@@ -570,17 +580,52 @@ def clean(text: str) -> str:
 
 
 @dataclass(frozen=True)
+class Tally:
+    """An operation's resource counts, of the resources mlserve lists.
+
+    The engine's summary counts every logical step but internal ones, the default providers'
+    (pkg/engine/update.go, OnResourceStepPost and isInternalStep), so it also counts the stack
+    resource and any explicit provider, which mlserve does not list: they are counted apart.
+    """
+
+    changes: Mapping[str, int]  # op -> listed resources
+    ops: Mapping[str, str] = field(default_factory=dict)  # urn -> op of each listed resource
+    extras: Mapping[str, str] = field(default_factory=dict)  # "the stack itself" -> its op
+    engine: Mapping[str, int] = field(default_factory=dict)  # the engine's own summary
+
+    def among(self, urns: Iterable[str]) -> dict[str, int]:
+        """op -> how many of `urns` had it."""
+        found: dict[str, int] = {}
+        for urn in urns:
+            if urn in self.ops:
+                found[self.ops[urn]] = found.get(self.ops[urn], 0) + 1
+        return found
+
+
+# Steps that are halves of a replace: the summary counts the replace once (they are not logical).
+_REPLACE_HALVES = {"create-replacement": "replace", "delete-replaced": "replace"}
+
+
+def _extra_name(type_token: str) -> str:
+    if type_token == "pulumi:pulumi:Stack":
+        return "the stack itself"
+    return f"the {type_token.split(':', 2)[2]} provider"
+
+
+@dataclass(frozen=True)
 class PreviewOutcome:
-    changes: Mapping[str, int]
+    changes: Mapping[str, int]  # as listed (tally.changes)
     steps: list[Event]
     warnings: list[str]
+    tally: Tally = field(default_factory=lambda: Tally({}))
 
 
 @dataclass(frozen=True)
 class UpOutcome:
-    changes: Mapping[str, int]
+    changes: Mapping[str, int]  # as listed (tally.changes)
     revision: int  # the history entry this update wrote
     warnings: list[str]
+    tally: Tally = field(default_factory=lambda: Tally({}))
 
 
 @dataclass(frozen=True)
@@ -773,6 +818,8 @@ class Engine:
         self._errors: list[str] = []  # error diagnostics of the running operation
         self._warnings: list[str] = []
         self._changes: dict[str, int] = {}  # the running operation's summary event
+        self._ops: dict[str, str] = {}  # urn -> op of each listed resource it stepped
+        self._extras: dict[str, tuple[str, str]] = {}  # urn -> (type, op): the stack, providers
         self._lock = threading.Lock()
         self.interrupted = False
         self._stopped = False  # a second interrupt: the operation's display is over
@@ -985,7 +1032,13 @@ class Engine:
 
     # -- operations
 
-    def preview(self, program: Callable[[], None], config: Mapping[str, str]) -> PreviewOutcome:
+    def preview(
+        self,
+        program: Callable[[], None],
+        config: Mapping[str, str],
+        target: list[str] | None = None,
+    ) -> PreviewOutcome:
+        """Preview; with `target`, of an update of those URNs only, as `up` would make it."""
         steps: list[Event] = []
         stack = self.stack()
         with self._config_file(config) as config_file:
@@ -994,12 +1047,14 @@ class Engine:
                 lambda on_event: stack.preview(
                     program=self._keep_error(program),
                     on_event=on_event,
+                    target=target,
                     color="never",
                     config_file=config_file,
                 ),
                 steps,
             )
-        return PreviewOutcome(_op_counts(result.change_summary), steps, self._warning_lines())
+        tally = self._tally(self._changes or _op_counts(result.change_summary))
+        return PreviewOutcome(tally.changes, steps, self._warning_lines(), tally)
 
     def up(
         self,
@@ -1048,7 +1103,8 @@ class Engine:
                     config_file=config_file,
                 ),
             )
-        return UpOutcome(self._changes, revision[0], self._warning_lines())
+        tally = self._tally(self._changes)
+        return UpOutcome(tally.changes, revision[0], self._warning_lines(), tally)
 
     def refresh(self) -> dict[str, int]:
         """Refresh; pending creates from an interrupted update are dropped from the state."""
@@ -1075,7 +1131,20 @@ class Engine:
                     on_event=on_event, color="never", message=message, config_file=config_file
                 ),
             )
-        return dict(self._changes)
+        return dict(self._tally(self._changes).changes)
+
+    def _tally(self, summary: Mapping[str, int]) -> Tally:
+        """The summary less what mlserve does not list (Tally)."""
+        extra: dict[str, int] = {}
+        for _, op in self._extras.values():
+            extra[op] = extra.get(op, 0) + 1
+        listed = {op: n - extra.get(op, 0) for op, n in summary.items()}
+        return Tally(
+            changes={op: n for op, n in listed.items() if n > 0},
+            ops=dict(self._ops),
+            extras={_extra_name(t): op for t, op in self._extras.values()},
+            engine=dict(summary),
+        )
 
     def pending_hint(self) -> str:
         return (
@@ -1133,6 +1202,8 @@ class Engine:
                             return
                     elif event.kind == "diag" and event.severity == "warning":
                         self._warnings.append(event.message)
+                    if event.kind == "start":
+                        self._ops[event.urn] = _REPLACE_HALVES.get(event.op, event.op)
                     if steps is not None and event.kind == "start" and event.op != "same":
                         steps.append(event)
                     if event.kind == "summary":
@@ -1149,6 +1220,7 @@ class Engine:
         with self._interruptible():
             while True:
                 self._errors, self._warnings, self._changes = [], [], {}
+                self._ops, self._extras = {}, {}
                 try:
                     result = _in_worker(lambda: run(on_event), self._stop_display)
                 except auto.ConcurrentUpdateError as e:
@@ -1198,9 +1270,12 @@ class Engine:
             else:
                 assert raw.res_op_failed_event is not None
                 kind, meta, planning = "failed", raw.res_op_failed_event.metadata, False
-            if meta.type in ("pulumi:pulumi:Stack", "pulumi:providers:kubernetes") or (
-                meta.type.startswith("pulumi:providers:")
-            ):
+            if meta.type == "pulumi:pulumi:Stack" or meta.type.startswith("pulumi:providers:"):
+                # Not listed; counted by the engine unless a default provider (Tally).
+                if kind == "start" and not _name(meta.urn).startswith("default"):
+                    op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
+                    with self._lock:
+                        self._extras[meta.urn] = (meta.type, _REPLACE_HALVES.get(op, op))
                 return None
             op = meta.op.value if hasattr(meta.op, "value") else str(meta.op)
             return Event(

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mlserve.backends.base import CAPABILITIES
-from mlserve.engine import PLUGIN_PACKAGES, Engine, HistoryEntry, Mark, StackState, sdk_version
+from mlserve.engine import (
+    PLUGIN_PACKAGES,
+    Engine,
+    Event,
+    HistoryEntry,
+    Mark,
+    StackState,
+    Tally,
+    sdk_version,
+)
 from mlserve.errors import PreconditionError
 from mlserve.program import build_program
 from mlserve.spec import Spec, recorded_spec_problems
@@ -173,6 +182,9 @@ class TrafficReport:
     targets: tuple[str, ...] | None  # the routing URNs updated; None: a full update
     reapplied: int | None = None  # rollback --to: the revision re-applied
     warnings: list[str] = field(default_factory=list)
+    tally: Tally | None = None
+    dry_run: bool = False  # a preview of the update: nothing was changed
+    steps: list[Event] = field(default_factory=list)  # dry run: what would change
 
     def to_json(self) -> dict[str, Any]:
         def state(s: TrafficState | None) -> dict[str, Any] | None:
@@ -188,7 +200,15 @@ class TrafficReport:
             "revision": self.revision,
             "reappliedRevision": self.reapplied,
             "changes": {k: v for k, v in self.changes.items() if k != "same"},
+            "targetedChanges": (
+                self.tally.among(self.targets)
+                if self.tally is not None and self.targets is not None
+                else None
+            ),
+            "pulumiChanges": dict(self.tally.engine) if self.tally else None,
             "targets": list(self.targets) if self.targets is not None else None,
+            "dryRun": self.dry_run,
+            "steps": [s.step_json() for s in self.steps],
             "warnings": self.warnings,
         }
 
@@ -308,16 +328,41 @@ def routing_update(
     new: TrafficState,
     warnings: list[str],
     extra_config: Mapping[str, str] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> TrafficReport:
     """Update only the routing resources (DESIGN.md section 4), recording the new state, the
-    spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved past `live`."""
+    spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved past `live`.
+
+    With `dry_run`, a Pulumi preview of that same update (same program, config and targets)
+    instead: the report says what would change, and nothing is changed. A routing-only command
+    gets its --dry-run by passing it here.
+    """
     eng.ensure_plugins(plugins_for(live.spec))
     _check_providers(eng, live)
     targets = _routing_targets(eng, live, new)
+    config = {**(extra_config or {}), **recorded_config(new, live.spec)}
+    if dry_run:
+        preview = eng.preview(build_program(live.spec, new), config, target=targets)
+        return TrafficReport(
+            command=command,
+            project=eng.target.project,
+            stack=eng.target.stack,
+            backend=eng.backend,
+            before=live.state,
+            after=new,
+            revision=None,
+            changes=preview.changes,
+            targets=tuple(targets),
+            warnings=warnings + preview.warnings,
+            tally=preview.tally,
+            dry_run=True,
+            steps=preview.steps,
+        )
     up = eng.up(
         build_program(live.spec, new),
         message=command,
-        config={**(extra_config or {}), **recorded_config(new, live.spec)},
+        config=config,
         expect=live.mark,
         since=f"this command read it at revision {live.record.revision}",
         target=targets,
@@ -333,4 +378,5 @@ def routing_update(
         changes=up.changes,
         targets=tuple(targets),
         warnings=warnings + up.warnings,
+        tally=up.tally,
     )

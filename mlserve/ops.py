@@ -28,6 +28,7 @@ from mlserve.engine import (
     Mark,
     Sink,
     StackState,
+    Tally,
     Target,
 )
 from mlserve.errors import PreconditionError, UsageError
@@ -158,6 +159,7 @@ class PlanReport:
     changes: Mapping[str, int]
     steps: list[Event]
     warnings: list[str]
+    tally: Tally | None = None
 
     @property
     def pending(self) -> bool:
@@ -171,6 +173,7 @@ class PlanReport:
             "pendingChanges": self.pending,
             "changes": {k: v for k, v in self.changes.items() if k != "same"},
             "unchanged": self.changes.get("same", 0),
+            "pulumiChanges": dict(self.tally.engine) if self.tally else None,
             "traffic": {
                 "live": self.live.to_dict() if self.live else None,
                 "new": self.traffic.to_dict(),
@@ -178,16 +181,7 @@ class PlanReport:
                 "newWeights": self.traffic.weights(),
             },
             "versions": list(self.versions),
-            "steps": [
-                {
-                    "op": s.op,
-                    "type": s.type,
-                    "name": s.name,
-                    "urn": s.urn,
-                    "weights": [{"path": p, "old": o, "new": n} for p, o, n in s.weights],
-                }
-                for s in self.steps
-            ],
+            "steps": [s.step_json() for s in self.steps],
             "warnings": self.warnings,
         }
 
@@ -200,12 +194,14 @@ class DeployReport:
     outputs: Mapping[str, Any] = field(default_factory=dict)
     revision: int | None = None
     warnings: list[str] = field(default_factory=list)
+    tally: Tally | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "applied": self.applied,
             "revision": self.revision,
             "changes": {k: v for k, v in self.changes.items() if k != "same"},
+            "pulumiChanges": dict(self.tally.engine) if self.tally else None,
             "outputs": dict(self.outputs),
             "plan": self.plan.to_json(),
             "warnings": self.warnings,
@@ -281,6 +277,7 @@ def _previewed(eng: Engine, prepared: _Prepared) -> PlanReport:
         prepared.report,
         changes=preview.changes,
         steps=preview.steps,
+        tally=preview.tally,
         warnings=prepared.report.warnings + preview.warnings,
     )
 
@@ -336,6 +333,7 @@ def deploy(
         outputs=eng.state().outputs,
         revision=up.revision,
         warnings=[w for w in up.warnings if w not in report.warnings],
+        tally=up.tally,
     )
 
 
@@ -369,11 +367,12 @@ def promote(
     sink: Sink | None = None,
     lock_timeout: float = 0.0,
     debug: bool = False,
+    dry_run: bool = False,
 ) -> TrafficReport:
     """Move the live canary to `weight` percent, or complete the promotion (weight 100).
 
     With `expect_weight`, refuse unless the live canary weight is that; a stack with no canary
-    counts as weight 0.
+    counts as weight 0. With `dry_run`, preview the update and change nothing.
     """
     percent = promote_weight(weight, complete)
     check_expect_weight(expect_weight)
@@ -392,7 +391,7 @@ def promote(
     if expect_weight is not None:
         words.append(f"--expect-weight {expect_weight}")
     ended = _mirror_ended(live.state, new, f"{live.state.canary} now serves traffic itself")
-    return routing_update(eng, " ".join(words), live, new, ended)
+    return routing_update(eng, " ".join(words), live, new, ended, dry_run=dry_run)
 
 
 def _mirror_ended(before: TrafficState, after: TrafficState, why: str) -> list[str]:
@@ -409,16 +408,18 @@ def rollback(
     sink: Sink | None = None,
     lock_timeout: float = 0.0,
     debug: bool = False,
+    dry_run: bool = False,
 ) -> TrafficReport:
     """Send traffic back to the last known-good stable (routing only), or with `to`, re-apply
-    the spec and traffic an earlier revision recorded (a full update)."""
+    the spec and traffic an earlier revision recorded (a full update). With `dry_run`, preview
+    the update and change nothing."""
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     if to is not None:
-        return _reapply(eng, to)
+        return _reapply(eng, to, dry_run)
     live = read_live(eng)
     new = traffic.rollback(live.state)
     ended = _mirror_ended(live.state, new, "a rollback leaves load on the stable version only")
-    return routing_update(eng, "mlserve rollback", live, new, ended)
+    return routing_update(eng, "mlserve rollback", live, new, ended, dry_run=dry_run)
 
 
 def check_mirror_args(
@@ -496,7 +497,7 @@ def _check_mirrorable(eng: Engine, spec: Spec, version: str, percent: int) -> No
         )
 
 
-def _reapply(eng: Engine, revision: int) -> TrafficReport:
+def _reapply(eng: Engine, revision: int, dry_run: bool = False) -> TrafficReport:
     eng.stack()
     entries = eng.history()
     entry = next((e for e in entries if e.revision == revision), None)
@@ -528,10 +529,30 @@ def _reapply(eng: Engine, revision: int) -> TrafficReport:
         warnings.append(f"{e.damage}; this update replaces it")
     eng.ensure_plugins(plugins_for(chosen.spec))
     command = f"mlserve rollback --to {revision}"
+    program = build_program(chosen.spec, chosen.traffic)
+    config = recorded_config(chosen.traffic, chosen.spec)
+    if dry_run:
+        preview = eng.preview(program, config)
+        return TrafficReport(
+            command=command,
+            project=eng.target.project,
+            stack=eng.target.stack,
+            backend=eng.backend,
+            before=before.traffic if before else None,
+            after=chosen.traffic,
+            revision=None,
+            changes=preview.changes,
+            targets=None,
+            reapplied=revision,
+            warnings=warnings + preview.warnings,
+            tally=preview.tally,
+            dry_run=True,
+            steps=preview.steps,
+        )
     up = eng.up(
-        build_program(chosen.spec, chosen.traffic),
+        program,
         message=command,
-        config=recorded_config(chosen.traffic, chosen.spec),
+        config=config,
         expect=Mark.of(entries),
         since="this command read its history",
     )
@@ -547,6 +568,7 @@ def _reapply(eng: Engine, revision: int) -> TrafficReport:
         targets=None,
         reapplied=revision,
         warnings=warnings + up.warnings,
+        tally=up.tally,
     )
 
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from mlserve.engine import Event
+    from mlserve.engine import Event, Tally
     from mlserve.live import TrafficReport
     from mlserve.ops import (
         Check,
@@ -225,12 +225,22 @@ def state_bars(state: TrafficState, plain: bool) -> str:
     return traffic_bars(state.weights(), plain, mirror=state.mirror)
 
 
-def _counts(changes: Mapping[str, int], planned: bool) -> str:
+def _and(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _counts(changes: Mapping[str, int], planned: bool, tally: Tally | None = None) -> str:
+    """The counts of the resources listed; what else Pulumi's own summary counts (the stack
+    itself, an explicit provider) is named when it changed, since Pulumi's count then differs."""
     words = PLANNED if planned else DONE
     parts = [f"{n} {words.get(op, op)}" for op, n in changes.items() if op != "same" and n]
     if changes.get("same"):
         parts.append(f"{changes['same']} unchanged")
-    return ", ".join(parts) or "no changes"
+    text = ", ".join(parts) or "no changes"
+    extras = [name for name, op in (tally.extras.items() if tally else ()) if op != "same"]
+    if extras:
+        text += f" (Pulumi also counts {_and(extras)})"
+    return text
 
 
 # --- live progress --------------------------------------------------------------------------
@@ -388,7 +398,7 @@ def render_plan(report: PlanReport, plain: bool) -> str:
             f"  traffic: {describe_traffic(report.live)} -> {describe_traffic(report.traffic)}"
         )
     lines.append(state_bars(report.traffic, plain))
-    lines.append(f"  resources: {_counts(report.changes, planned=True)}")
+    lines.append(f"  resources: {_counts(report.changes, planned=True, tally=report.tally)}")
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
@@ -398,7 +408,8 @@ def render_deploy(report: DeployReport, plain: bool) -> str:
         return "deploy cancelled: nothing was changed"
     rev = f" revision {report.revision}" if report.revision is not None else ""
     lines = [
-        f"Deployed{rev} of stack '{report.plan.stack}': {_counts(report.changes, planned=False)}"
+        f"Deployed{rev} of stack '{report.plan.stack}': "
+        + _counts(report.changes, planned=False, tally=report.tally)
     ]
     endpoint = report.outputs.get("endpoint")
     if endpoint:
@@ -463,24 +474,21 @@ def render_history(rows: Sequence[HistoryRow]) -> str:
 
 def render_traffic_change(report: TrafficReport, plain: bool) -> str:
     rev = f" revision {report.revision}" if report.revision is not None else ""
-    if report.reapplied is not None:
-        what = f"Re-applied revision {report.reapplied} as{rev}"
+    where = f"stack '{report.stack}' of project '{report.project}'"
+    if report.dry_run:
+        head = f"Dry run (nothing was changed) of `{report.command}` on {where}"
+    elif report.reapplied is not None:
+        head = f"Re-applied revision {report.reapplied} as{rev} of {where}"
     else:
         verb = {
             "promote": "Promoted",
             "rollback": "Rolled back",
             "mirror": "Mirror set" if report.after.mirror else "Mirror ended",
         }[report.command.split()[1]]
-        what = f"{verb}:{rev}"
-    scope = (
-        f"routing only ({len(report.targets)} "
-        f"resource{'' if len(report.targets) == 1 else 's'} targeted)"
-        if report.targets is not None
-        else "full update"
-    )
+        head = f"{verb}:{rev} of {where}"
+    counts = _update_counts(report)
     lines = [
-        f"{what} of stack '{report.stack}' of project '{report.project}', {scope}: "
-        f"{_counts(report.changes, planned=False)}",
+        f"{head}, {counts}",
         f"  before: {describe_traffic(report.before)}",
     ]
     if report.before is not None:
@@ -489,6 +497,22 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
     lines.append(state_bars(report.after, plain))
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
+
+
+def _update_counts(report: TrafficReport) -> str:
+    """A routing-only update's counts among the resources it targeted, and how many others it
+    left alone (Pulumi counts those as unchanged); a full update's counts."""
+    planned, tally = report.dry_run, report.tally
+    if report.targets is None:
+        return f"full update: {_counts(report.changes, planned, tally)}"
+    n = len(report.targets)
+    head = f"routing only ({n} resource{'' if n == 1 else 's'} targeted)"
+    if tally is None or not tally.ops:
+        return f"{head}: {_counts(report.changes, planned, tally)}"
+    targeted = tally.among(report.targets)
+    others = sum(report.changes.values()) - sum(targeted.values())
+    text = f"{head}: {_counts(targeted, planned, tally)}"
+    return text + (f"; {others} other{'' if others == 1 else 's'} not touched" if others else "")
 
 
 def render_destroy(report: DestroyReport) -> str:

@@ -77,7 +77,10 @@ def test_no_terminal_and_no_yes_is_a_usage_error(fake: Fake, command: str) -> No
 def test_deploy_then_status_history_and_plan_exit_code(fake: Fake) -> None:
     deployed = mlserve("deploy", SPEC, "--yes")
     assert deployed.returncode == 0, deployed.stderr
-    assert "Deployed revision 1 of stack 'dev': 8 created" in deployed.stdout
+    assert (
+        "Deployed revision 1 of stack 'dev': 7 created (Pulumi also counts the stack itself)"
+        in deployed.stdout
+    )
     assert "  + create    Deployment  fraud-detector-v1  created" in deployed.stdout
     assert deployed.stdout.endswith(
         "  traffic: v1 90%, v2 10%\n"
@@ -136,7 +139,9 @@ def test_json_output_is_one_document_on_stdout(fake: Fake) -> None:
     document = json.loads(result.stdout)
     assert document["applied"] is True
     assert document["outputs"]["weights"] == {"v1": 90, "v2": 10}
-    assert document["plan"]["changes"] == {"create": 8}
+    assert document["plan"]["changes"] == {"create": 7}
+    assert document["plan"]["pulumiChanges"] == {"create": 8}  # and the stack itself
+    assert document["changes"] == {"create": 7}
     assert "created a passphrase" in result.stderr
 
 

@@ -327,7 +327,8 @@ def test_plan_shows_weight_changes_and_pending_counts(fake: Fake) -> None:
     report = ops.plan(make_spec(weight=50), TARGET, sink=sink, reset_traffic=True)
 
     assert report.pending
-    assert report.changes == {"same": 7, "update": 1}  # the stack and its provider count too
+    assert report.changes == {"same": 6, "update": 1}  # the stack is not listed, nor counted
+    assert report.tally is not None and report.tally.engine == {"same": 7, "update": 1}
     (step,) = report.steps
     assert (step.op, step.type, step.name) == (
         "update",
@@ -407,7 +408,7 @@ def test_status_of_a_stack_that_does_not_exist_says_so(fake: Fake) -> None:
 def test_destroy_removes_everything_and_nothing_is_live_afterwards(fake: Fake) -> None:
     deployed(fake)
     report = ops.destroy(TARGET)
-    assert report.applied and report.changes["delete"] == 8
+    assert report.applied and report.changes["delete"] == 7  # and the stack itself
     assert [r.kind for r in ops.history(TARGET)] == ["destroy", "update"]
     again = ops.deploy(make_spec(weight=30), TARGET)
     assert again.plan.live is None

@@ -103,7 +103,7 @@ def test_a_canary_rollout_declares_each_steps_weights_and_targets_only_routing(
         "  ~ update    VirtualService  fraud-detector  updated"
         "  weights 90/10 -> 75/25\n"
         "Promoted: revision 2 of stack 'dev' of project 'fraud-detector', routing only "
-        "(2 resources targeted): 1 updated, 7 unchanged\n"
+        "(2 resources targeted): 1 updated, 1 unchanged; 5 others not touched\n"
         "  before: v1 90%, v2 10%\n"
         "  v1  ###########################...   90%\n"
         "  v2  ###...........................   10%\n"
@@ -190,7 +190,11 @@ def test_json_output_has_before_and_after(fake: Fake) -> None:
         "revision": 2,
         "reappliedRevision": None,
         "changes": {"update": 1},
+        "targetedChanges": {"same": 1, "update": 1},
+        "pulumiChanges": {"same": 7, "update": 1},  # with the stack itself
         "targets": ROUTES,
+        "dryRun": False,
+        "steps": [],
         "warnings": [],
     }
     back = json.loads(ok("rollback", *PROJECT, "--json").stdout)
@@ -254,7 +258,7 @@ def test_a_second_rollback_after_completion_has_nothing_to_roll_back(fake: Fake)
     assert first.returncode == 0, first.stderr
     assert first.stdout.splitlines()[2:] == [
         "Rolled back: revision 3 of stack 'dev' of project 'fraud-detector', routing only "
-        "(2 resources targeted): 1 updated, 7 unchanged",
+        "(2 resources targeted): 1 updated, 1 unchanged; 5 others not touched",
         "  before: v2 100% (previous v1 at 0%)",
         "  v2  ##############################  100%",
         "  after:  v1 100%",
@@ -282,7 +286,7 @@ def test_rollback_to_a_revision_re_applies_its_spec_and_traffic(fake: Fake) -> N
     result = ok("rollback", "--to", "2", *PROJECT)
     assert result.stdout.splitlines()[2:4] == [
         "Re-applied revision 2 as revision 4 of stack 'dev' of project 'fraud-detector', "
-        "full update: 1 updated, 7 unchanged",
+        "full update: 1 updated, 6 unchanged",
         "  before: v2 100% (previous v1 at 0%)",
     ]
     assert "  after:  v1 75%, v2 25%" in result.stdout
@@ -452,3 +456,65 @@ def test_a_deploy_that_keeps_a_rolled_back_canary_at_zero_does_not_warn_of_undoi
     out = redeploy.stdout + redeploy.stderr
     assert "keeping the live canary weight 0% for v2" in out
     assert "was a rollback" not in out
+
+
+def preview_targets(fake: Fake) -> list[list[str] | None]:
+    """Each `preview` call's --target URNs (None: untargeted), oldest first."""
+    out: list[list[str] | None] = []
+    for argv in fake.argvs():
+        if argv[:1] == ["preview"]:
+            targets = [argv[i + 1] for i, a in enumerate(argv) if a == "--target"]
+            out.append(targets or None)
+    return out
+
+
+def test_promote_dry_run_previews_the_update_with_its_targets_and_changes_nothing(
+    fake: Fake,
+) -> None:
+    fake.deployed(SPEC_FILE)
+    before = history(fake)
+    dry = ok("promote", SPEC, "--weight", "50", "--dry-run")
+    assert dry.stdout == (
+        "  ~ update    VirtualService  fraud-detector  weights 90/10 -> 50/50\n"
+        "Dry run (nothing was changed) of `mlserve promote --weight 50` on stack 'dev' of "
+        "project 'fraud-detector', routing only (2 resources targeted): 1 to update, "
+        "1 unchanged; 5 others not touched\n"
+        "  before: v1 90%, v2 10%\n"
+        "  v1  ###########################...   90%\n"
+        "  v2  ###...........................   10%\n"
+        "  after:  v1 50%, v2 50%\n"
+        "  v1  ###############...............   50%\n"
+        "  v2  ###############...............   50%\n"
+    )
+    assert "up" not in fake.commands()
+    assert history(fake) == before
+    assert preview_targets(fake) == [ROUTES]
+    fake.clear_log()
+    ok("promote", SPEC, "--weight", "50")  # the update itself targets the same resources
+    assert preview_targets(fake) == [] and up_targets(fake) == [ROUTES]
+
+
+def test_rollback_dry_run_json_lists_the_objects_that_would_change(fake: Fake) -> None:
+    fake.deployed(SPEC_FILE)
+    dry = ok("rollback", SPEC, "--dry-run", "--json")
+    document = json.loads(dry.stdout)
+    assert (document["dryRun"], document["revision"]) == (True, None)
+    assert document["after"]["weights"] == {"v1": 100, "v2": 0}
+    assert document["targets"] == ROUTES
+    assert [(s["op"], s["name"]) for s in document["steps"]] == [("update", "fraud-detector")]
+    assert [(w["old"], w["new"]) for w in document["steps"][0]["weights"]] == [(90, 100), (10, 0)]
+    assert recorded(fake) == [traffic("v1", "v2", 10)]
+    assert preview_targets(fake) == [ROUTES] and up_targets(fake) == []
+
+
+def test_rollback_to_a_revision_dry_run_previews_the_full_update(fake: Fake) -> None:
+    fake.deployed(SPEC_FILE)
+    ok("promote", "--weight", "25", *PROJECT)
+    fake.clear_log()
+    dry = ok("rollback", "--to", "1", "--dry-run", *PROJECT)
+    assert dry.stdout.splitlines()[1] == (
+        "Dry run (nothing was changed) of `mlserve rollback --to 1` on stack 'dev' of project "
+        "'fraud-detector', full update: 1 to update, 6 unchanged"
+    )
+    assert preview_targets(fake) == [None] and up_targets(fake) == []
+    assert recorded(fake)[-1] == traffic("v1", "v2", 25)
