@@ -152,8 +152,18 @@ ENVIRONMENT = [
     ("MLSERVE_HOME", "mlserve's own files: workspaces, the pinned Pulumi CLI (default ~/.mlserve)"),
     ("PULUMI_CONFIG_PASSPHRASE[_FILE]", "the passphrase that encrypts stack secrets"),
     ("KUBECONFIG", "the cluster, as for kubectl"),
-    ("KONG_ADMIN_TOKEN", "the Kong Admin API token (spec files hold no secrets)"),
+    ("KONG_ADMIN_ADDR", "Kong's Admin API when the spec has no gateway.kong.adminUrl"),
+    (
+        "KONG_ADMIN_TOKEN, KONG_API_KEY, KONG_ADMIN_USERNAME and KONG_ADMIN_PASSWORD",
+        "Kong Admin API credentials, as the Kong provider reads them (spec files hold no "
+        "secrets); TLS_SKIP_VERIFY=true skips checking its certificate",
+    ),
     ("ARM_*, or az login", "Azure credentials, for azure-apim"),
+    ("MLSERVE_PROMETHEUS_URL", "rollout: the Prometheus to query, as --prometheus"),
+    (
+        "MLSERVE_PROMETHEUS_TOKEN, or MLSERVE_PROMETHEUS_USER and MLSERVE_PROMETHEUS_PASSWORD",
+        "rollout: Prometheus credentials (bearer token, or basic auth)",
+    ),
     ("MLSERVE_DEBUG=1", "tracebacks and the engine's full output, as --debug"),
     ("NO_COLOR", "no colour"),
     ("CI=true", "no colour, no live display, no prompts (as when output is not a terminal)"),
@@ -280,6 +290,8 @@ class Group(TyperGroup):
         **extra: Any,
     ) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
+        # A shell asking for completions (_MLSERVE_COMPLETE set): answer and exit (typer's own).
+        self._main_shell_completion(extra, prog_name or "mlserve", complete_var)
         code = _run(self, argv, prog_name or "mlserve", extra)
         if not standalone_mode:
             return code
@@ -299,7 +311,7 @@ app = App(
     help="mlserve: serve versioned ML models behind a gateway, with canary traffic (Pulumi).",
     cls=Group,
     invoke_without_command=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -320,9 +332,9 @@ def _root(
     if version:
         typer.echo(f"mlserve {__version__}")
         raise typer.Exit()
-    if ctx.invoked_subcommand is None:
-        typer.echo(ctx.get_help())
-        raise typer.Exit()
+    if ctx.invoked_subcommand is None:  # no command: a usage error, help on stderr (as click's)
+        typer.echo(ctx.get_help(), err=True)
+        raise typer.Exit(2)
 
 
 # --- shared options (DESIGN.md section 2): one definition each, so every command says the same -
@@ -373,8 +385,8 @@ Backend = Annotated[
         metavar="URL",
         envvar=["MLSERVE_BACKEND_URL", "PULUMI_BACKEND_URL"],
         show_envvar=True,
-        help="Where stack state lives: file://DIR, s3://, azblob://, gs:// or Pulumi Cloud. "
-        "Default: file://~/.mlserve/state.",
+        help="Where stack state lives: file://DIR, s3://, azblob://, gs://, postgres:// or "
+        "Pulumi Cloud (https://). Default: file://~/.mlserve/state.",
     ),
 ]
 Json = Annotated[
@@ -973,12 +985,26 @@ def rollout(
     ] = False,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Run every query once and print it; change nothing."),
+        typer.Option(
+            "--dry-run",
+            help="List the steps and pauses it would walk and run every query once; change "
+            "nothing.",
+        ),
     ] = False,
     restart: Annotated[
         bool,
         typer.Option("--restart", help="Start over from the live traffic, also after an abort."),
     ] = False,
+    prometheus: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus",
+            metavar="URL",
+            envvar="MLSERVE_PROMETHEUS_URL",
+            help="Query this Prometheus instead of the spec's rollout.analysis address (a "
+            "port-forward: http://localhost:9090).",
+        ),
+    ] = None,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -999,6 +1025,7 @@ def rollout(
     Examples:
       mlserve rollout specs/istio.yaml --stack prod --yes
       mlserve rollout --continue --stack prod --project fraud-detector
+      mlserve rollout specs/istio.yaml --dry-run --prometheus http://localhost:9090
     """
     with _errors(debug), _signals_interrupt():
         from mlserve import ops, ops_rollout, output
@@ -1012,13 +1039,14 @@ def rollout(
                 "rollout SPEC deploys the spec first: it needs --yes without a terminal"
             )
         timeout = ops.parse_duration(lock_timeout)
+        ops_rollout.check_prometheus_url(prometheus)
         spec = _load(file) if file is not None else None
         target = ops.target_for(spec, project, stack, backend)
         ui = output.Ui(json_out)
         dbg = debug or _debug_env()
         try:
             if dry_run:
-                report = ops_rollout.dry_run(target, spec, debug=dbg)
+                report = ops_rollout.dry_run(target, spec, debug=dbg, prometheus=prometheus)
             elif abort:
                 report = ops_rollout.abort(target, sink=ui.sink(), lock_timeout=timeout, debug=dbg)
             else:
@@ -1036,6 +1064,7 @@ def rollout(
                     on_plan=lambda plan: ui.show_plan(output.render_plan(plan, ui.plain)),
                     lock_timeout=timeout,
                     debug=dbg,
+                    prometheus=prometheus,
                 )
         finally:
             ui.close()

@@ -10,6 +10,7 @@ a `Watcher` is told what happens.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -94,6 +95,9 @@ class RolloutReport:
     reason: str = ""  # why it was aborted, or what there was to do
     by_hand: bool = False  # --abort
     deploy: ops.DeployReport | None = None
+    walk: list[ro.PlannedStep] = field(default_factory=list)  # dry run: the steps it would take
+    prometheus: str | None = None  # dry run: the Prometheus queried; None: no analysis
+    interval: str | None = None  # dry run: the analysis's interval
 
     def to_json(self) -> dict[str, Any]:
         p = self.progress
@@ -118,6 +122,11 @@ class RolloutReport:
             ],
             "errors": {k: str(e) for k, e in self.errors.items()},
             "deploy": self.deploy.to_json() if self.deploy else None,
+            **(
+                {"walk": [s.to_json() for s in self.walk], "prometheus": self.prometheus}
+                if self.status == "dry-run"
+                else {}
+            ),
         }
 
 
@@ -214,14 +223,16 @@ def run(
     on_plan: Callable[[ops.PlanReport], None] | None = None,
     lock_timeout: float = 0.0,
     debug: bool = False,
+    prometheus: str | None = None,
 ) -> RolloutReport:
-    """Deploy `spec` if given, then walk the rollout steps from the live traffic."""
+    """Deploy `spec` if given, then walk the rollout steps from the live traffic. `prometheus`:
+    the Prometheus to query instead of the spec's `rollout.analysis.prometheus.address`."""
     watcher = watcher or _Unwatched()
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     before: Progress | None = None
     deployed = None
     if spec is not None:
-        rollout = _rollout_of(spec)
+        rollout = _rollout_of(spec, prometheus)
         if rollout.analysis is not None and spec.traffic.canary is not None:
             _preflight(
                 rollout.analysis, _placeholders(spec, spec.traffic.stable, spec.traffic.canary)
@@ -235,7 +246,7 @@ def run(
             raise PreconditionError("deploy cancelled: nothing was changed, no step was taken")
         watcher.deployed(deployed)
     live = read_live(eng)
-    rollout = _rollout_of(live.spec)
+    rollout = _rollout_of(live.spec, prometheus)
     # The deploy recorded whatever progress its workspace held (none on a fresh CI runner):
     # the progress read before it is the rollout's.
     record = before if spec is not None else ro.recorded(live.config)
@@ -326,14 +337,27 @@ def run(
     )  # fmt: skip
 
 
-def _rollout_of(spec: Spec) -> Rollout:
+def _rollout_of(spec: Spec, prometheus: str | None = None) -> Rollout:
+    """The spec's rollout; `prometheus` replaces its analysis's Prometheus address."""
     if spec.rollout is None:
         which = "the deployed spec" if spec.source == "<spec>" else spec.source
         raise UsageError(
             f"{which} has no rollout section: add `rollout: {{steps: [...]}}` (see `mlserve "
             "schema`) and run `mlserve rollout SPEC`"
         )
-    return spec.rollout
+    rollout = spec.rollout
+    if prometheus is not None and rollout.analysis is not None:
+        rollout = replace(rollout, analysis=replace(rollout.analysis, address=prometheus))
+    return rollout
+
+
+def check_prometheus_url(url: str | None) -> None:
+    """--prometheus (or MLSERVE_PROMETHEUS_URL): an http(s) URL, as the spec's address."""
+    if url is not None and not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+(/\S*)?", url):
+        raise UsageError(
+            f"--prometheus {url!r} is not a Prometheus URL: give http(s)://HOST[:PORT][/PATH], "
+            "e.g. http://localhost:9090 for a port-forward"
+        )
 
 
 def _check_before_deploy(
@@ -457,15 +481,23 @@ def abort(
     )  # fmt: skip
 
 
-def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) -> RolloutReport:
-    """Every query once against Prometheus; nothing changes. With a spec, its own names; without,
-    the live stack's."""
+def dry_run(
+    target: Target,
+    spec: Spec | None = None,
+    *,
+    debug: bool = False,
+    prometheus: str | None = None,
+) -> RolloutReport:
+    """The steps and pauses the rollout would walk, and every query once against Prometheus;
+    nothing changes. With a spec, from its traffic as a deploy of it would start; without, from
+    the live stack and its recorded progress."""
     if spec is not None:
         if spec.traffic.canary is None:
             raise PreconditionError(
                 f"{spec.source}: traffic.canary is not set: the queries need a canary"
             )
         stable, canary, source = spec.traffic.stable, spec.traffic.canary, spec
+        start, progress = traffic.initial(spec), None
     else:
         eng = Engine(target, debug=debug)
         live = read_live(eng)
@@ -473,14 +505,22 @@ def dry_run(target: Target, spec: Spec | None = None, *, debug: bool = False) ->
         if progress is not None and progress.status == "completed":
             progress = None  # its canary is the stable now: the live traffic says what is next
         stable, canary = _versions(progress, live.state)
-        source = live.spec
-    rollout = _rollout_of(source)
-    if rollout.analysis is None:
-        raise UsageError("the rollout has no analysis: there are no queries to run")
-    client = Client(rollout.analysis.address)
-    queries = _queries(rollout.analysis, _placeholders(source, stable, canary))
-    round_, errors = _round(client, rollout.analysis, queries, 0)
+        source, start = live.spec, live.state
+    rollout = _rollout_of(source, prometheus)
+    if progress is not None and progress.status == "aborted":
+        walk = []  # nothing to walk until --restart
+    else:
+        walk = ro.planned_steps(rollout, start, progress)
+    round_: list[Measurement] = []
+    errors: dict[str, PrometheusError] = {}
+    queries: dict[str, str] = {}
+    if rollout.analysis is not None:
+        client = Client(rollout.analysis.address)
+        queries = _queries(rollout.analysis, _placeholders(source, stable, canary))
+        round_, errors = _round(client, rollout.analysis, queries, 0)
     return _report(
-        target, rollout, stable, canary, status="dry-run", step=None, traffic=None,
-        measurements=round_, queries=queries, errors=errors,
+        target, rollout, stable, canary, status="dry-run", step=None, traffic=start,
+        progress=progress, measurements=round_, queries=queries, errors=errors, walk=walk,
+        prometheus=rollout.analysis.address if rollout.analysis else None,
+        interval=rollout.analysis.interval if rollout.analysis else None,
     )  # fmt: skip

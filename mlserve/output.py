@@ -738,15 +738,43 @@ def render_rollout(report: RolloutReport, plain: bool) -> str:
 
 
 def _render_dry_run(report: RolloutReport) -> str:
+    """The steps and pauses the rollout would walk, then every query once."""
+    start = f" from {describe_traffic(report.traffic)}" if report.traffic else ""
     lines = [
-        f"Dry run: every query once, for canary {report.canary} (stable {report.stable}); "
-        "nothing was changed"
+        f"Dry run (nothing was changed): the rollout of {report.canary} (stable "
+        f"{report.stable}){start}"
     ]
+    p = report.progress
+    if p is not None and p.status in ("completed", "aborted"):
+        lines.append(f"  the rollout of {p.canary} is {p.status}: no step to walk")
+    elif report.walk:
+        interval = report.interval
+        rows = []
+        for s in report.walk:
+            if s.step is None:
+                rows.append(["then", describe_traffic(s.traffic), "complete: the canary is stable"])
+                continue
+            if s.pause is None:
+                pause = "-"
+            elif s.pause == "manual":
+                pause = "manual: until `mlserve rollout --continue`"
+            else:
+                pause = s.pause + (f", measured every {interval}" if interval else "")
+            number = f"{s.step + 1}/{report.steps}" + (" (now)" if s.current else "")
+            rows.append([number, describe_traffic(s.traffic), pause])
+        lines.append(table(["STEP", "TRAFFIC", "PAUSE"], rows))
+    if report.prometheus is None:
+        lines.append("no analysis: nothing to query")
+        return "\n".join(lines)
     rows = [
         [m.metric, _value(m), m.bounds, _would(m, report.errors.get(m.metric))]
         for m in report.measurements
     ]
-    lines.append(table(["METRIC", "VALUE", "BOUNDS", "RESULT"], rows))
+    lines += [
+        "",
+        f"Every query once, at {report.prometheus}:",
+        table(["METRIC", "VALUE", "BOUNDS", "RESULT"], rows),
+    ]
     return "\n".join(lines)
 
 

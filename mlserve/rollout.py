@@ -462,3 +462,46 @@ def rollout_status(
         return None
     weight = live.weights().get(progress.canary, 0)
     return RolloutStatus(progress, len(rollout.steps), weight, time_left(rollout, progress, now))
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step `rollout` would walk from the live traffic (`rollout --dry-run`)."""
+
+    step: int | None  # the step's index; None: the completion after the last step
+    traffic: TrafficState  # the traffic once the step's update is made
+    pause: str | None  # "5m", "manual" or None
+    current: bool = False  # the step the recorded progress is at (its update is made)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": None if self.step is None else self.step + 1,
+            "weights": self.traffic.weights(),
+            "pause": self.pause,
+            "current": self.current,
+        }
+
+
+def planned_steps(
+    rollout: Rollout, live: TrafficState, progress: Progress | None
+) -> list[PlannedStep]:
+    """The steps a rollout would walk from `live`, each with the traffic it sets and its pause:
+    from the recorded progress's step, or where `begin` would start; then the completion."""
+    if progress is None:
+        if live.canary is None:
+            raise PreconditionError(
+                f"nothing to roll out: no canary is live (stable {live.stable})"
+            )
+        start, current = first_step(rollout, live.weight), None
+    else:
+        start, current = progress.step, progress.step
+    out, state = [], live
+    for i in range(start, len(rollout.steps)):
+        step = rollout.steps[i]
+        if i != current:
+            state = _step_traffic(state, step)
+        out.append(PlannedStep(i, state, step.pause, i == current))
+    done = _complete(rollout, state)
+    if done != state:
+        out.append(PlannedStep(None, done, None))
+    return out

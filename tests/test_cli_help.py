@@ -3,6 +3,7 @@ form, an example per command, and --version."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -97,8 +98,45 @@ def test_version_and_bare_invocation() -> None:
     result = CliRunner().invoke(app, ["--version"])
     assert (result.exit_code, result.stdout) == (0, f"mlserve {__version__}\n")
     bare = CliRunner().invoke(app, [])
-    assert bare.exit_code == 0
-    assert bare.stdout.startswith("mlserve: serve versioned ML models")
+    assert (bare.exit_code, bare.stdout) == (2, "")  # no command: a usage error
+    assert bare.stderr.startswith("mlserve: serve versioned ML models")
+    assert "Usage:\n  mlserve COMMAND [options]" in bare.stderr
+
+
+def test_help_names_every_variable_mlserve_and_its_providers_read() -> None:
+    text = " ".join(help_of().split())
+    for name in (
+        "MLSERVE_PROMETHEUS_URL",
+        "MLSERVE_PROMETHEUS_TOKEN",
+        "MLSERVE_PROMETHEUS_USER",
+        "MLSERVE_PROMETHEUS_PASSWORD",
+        "KONG_ADMIN_ADDR",
+        "KONG_ADMIN_TOKEN",
+        "KONG_API_KEY",
+        "KONG_ADMIN_USERNAME",
+        "KONG_ADMIN_PASSWORD",
+    ):
+        assert name in text, name
+    assert "gs://, postgres:// or Pulumi Cloud" in " ".join(help_of("status").split())
+    assert "--limit N " in help_of("history")
+
+
+def test_shell_completion_completes_commands_and_options_in_a_real_process() -> None:
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_MLSERVE_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "mlserve"], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.split()
+
+    assert complete("mlserve pro") == ["promote"]
+    assert "--dry-run" in complete("mlserve rollback --d")
+    assert "--install-completion" in help_of()
 
 
 def test_short_help_flag() -> None:

@@ -251,6 +251,16 @@ def test_a_manual_pause_waits_until_continue(fake: Fake, prom: Prometheus, tmp_p
     assert waiting.stdout.startswith("Rollout of v2 paused at step 2/3")
     paused = commands(name)
     assert paused[-1] == "mlserve rollout: step 2/3, pause manual"
+    dry = mlserve("rollout", "--dry-run", "--project", name)
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[:5] == [
+        "Dry run (nothing was changed): the rollout of v2 (stable v1) from v1 80%, v2 20%",
+        "STEP       TRAFFIC                      PAUSE",
+        "2/3 (now)  v1 80%, v2 20%               manual: until `mlserve rollout --continue`",
+        "3/3        v1 40%, v2 60%               1s, measured every 1s",
+        "then       v2 100% (previous v1 at 0%)  complete: the canary is stable",
+    ]
+    assert commands(name) == paused
 
     go_on = mlserve("rollout", "--continue", "--project", name, "--json")
     assert go_on.returncode == 0, go_on.stderr
@@ -269,8 +279,8 @@ def test_a_manual_pause_waits_until_continue(fake: Fake, prom: Prometheus, tmp_p
     )
 
 
-def test_dry_run_runs_each_query_once_and_changes_nothing(
-    fake: Fake, prom: Prometheus, tmp_path: Path
+def test_dry_run_lists_the_steps_runs_each_query_once_and_changes_nothing(
+    fake: Fake, prom: Prometheus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = "roll-dry"
     prom.metrics.set(name, "v2", requests=20, errors=5)
@@ -279,20 +289,43 @@ def test_dry_run_runs_each_query_once_and_changes_nothing(
     result = mlserve("rollout", str(spec), "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == ("Dry run: every query once, for canary v2 (stable v1); nothing was changed")
-    assert lines[1].split() == ["METRIC", "VALUE", "BOUNDS", "RESULT"]
-    metric, value, *rest = lines[2].split()
+    assert lines[:6] == [
+        "Dry run (nothing was changed): the rollout of v2 (stable v1) from v1 100%, v2 0%",
+        "STEP  TRAFFIC                      PAUSE",
+        "1/1   v1 80%, v2 20%               1m, measured every 1s",
+        "then  v2 100% (previous v1 at 0%)  complete: the canary is stable",
+        "",
+        f"Every query once, at {prom.url}:",
+    ]
+    assert lines[6].split() == ["METRIC", "VALUE", "BOUNDS", "RESULT"]
+    metric, value, *rest = lines[7].split()
     assert (metric, rest) == ("error-rate", ["max", "0.05", "would", "FAIL"])
     assert 0.05 < float(value) <= 1
     assert fake.commands() == []  # not even `pulumi version`: the engine was never asked
 
     # Prometheus unreachable: said plainly, exit 6.
-    spec.write_text(spec.read_text().replace(prom.url, f"http://127.0.0.1:{unused_port()}"))
+    away = f"http://127.0.0.1:{unused_port()}"
+    spec.write_text(spec.read_text().replace(prom.url, away))
     down = mlserve("rollout", str(spec), "--dry-run")
     assert down.returncode == 6
     assert "ERROR: Prometheus at http://127.0.0.1:" in down.stdout
     assert "is unreachable: [Errno 111] Connection refused" in down.stdout
     assert down.stderr == "error: 1 of the queries got no answer\n"
+
+    # A port-forward from a laptop: --prometheus, or MLSERVE_PROMETHEUS_URL, replaces the address.
+    forwarded = mlserve("rollout", str(spec), "--dry-run", "--prometheus", prom.url)
+    assert forwarded.returncode == 0, forwarded.stderr
+    assert f"Every query once, at {prom.url}:" in forwarded.stdout
+    monkeypatch.setenv("MLSERVE_PROMETHEUS_URL", prom.url)
+    from_env = mlserve("rollout", str(spec), "--dry-run")
+    assert from_env.returncode == 0, from_env.stderr
+    monkeypatch.delenv("MLSERVE_PROMETHEUS_URL")
+    bad = mlserve("rollout", str(spec), "--dry-run", "--prometheus", "localhost:9090")
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        "error: --prometheus 'localhost:9090' is not a Prometheus URL: give "
+        "http(s)://HOST[:PORT][/PATH], e.g. http://localhost:9090 for a port-forward\n",
+    )
 
 
 def unused_port() -> int:

@@ -437,3 +437,23 @@ def test_mirror_steps_change_the_fingerprint_and_steps_without_keep_theirs() -> 
     assert ro.fingerprint(shadowed) != ro.fingerprint(
         replace(plain, steps=(RolloutStep(None, "5m"), *plain.steps))
     )
+
+
+def test_planned_steps_start_where_begin_starts_and_end_with_the_completion() -> None:
+    walk = ro.planned_steps(STEPS, at(20), None)  # 10% is passed over: no step lowers a weight
+    assert [(p.step, p.traffic.weights(), p.pause, p.current) for p in walk] == [
+        (1, {"v1": 75, "v2": 25}, "10m", False),
+        (2, {"v1": 75, "v2": 25}, "manual", False),
+        (3, {"v1": 50, "v2": 50}, "10m", False),
+        (None, {"v2": 100}, None, False),
+    ]
+    assert walk[-1].traffic.previous == "v1"
+    assert ro.begin(STEPS, at(20)) == Advance(1, at(25), "running")
+
+
+def test_planned_steps_resume_at_the_recorded_step_and_keep_an_incomplete_rollout() -> None:
+    held = rollout((10, "5m"), (40, None), complete=False)
+    walk = ro.planned_steps(held, at(10), replace(progress(0, 10), steps=ro.fingerprint(held)))
+    assert [(p.step, p.traffic.weight, p.current) for p in walk] == [(0, 10, True), (1, 40, False)]
+    with pytest.raises(PreconditionError, match="nothing to roll out: no canary is live"):
+        ro.planned_steps(held, TrafficState("v1"), None)
