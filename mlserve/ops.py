@@ -385,6 +385,8 @@ def promote(
             else f"no canary is live ({live.state.stable} takes 100%), which counts as 0%"
         )
         raise PreconditionError(f"--expect-weight {expect_weight}: {where}; nothing was changed")
+    if live.state.canary is None:
+        raise PreconditionError(_nothing_to_promote(live.state, live.spec))
     new = traffic.promote(live.state, percent)
     require_supported(live.spec, new)
     words = ["mlserve promote", "--complete" if complete else f"--weight {percent}"]
@@ -399,6 +401,26 @@ def _mirror_ended(before: TrafficState, after: TrafficState, why: str) -> list[s
     if before.mirror is None or after.mirror is not None:
         return []
     return [f"the mirror ({before.mirror.describe()}) ended: {why}"]
+
+
+def _nothing_to_promote(state: TrafficState, spec: Spec) -> str:
+    """No canary is live: say what is still deployed at 0% and how it goes out again."""
+    text = f"nothing to promote: no canary is live ({state.stable} takes 100%)"
+    idle = [v for v in spec.version_names if v not in (state.stable, state.previous)]
+    if state.previous is not None:
+        text += (
+            f"; {state.previous}, the previous stable, is kept at 0%: `mlserve rollback` "
+            "brings it back"
+        )
+    if idle:
+        name = idle[-1]
+        text += (
+            f"; {', '.join(idle)} {'is' if len(idle) == 1 else 'are'} still deployed, at 0%. "
+            f"To send {name} out again, deploy a spec whose traffic names it as the canary "
+            f"(traffic: {{stable: {state.stable}, canary: {name}, weight: 10}}) with "
+            "`mlserve deploy SPEC`, then promote it"
+        )
+    return text
 
 
 def rollback(

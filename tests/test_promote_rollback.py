@@ -228,7 +228,30 @@ def test_expect_weight_counts_no_canary_as_zero(fake: Fake) -> None:
     # At 0 the guard passes, and the promote itself finds nothing to promote.
     nothing = mlserve("promote", "--weight", "50", "--expect-weight", "0", *PROJECT)
     assert nothing.returncode == 6
-    assert nothing.stderr == "error: nothing to promote: no canary is live (stable v2)\n"
+    assert nothing.stderr == (
+        "error: nothing to promote: no canary is live (v2 takes 100%); v1, the previous stable, "
+        "is kept at 0%: `mlserve rollback` brings it back\n"
+    )
+
+
+def test_promote_after_a_completed_promotion_and_a_rollback_says_how_to_go_again(
+    fake: Fake,
+) -> None:
+    fake.deployed(SPEC_FILE)
+    ok("promote", "--complete", *PROJECT)
+    ok("rollback", *PROJECT)
+    again = mlserve("promote", "--weight", "20", *PROJECT)
+    assert again.returncode == 6
+    assert again.stderr == (
+        "error: nothing to promote: no canary is live (v1 takes 100%); v2 is still deployed, at "
+        "0%. To send v2 out again, deploy a spec whose traffic names it as the canary (traffic: "
+        "{stable: v1, canary: v2, weight: 10}) with `mlserve deploy SPEC`, then promote it\n"
+    )
+    # The way out it names works: the example spec names v2 as the canary at 10%.
+    deployed = ok("deploy", SPEC, "--yes")
+    assert "  traffic: v1 90%, v2 10%" in deployed.stdout
+    assert ok("promote", SPEC, "--weight", "20").returncode == 0
+    assert recorded(fake)[-1] == traffic("v1", "v2", 20)
 
 
 def test_promote_without_a_canary_exits_6(fake: Fake, tmp_path: Path) -> None:
@@ -240,7 +263,11 @@ def test_promote_without_a_canary_exits_6(fake: Fake, tmp_path: Path) -> None:
     fake.clear_log()
     result = mlserve("promote", "--weight", "20", *PROJECT)
     assert result.returncode == 6
-    assert result.stderr == "error: nothing to promote: no canary is live (stable v1)\n"
+    assert result.stderr == (
+        "error: nothing to promote: no canary is live (v1 takes 100%); v2 is still deployed, at "
+        "0%. To send v2 out again, deploy a spec whose traffic names it as the canary (traffic: "
+        "{stable: v1, canary: v2, weight: 10}) with `mlserve deploy SPEC`, then promote it\n"
+    )
     assert "up" not in fake.commands()
 
 
