@@ -545,8 +545,22 @@ class NullSink:
         pass
 
 
+def _pinned(rule: Mapping[Any, Any]) -> bool:
+    """A rule matched on a header: an Istio http route (`match`) or a Gateway API rule
+    (`matches`) that pins requests to one version. Its weight is not part of the split."""
+    for key in ("match", "matches"):
+        found = rule.get(key)
+        if isinstance(found, list) and any(
+            isinstance(m, Mapping) and m.get("headers") for m in found
+        ):
+            return True
+    return False
+
+
 def _find_weights(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(obj, Mapping):
+        if _pinned(obj):
+            return
         for key, value in obj.items():
             p = f"{path}.{key}" if path else str(key)
             if str(key).lower() == "weight" or str(key).endswith("canary-weight"):
@@ -560,7 +574,8 @@ def _find_weights(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def weight_changes(old: Any, new: Any) -> tuple[tuple[str, Any, Any], ...]:
-    """The weights a step sets: every `weight` (or nginx canary-weight) in its inputs."""
+    """The weights a step sets: every `weight` (or nginx canary-weight) in its inputs, but for
+    those of header-pinned rules, so an HTTPRoute shows its split (95/5) as Istio's does."""
     before, after = dict(_find_weights(old or {})), dict(_find_weights(new or {}))
     paths = list(before) + [p for p in after if p not in before]
     if all(before.get(p) == after.get(p) for p in paths):

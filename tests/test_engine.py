@@ -231,6 +231,27 @@ def test_weight_changes_list_every_weight_old_and_new() -> None:
     )
 
 
+def test_weight_changes_leave_out_header_pinned_rules() -> None:
+    def route(stable: int, canary: int) -> dict[str, object]:
+        pin = {"name": "x-model-version", "type": "Exact", "value": "v1"}
+        return {
+            "spec": {
+                "rules": [
+                    {"matches": [{"headers": [pin]}], "backendRefs": [{"name": "a", "weight": 1}]},
+                    {"matches": [{"path": {"value": "/"}}], "backendRefs": [
+                        {"name": "a", "weight": stable}, {"name": "b", "weight": canary}]},
+                ]
+            }
+        }  # fmt: skip
+
+    assert engine.weight_changes(route(90, 10), route(50, 50)) == (
+        ("spec.rules[1].backendRefs[0].weight", 90, 50),
+        ("spec.rules[1].backendRefs[1].weight", 10, 50),
+    )
+    pinned = {"http": [{"match": [{"headers": {"v": {"exact": "v2"}}}], "route": [{"weight": 1}]}]}
+    assert engine.weight_changes(None, pinned) == ()
+
+
 def _command_error(cls: type[auto.CommandError], stdout: str, stderr: str) -> auto.CommandError:
     return cls(auto.CommandResult(stdout=stdout, stderr=stderr, code=255))
 
