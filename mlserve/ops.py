@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from mlserve import engine, readiness, traffic
-from mlserve.backends.base import CAPABILITIES, mirror_problem, require_supported
+from mlserve.backends.base import (
+    CAPABILITIES,
+    Served,
+    mirror_problem,
+    require_supported,
+    served,
+)
 from mlserve.backends.base import notes as gateway_notes
 from mlserve.engine import (
     PLUGIN_PACKAGES,
@@ -160,6 +166,7 @@ class PlanReport:
     steps: list[Event]
     warnings: list[str]
     tally: Tally | None = None
+    served: Served | None = None  # what the gateway really sends, where not the spec's split
 
     @property
     def pending(self) -> bool:
@@ -179,6 +186,7 @@ class PlanReport:
                 "new": self.traffic.to_dict(),
                 "liveWeights": self.live.weights() if self.live else {},
                 "newWeights": self.traffic.weights(),
+                "served": self.served.to_json() if self.served else None,
             },
             "versions": list(self.versions),
             "steps": [s.step_json() for s in self.steps],
@@ -262,6 +270,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         changes={},
         steps=[],
         warnings=ignored + warnings + notes,
+        served=served(effective, new),
     )
     return _Prepared(
         build_program(effective, new),
@@ -660,6 +669,7 @@ class StatusReport:
     outputs: Mapping[str, Any]
     notes: list[str] = field(default_factory=list)
     rollout: RolloutStatus | None = None
+    served: Served | None = None  # what the gateway really sends, where not the spec's split
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -674,6 +684,7 @@ class StatusReport:
             "drift": dict(self.drift) if self.drift is not None else None,
             "notes": self.notes,
             "rollout": self.rollout.to_json() if self.rollout else None,
+            "served": self.served.to_json() if self.served else None,
         }
 
 
@@ -749,6 +760,7 @@ def status(
             if live
             else None
         ),
+        served=served(live.spec, live.traffic) if live else None,
     )
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from mlserve.backends.base import Served
     from mlserve.engine import Event, Tally
     from mlserve.live import TrafficReport
     from mlserve.ops import (
@@ -194,6 +195,12 @@ def describe_traffic(state: TrafficState | None) -> str:
     if state.mirror:
         text += f", mirror {state.mirror.describe()}"
     return text
+
+
+def describe_served(served: Served) -> str:
+    """What the gateway really sends, beside the spec's split: `Kong sends v1 95.24%, ...`."""
+    shares = ", ".join(f"{v} {p:g}%" for v, p in served.shares.items())
+    return f"{served.gateway} sends {shares} ({served.why})"
 
 
 def traffic_bars(
@@ -398,6 +405,8 @@ def render_plan(report: PlanReport, plain: bool) -> str:
             f"  traffic: {describe_traffic(report.live)} -> {describe_traffic(report.traffic)}"
         )
     lines.append(state_bars(report.traffic, plain))
+    if report.served is not None:
+        lines.append(f"  {describe_served(report.served)}")
     lines.append(f"  resources: {_counts(report.changes, planned=True, tally=report.tally)}")
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
@@ -428,6 +437,7 @@ def render_status(report: StatusReport, plain: bool) -> str:
         ("endpoint", report.endpoint or "-"),
         ("versions", ", ".join(report.versions) or "-"),
         ("traffic", describe_traffic(report.traffic)),
+        *([("served", describe_served(report.served))] if report.served else []),
         (
             "last update",
             f"#{last.revision} {last.kind} {last.result} at "

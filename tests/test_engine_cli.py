@@ -133,6 +133,26 @@ def test_every_stack_command_takes_the_project_from_a_spec_file(fake: Fake) -> N
     )
 
 
+def test_plan_and_status_show_the_share_kong_really_sends(fake: Fake, tmp_path: Path) -> None:
+    fake.install_plugin("kong", importlib.metadata.version("pulumi-kong"))
+    spec = tmp_path / "kong.yaml"
+    spec.write_text((REPO / "specs" / "kong.yaml").read_text().replace("weight: 25", "weight: 5"))
+    line = "Kong sends v1 95.24%, v2 4.76% (Target weights are integers: v1 100, v2 5)"
+    plan = mlserve("plan", str(spec))
+    assert plan.returncode == 0, plan.stderr
+    assert "  traffic: v1 95%, v2 5% (first deploy)\n" in plan.stdout
+    assert f"\n  {line}\n" in plan.stdout
+    assert mlserve("deploy", str(spec), "--yes").returncode == 0
+    status = mlserve("status", str(spec))
+    assert f"traffic      v1 95%, v2 5%\nserved       {line}\n" in status.stdout
+    document = json.loads(mlserve("status", str(spec), "--json").stdout)
+    assert document["served"] == {
+        "gateway": "Kong",
+        "weights": {"v1": 95.24, "v2": 4.76},
+        "why": "Target weights are integers: v1 100, v2 5",
+    }
+
+
 def test_json_output_is_one_document_on_stdout(fake: Fake) -> None:
     result = mlserve("deploy", SPEC, "--yes", "--json")
     assert result.returncode == 0, result.stderr

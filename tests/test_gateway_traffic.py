@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlserve.backends import base
+from mlserve.backends.base import served
 from mlserve.errors import PreconditionError
 from mlserve.render import RenderedResource, render
 from mlserve.spec import IstioOptions, Spec, Version, load_spec
@@ -302,3 +303,27 @@ def test_the_service_gateway_refuses_a_weighted_canary_before_anything_changes()
     with pytest.raises(PreconditionError, match="gateway service cannot split traffic"):
         base.require_supported(example("service"), TrafficState(a, b, 10))
     base.require_supported(example("service"), TrafficState(b, previous=a))
+
+
+@pytest.mark.parametrize("weight", [0, 1, 5, 25, 33, 50, 99, 100])
+def test_the_share_plan_and_status_show_for_kong_is_what_kong_routes(weight: int) -> None:
+    a, b, _ = example("kong").version_names
+    state = TrafficState(a, b, weight) if weight < 100 else TrafficState(b, previous=a)
+    shown = served(example("kong"), state)
+    got = route("kong", state, "/churn/x").shares
+    if got == expected(state):  # 0% and 100% (one Target), 50% (100:100), 99% (100:9900)
+        assert shown is None
+        return
+    assert shown is not None and shown.gateway == "Kong"
+    assert shown.shares == {v: round(float(s * 100), 2) for v, s in got.items()}
+    if weight == 5:
+        assert (shown.shares, shown.why) == (
+            {a: 95.24, b: 4.76},
+            f"Target weights are integers: {a} 100, {b} 5",
+        )
+
+
+@pytest.mark.parametrize("gateway", ["istio", "gateway-api", "ingress-nginx", "azure-apim"])
+def test_other_gateways_send_the_specs_split_exactly(gateway: str) -> None:
+    a, b, _ = example(gateway).version_names
+    assert served(example(gateway), TrafficState(a, b, 5)) is None

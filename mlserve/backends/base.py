@@ -170,6 +170,34 @@ def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
     return cast(Backend, module(spec.gateway.type)).notes(spec, traffic)
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a gateway really sends each version, where that differs from the spec's percent."""
+
+    gateway: str  # who sends it, as a person names it ("Kong")
+    shares: Mapping[str, float]  # version -> percent of unpinned requests, to 2 decimals
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gateway": self.gateway, "weights": dict(self.shares), "why": self.why}
+
+
+_GATEWAY_NAMES = {"kong": "Kong"}
+
+
+def served(spec: Spec, traffic: TrafficState) -> Served | None:
+    """The gateway's real split of `traffic` (a backend's `served_shares`), or None when it is
+    the spec's exactly (every gateway but Kong, and Kong at 0% and 100%)."""
+    compute = getattr(module(spec.gateway.type), "served_shares", None)
+    if compute is None:
+        return None
+    shares, why = compute(traffic)
+    if all(shares.get(v, 0) * 100 == w for v, w in traffic.weights().items()):
+        return None
+    percent = {v: round(float(s * 100), 2) for v, s in shares.items()}
+    return Served(_GATEWAY_NAMES.get(spec.gateway.type, spec.gateway.type), percent, why)
+
+
 def require_supported(spec: Spec, traffic: TrafficState) -> None:
     """Refuse a traffic state the gateway cannot carry, before anything changes."""
     gateway = spec.gateway.type

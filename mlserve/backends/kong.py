@@ -22,6 +22,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -289,6 +290,18 @@ def target_weights(traffic: TrafficState) -> dict[str, int]:
     share = shares[traffic.canary]
     canary = (2 * STABLE_WEIGHT * share + (100 - share)) // (2 * (100 - share))  # rounded
     return {traffic.stable: STABLE_WEIGHT, traffic.canary: canary}
+
+
+def served_shares(traffic: TrafficState) -> tuple[dict[str, Fraction], str]:
+    """The share of unpinned requests Kong sends each routed version, and why it differs from
+    the spec's: each Target gets weight/(sum of weights) of the round-robin wheel (one address
+    per Target, round_robin.lua), and a weight is an integer (targets.lua: 0..65535), the
+    stable's fixed at STABLE_WEIGHT (see target_weights): 5% is 5/105, 4.76%."""
+    weights = target_weights(traffic)
+    total = sum(weights.values())
+    shares = {v: Fraction(weights.get(v, 0), total) for v in traffic.weights()}
+    why = "Target weights are integers: " + ", ".join(f"{v} {w}" for v, w in weights.items())
+    return shares, why
 
 
 def route_paths(spec: Spec) -> list[str]:
