@@ -74,15 +74,28 @@ def _fail(error: BaseException, debug: bool) -> int:
         import traceback
 
         traceback.print_exception(error)
-    kind = "spec" if isinstance(error, SpecError) else KINDS.get(code, "unexpected")
     plain = output.is_plain(sys.stderr) or json_out
     typer.echo(f"{output.paint('error:', 'error', output.colour(plain))} {message}", err=True)
     if json_out and not output.document_printed():
-        body: dict[str, Any] = {"code": code, "kind": kind, "message": message}
-        if isinstance(error, SpecError):
-            body["problems"] = [p.to_json() for p in error.problems]
-        output.print_document({"error": body})
+        output.print_document({"error": _error_body(error, code, message)})
     return code
+
+
+def _error_body(error: BaseException, code: int, message: str) -> dict[str, Any]:
+    """The `error` object of a --json document: code, kind, message (and a spec's problems)."""
+    kind = "spec" if isinstance(error, SpecError) else KINDS.get(code, "unexpected")
+    body: dict[str, Any] = {"code": code, "kind": kind, "message": message}
+    if isinstance(error, SpecError):
+        body["problems"] = [p.to_json() for p in error.problems]
+    return body
+
+
+def _with_error(document: dict[str, Any], error: MlserveError | None) -> dict[str, Any]:
+    """A report that is itself the failure (doctor's checks, plan --exit-code's plan) carries the
+    `error` object beside its fields, as every failing --json document does."""
+    if error is None:
+        return document
+    return {**document, "error": _error_body(error, error.exit_code, str(error))}
 
 
 @contextlib.contextmanager
@@ -638,9 +651,14 @@ def plan(
             )
         finally:
             ui.close()
-        ui.show(output.render_plan(report, ui.plain), report.to_json())
-        if exit_code and report.pending:
-            raise PendingChangesError("changes are pending (plan --exit-code)")
+        pending = (
+            PendingChangesError("changes are pending (plan --exit-code)")
+            if exit_code and report.pending
+            else None
+        )
+        ui.show(output.render_plan(report, ui.plain), _with_error(report.to_json(), pending))
+        if pending is not None:
+            raise pending
 
 
 @app.command(rich_help_panel=STACK_PANEL)
@@ -1124,6 +1142,8 @@ def doctor(
 
     With a spec, contacts what the spec needs (the Kubernetes API server, Kong's Admin API) with
     a short timeout and says what failed and how to fix it; exits 4 if anything is not ready.
+    With --json: {"ready", "checks": [{"check", "ok", "detail", "fix"}]}, and "error" when not
+    ready.
 
     Examples:
       mlserve doctor specs/kong.yaml
@@ -1135,10 +1155,12 @@ def doctor(
         spec = _load(file) if file is not None else None
         checks = ops.doctor(spec, backend)
         ui = output.Ui(json_out)
-        ui.show(output.render_doctor(checks, ui.plain), [c.to_json() for c in checks])
         failed = [c.name for c in checks if not c.ok]
-        if failed:
-            raise EngineUnavailableError(f"not ready: {', '.join(failed)}")
+        error = EngineUnavailableError(f"not ready: {', '.join(failed)}") if failed else None
+        document = {"ready": not failed, "checks": [c.to_json() for c in checks]}
+        ui.show(output.render_doctor(checks, ui.plain), _with_error(document, error))
+        if error is not None:
+            raise error
 
 
 @app.command(rich_help_panel=SETUP_PANEL)

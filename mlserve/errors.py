@@ -11,7 +11,8 @@ from typing import Any
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing wrong with a spec file, pointing at the offending YAML node."""
+    """One thing wrong with a spec file, pointing at the offending YAML node. Line 0: the file as
+    a whole (missing, a directory, too big), with no position to point at."""
 
     file: str
     line: int
@@ -20,11 +21,14 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.line:  # no position: null, not an invented 1:1
+            data.update(line=None, column=None)
+        return data
 
 
 class MlserveError(Exception):

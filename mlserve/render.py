@@ -243,6 +243,11 @@ def left_out(resources: list[RenderedResource], fmt: str) -> str | None:
     else:
         see = "-o json"
     only = {"yaml": "Kubernetes objects", "kong": "Kong resources"}[fmt]
+    if not shown:  # stdout stays empty: say so, rather than leave a silent success
+        return (
+            f"note: -o {fmt} prints {only} only, and this spec declares none: nothing was "
+            f"printed. It declares {what}: see them with {see}"
+        )
     return f"note: -o {fmt} prints {only} only; left out {what}: see them with {see}"
 
 

@@ -704,7 +704,8 @@ def _capped(problems: list[Problem]) -> list[Problem]:
 # --- reading ---------------------------------------------------------------------------------
 
 
-def _file_problem(display: str, message: str, line: int = 1, column: int = 1) -> SpecError:
+def _file_problem(display: str, message: str, line: int = 0, column: int = 0) -> SpecError:
+    """A problem of the whole file; line 0: it has no position (Problem)."""
     return SpecError([Problem(display, line, column, "", message)])
 
 
@@ -720,7 +721,10 @@ def _read(path: Path, display: str) -> str:
     except FileNotFoundError:
         raise _file_problem(display, "no such file") from None
     except IsADirectoryError:
-        raise _file_problem(display, "is a directory, not a spec file") from None
+        folder = display.rstrip("/") + "/"  # Path("specs/") reads "specs": show it as typed
+        raise _file_problem(
+            folder, f"is a directory, not a spec file (its spec files: {folder}*.yaml)"
+        ) from None
     except OSError as e:
         raise _file_problem(display, f"cannot read the file: {e.strerror or e}") from None
     if len(data) > MAX_BYTES:
@@ -1750,6 +1754,21 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
                 "warning: kong.stripPath is deprecated; use gateway.stripPath, which applies "
                 "to every gateway",
                 True,
+            )
+        )
+    canary = spec.traffic.canary
+    if (
+        canary is not None
+        and "weight" not in data["traffic"]
+        and base.CAPABILITIES[spec.gateway.type].weighted
+    ):
+        notes.append(
+            (
+                ("traffic", "canary"),
+                f"note: traffic.canary {canary} has no traffic.weight, so it starts at 0% (no "
+                "unpinned traffic): set traffic.weight, or move it later with `mlserve promote "
+                "--weight N` or `mlserve rollout`",
+                False,
             )
         )
     routed = (spec.traffic.stable, spec.traffic.canary)

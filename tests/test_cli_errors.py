@@ -19,6 +19,7 @@ from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
 
 fake = fixture.fake
+no_pulumi = fixture.no_pulumi
 SPEC = str(REPO / "specs" / "istio.yaml")
 
 
@@ -125,11 +126,38 @@ def test_without_json_stdout_stays_empty_on_failure() -> None:
 
 
 def test_a_failure_after_the_document_adds_no_second_document(fake: Fake) -> None:
-    """`plan --exit-code --json` prints the plan, then exits 10: stdout stays one document."""
+    """`plan --exit-code --json` prints the plan, then exits 10: stdout stays one document,
+    the plan with the `error` object every failing document has."""
     result = mlserve("plan", SPEC, "--exit-code", "--json")
     assert result.returncode == 10
-    assert json.loads(result.stdout)["pendingChanges"] is True
+    document = json.loads(result.stdout)
+    assert document["pendingChanges"] is True
+    assert document["error"] == {
+        "code": 10,
+        "kind": "pending-changes",
+        "message": "changes are pending (plan --exit-code)",
+    }
     assert result.stderr.endswith("error: changes are pending (plan --exit-code)\n")
+    unchanged = mlserve("plan", SPEC, "--json")
+    assert unchanged.returncode == 0 and "error" not in json.loads(unchanged.stdout)
+
+
+def test_doctor_json_is_one_object_with_the_error_when_something_is_not_ready(
+    no_pulumi: Path,
+) -> None:
+    result = mlserve("doctor", "--json")
+    assert result.returncode == 4
+    document = json.loads(result.stdout)
+    assert (document["ready"], document["error"]) == (
+        False,
+        {
+            "code": 4,
+            "kind": "engine-unavailable",
+            "message": "not ready: pulumi CLI, plugin kubernetes",
+        },
+    )
+    assert [c["check"] for c in document["checks"]][:2] == ["pulumi CLI", "plugin kubernetes"]
+    assert set(document["checks"][0]) == {"check", "ok", "detail", "fix"}
 
 
 def test_a_failing_promote_leaves_a_json_document_for_ci(fake: Fake) -> None:

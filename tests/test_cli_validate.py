@@ -98,8 +98,8 @@ def test_json_lists_every_problem_of_every_file(in_root: None) -> None:
     assert [p["file"] for p in problems] == ["tests/specs/invalid-traffic.yaml"] * 3 + ["nope.yaml"]
     assert problems[-1] == {
         "file": "nope.yaml",
-        "line": 1,
-        "column": 1,
+        "line": None,  # no position to point at
+        "column": None,
         "path": "",
         "message": "no such file",
     }
@@ -114,8 +114,26 @@ def test_json_of_valid_files_is_an_empty_list(in_root: None) -> None:
 def test_missing_file_exits_2_without_a_traceback() -> None:
     result = run("validate", "does-not-exist.yaml")
     assert result.returncode == 2
-    assert result.stdout == "does-not-exist.yaml:1:1: no such file\n"
+    assert result.stdout == "does-not-exist.yaml: no such file\n"
     assert "Traceback" not in result.stderr
+
+
+def test_a_directory_is_named_as_typed_with_no_invented_position(in_root: None) -> None:
+    result = CliRunner().invoke(app, ["validate", "specs/"])
+    assert (result.exit_code, result.stdout) == (
+        2,
+        "specs/: is a directory, not a spec file (its spec files: specs/*.yaml)\n",
+    )
+    document = json.loads(CliRunner().invoke(app, ["validate", "specs", "--json"]).stdout)
+    assert document == [
+        {
+            "file": "specs/",
+            "line": None,
+            "column": None,
+            "path": "",
+            "message": "is a directory, not a spec file (its spec files: specs/*.yaml)",
+        }
+    ]
 
 
 def test_validate_in_a_real_process_exits_2_on_every_invalid_golden_spec() -> None:
@@ -205,7 +223,7 @@ def _billion_laughs() -> str:
         (
             "big.yaml",
             "a: " + "x" * (2 * 1024 * 1024) + "\n",
-            "big.yaml:1:1: the file is 2.0 MiB; a spec must be at most 1 MiB",
+            "big.yaml: the file is 2.0 MiB; a spec must be at most 1 MiB",
         ),
         (
             "wide.yaml",

@@ -103,9 +103,15 @@ def test_yaml_holds_kubernetes_objects_only_and_the_note_names_the_rest() -> Non
 def test_the_note_for_azure_resources_points_at_json() -> None:
     api = RenderedResource("azure-native:apimanagement:Api", "fraud-v1", {})
     backend = RenderedResource("azure-native:apimanagement:Backend", "fraud-pool", {})
-    assert left_out([api, api, backend], "yaml") == (
+    k8s = render(make_spec("gateway-api", versions=1, canary=False))
+    assert left_out([api, api, backend, *k8s], "yaml") == (
         "note: -o yaml prints Kubernetes objects only; left out 3 Azure resources (2 Api, "
         "1 Backend): see them with -o json"
+    )
+    # Nothing is printed at all (azure-apim with url versions only): exit 0, said plainly.
+    assert left_out([api, api, backend], "yaml") == (
+        "note: -o yaml prints Kubernetes objects only, and this spec declares none: nothing was "
+        "printed. It declares 3 Azure resources (2 Api, 1 Backend): see them with -o json"
     )
 
 

@@ -170,7 +170,7 @@ def test_file_of_exactly_1_mib_is_read_and_one_byte_more_is_refused(problems: Pr
     assert len(padded.encode()) == MAX_BYTES
     assert problems(padded) == []
     assert problems(padded + "\n") == [
-        "spec.yaml:1:1: the file is 1048577 bytes; a spec must be at most 1 MiB"
+        "spec.yaml: the file is 1048577 bytes; a spec must be at most 1 MiB"
     ]
 
 
@@ -285,13 +285,17 @@ def test_hazards_are_all_reported_in_one_pass(problems: Problems) -> None:
 
 
 def test_missing_file_and_directory_are_problems_not_exceptions(tmp_path: Path) -> None:
-    for path, message in (
-        (tmp_path / "nope.yaml", "no such file"),
-        (tmp_path, "is a directory, not a spec file"),
+    for path, shown, message in (
+        (tmp_path / "nope.yaml", f"{tmp_path}/nope.yaml", "no such file"),
+        (
+            tmp_path,
+            f"{tmp_path}/",
+            f"is a directory, not a spec file (its spec files: {tmp_path}/*.yaml)",
+        ),
     ):
         with pytest.raises(SpecError) as err:
             load_spec(path)
-        assert [str(p) for p in err.value.problems] == [f"{path}:1:1: {message}"]
+        assert [str(p) for p in err.value.problems] == [f"{shown}: {message}"]
 
 
 def test_problems_are_capped_with_a_note(problems: Problems) -> None:
@@ -586,6 +590,23 @@ def test_versions_without_traffic_get_one_note_and_the_spec_stays_valid(tmp_path
         f"{path}:9:11: versions[1].name: note: v2 and v3 are neither traffic.stable nor "
         "traffic.canary, so they get no unpinned traffic"
     ]
+
+
+def test_a_canary_without_a_weight_gets_a_note_that_it_starts_at_0(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    extra = "  - name: v2\n    image: ghcr.io/a/b:2\n"
+    text = MINIMAL.replace("traffic:", extra + "traffic:") + "  canary: v2\n"
+    path.write_text(text, encoding="utf-8")
+    assert [str(n) for n in load_spec(path).notes if "traffic.weight" in n.message] == [
+        f"{path}:13:11: traffic.canary: note: traffic.canary v2 has no traffic.weight, so it "
+        "starts at 0% (no unpinned traffic): set traffic.weight, or move it later with "
+        "`mlserve promote --weight N` or `mlserve rollout`"
+    ]
+    path.write_text(text + "  weight: 0\n", encoding="utf-8")  # written out: no surprise
+    assert not [n for n in load_spec(path).notes if "traffic.weight" in n.message]
+    path.write_text(text.replace("type: istio", "type: service").replace(
+        "  host: models.example.com\n", ""), encoding="utf-8")  # fmt: skip
+    assert not [n for n in load_spec(path).notes if "traffic.weight" in n.message]
 
 
 def test_a_path_with_a_dot_segment_is_refused(problems: Problems) -> None:
