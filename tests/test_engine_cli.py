@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,43 @@ def test_the_passphrase_never_appears_in_any_output(
     for r in runs:
         assert SECRET not in r.stdout
         assert SECRET not in r.stderr
+
+
+def readme_block(after: str, language: str) -> str:
+    """The first ```LANGUAGE block after the line `after` in the README."""
+    text = (REPO / "README.md").read_text(encoding="utf-8").split(f"\n{after}\n", 1)[1]
+    return text.split(f"```{language}\n", 1)[1].split("```\n", 1)[0]
+
+
+def test_the_readme_try_it_locally_steps_run_as_written(fake: Fake, tmp_path: Path) -> None:
+    """Under the stand-in, not a cluster: the spec is valid and every mlserve step succeeds."""
+    spec = tmp_path / "try.yaml"
+    spec.write_text(readme_block("## Try it locally", "yaml"), encoding="utf-8")
+    steps = [
+        line.split("#", 1)[0].split()
+        for line in readme_block("## Try it locally", "sh").splitlines()
+        if line.startswith("mlserve ")
+    ]
+    assert [s[1] for s in steps] == [
+        "setup", "plan", "deploy", "promote", "promote", "rollback", "history", "destroy",
+    ]  # fmt: skip
+    for words in steps:
+        result = mlserve(*[str(spec) if w == "try.yaml" else w for w in words[1:]])
+        assert result.returncode == 0, (words, result.stderr)
+    history = mlserve("history", str(spec), "--stack", "try", "--json")
+    assert [r["command"] for r in json.loads(history.stdout)] == [
+        "mlserve destroy",
+        "mlserve rollback",
+        "mlserve promote --complete",
+        "mlserve deploy",
+    ]
+    # The weighted variant the README describes: gateway istio with a host, weight 10.
+    text = spec.read_text(encoding="utf-8")
+    text = re.sub(
+        r"  type: service.*\n  service: .*\n", "  type: istio\n  host: try.example.com\n", text
+    )
+    text = text.replace("  canary: v2", "  canary: v2\n  weight: 10")
+    spec.write_text(text, encoding="utf-8")
+    plan = mlserve("plan", str(spec), "--stack", "try")
+    assert plan.returncode == 0, plan.stderr
+    assert "  traffic: v1 90%, v2 10% (first deploy)\n" in plan.stdout  # after the destroy
