@@ -3,7 +3,8 @@
 Runs the real pulumi.automation code against the stand-in CLI (tests/fake_pulumi, which runs the
 program as the real CLI does), which logs one line per process, in a temporary MLSERVE_HOME. Each
 process is a start of the Go CLI (hundreds of milliseconds with a real one, seconds on a loaded CI
-runner), so this count is what the engine keeps low: one version check per command, one stack
+runner), so this count is what the engine keeps low: one version check per command (two when a
+CLI from `mlserve setup` and another on PATH are both there: the newest wins), one stack
 selection, the whole history in one call, and none of the SDK's follow-up reads after an
 operation (`stack output` twice and `stack history` after `up`, `stack history` after refresh and
 destroy).

@@ -1,8 +1,9 @@
 """The only door to `pulumi.automation`: workspace, stack, operations, events and error mapping.
 
-One `Engine` serves one mlserve command: one `PulumiCommand` (one `pulumi version` check), one
-persistent workspace per project under MLSERVE_HOME, one `Stack` object reused by every
-operation. Every failure of the Automation API is turned into an mlserve error in `map_error`,
+One `Engine` serves one mlserve command: one `PulumiCommand` (one `pulumi version` check; two
+when `mlserve setup` installed a CLI under MLSERVE_HOME and another is on PATH, since the newest
+wins), one persistent workspace per project under MLSERVE_HOME, one `Stack` object reused by
+every operation. Every failure of the Automation API is turned into an mlserve error in `map_error`,
 with secret values scrubbed from the text.
 """
 
