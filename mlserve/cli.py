@@ -924,6 +924,7 @@ def rollback(
 
 @app.command(rich_help_panel=STACK_PANEL)
 def mirror(
+    file: StackSpec = None,
     version: Annotated[
         str | None,
         typer.Option("--version", metavar="V", help="The version that gets the copies."),
@@ -944,6 +945,7 @@ def mirror(
             "(no mirror: 0).",
         ),
     ] = None,
+    dry_run: DryRun = False,
     stack: Stack = "dev",
     project: Project = None,
     backend: Backend = None,
@@ -951,22 +953,24 @@ def mirror(
     json_out: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Copy a share of live requests to a version and drop its answers; needs no spec file.
+    """Copy a share of live requests to a version and drop its answers.
 
     The served split does not change: users get the stable's and canary's answers while the
     mirrored version's errors and latency show in your metrics. Changes only the routing
     resources, as promote does. rollback and any promote of the mirrored canary end the mirror.
+    Needs the project: a spec FILE, or --project.
 
     Examples:
       mlserve mirror --version v2 --percent 20 --stack prod --project fraud-detector
       mlserve mirror --off --stack prod --project fraud-detector
+      mlserve mirror specs/istio.yaml --version v2 --percent 20 --dry-run
     """
     with _errors(debug):
         from mlserve import ops, output
 
         ops.check_mirror_args(version, percent, off, expect_mirror)  # before any engine work
         timeout = ops.parse_duration(lock_timeout)
-        target = ops.target_for(None, project, stack, backend)
+        target = _stack_target(file, project, stack, backend)
         ui = output.Ui(json_out)
         try:
             report = ops.mirror(
@@ -978,6 +982,7 @@ def mirror(
                 sink=ui.sink(),
                 lock_timeout=timeout,
                 debug=debug or _debug_env(),
+                dry_run=dry_run,
             )
         finally:
             ui.close()

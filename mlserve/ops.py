@@ -479,10 +479,12 @@ def mirror(
     sink: Sink | None = None,
     lock_timeout: float = 0.0,
     debug: bool = False,
+    dry_run: bool = False,
 ) -> TrafficReport:
     """Copy `percent`% of unpinned traffic to `version` (answers dropped), or with `off` end the
     mirror: a routing-only update, as promote makes it. With `expect_mirror`, refuse unless the
-    live mirror copies that percent (no mirror counts as 0)."""
+    live mirror copies that percent (no mirror counts as 0). With `dry_run`, preview the update
+    and change nothing."""
     check_mirror_args(version, percent, off, expect_mirror)
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     live = read_live(eng)
@@ -507,7 +509,7 @@ def mirror(
     require_supported(live.spec, new)
     if expect_mirror is not None:
         words.append(f"--expect-mirror {expect_mirror}")
-    return routing_update(eng, " ".join(words), live, new, [])
+    return routing_update(eng, " ".join(words), live, new, [], dry_run=dry_run)
 
 
 def _check_mirrorable(eng: Engine, spec: Spec, version: str, percent: int) -> None:

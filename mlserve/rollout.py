@@ -477,6 +477,7 @@ class PlannedStep:
         return {
             "step": None if self.step is None else self.step + 1,
             "weights": self.traffic.weights(),
+            "mirror": self.traffic.mirror.to_dict() if self.traffic.mirror else None,
             "pause": self.pause,
             "current": self.current,
         }

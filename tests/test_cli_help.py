@@ -17,7 +17,7 @@ from mlserve.cli import ENVIRONMENT, app
 
 GROUP = typer.main.get_command(app)
 COMMANDS = sorted(GROUP.commands)  # type: ignore[attr-defined]
-NO_SPEC = ("promote", "rollback", "status", "history", "destroy")
+NO_SPEC = ("promote", "mirror", "rollback", "status", "history", "destroy")
 
 
 def help_of(*args: str) -> str:

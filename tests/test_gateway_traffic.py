@@ -20,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlserve.backends import base
-from mlserve.backends.base import served
 from mlserve.errors import PreconditionError
 from mlserve.render import RenderedResource, render
 from mlserve.spec import IstioOptions, Spec, Version, load_spec
@@ -309,7 +308,7 @@ def test_the_service_gateway_refuses_a_weighted_canary_before_anything_changes()
 def test_the_share_plan_and_status_show_for_kong_is_what_kong_routes(weight: int) -> None:
     a, b, _ = example("kong").version_names
     state = TrafficState(a, b, weight) if weight < 100 else TrafficState(b, previous=a)
-    shown = served(example("kong"), state)
+    shown = base.served(example("kong"), state)
     got = route("kong", state, "/churn/x").shares
     if got == expected(state):  # 0% and 100% (one Target), 50% (100:100), 99% (100:9900)
         assert shown is None
@@ -326,4 +325,4 @@ def test_the_share_plan_and_status_show_for_kong_is_what_kong_routes(weight: int
 @pytest.mark.parametrize("gateway", ["istio", "gateway-api", "ingress-nginx", "azure-apim"])
 def test_other_gateways_send_the_specs_split_exactly(gateway: str) -> None:
     a, b, _ = example(gateway).version_names
-    assert served(example(gateway), TrafficState(a, b, 5)) is None
+    assert base.served(example(gateway), TrafficState(a, b, 5)) is None

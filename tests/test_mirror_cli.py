@@ -15,7 +15,15 @@ from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
 from tests.helpers import REPO
 from tests.helpers import run_cli as mlserve
-from tests.test_promote_rollback import PROJECT, ROUTES, history, ok, recorded, up_targets
+from tests.test_promote_rollback import (
+    PROJECT,
+    ROUTES,
+    history,
+    ok,
+    preview_targets,
+    recorded,
+    up_targets,
+)
 from tests.test_promote_rollback import traffic as state
 
 fake = fixture.fake
@@ -39,7 +47,7 @@ def test_a_mirror_is_set_changed_and_ended_by_routing_only_updates(
         "  ~ update    VirtualService  fraud-detector  updating",
         "  ~ update    VirtualService  fraud-detector  updated",
         "Mirror set: revision 2 of stack 'dev' of project 'fraud-detector', routing only "
-        "(2 resources targeted): 1 updated, 7 unchanged",
+        "(2 resources targeted): 1 updated, 1 unchanged; 5 others not touched",
         "  before: v1 100%, v2 0%",
         "  v1  ##############################  100%",
         "  v2  ..............................    0%",
@@ -65,6 +73,23 @@ def test_a_mirror_is_set_changed_and_ended_by_routing_only_updates(
     table = ok("history", *PROJECT).stdout.splitlines()
     start, end = table[0].index("MIRROR"), table[0].index("COMMAND")
     assert [line[start:end].strip() for line in table] == ["MIRROR", "-", "v2 50%", "v2 20%", "-"]
+
+
+def test_mirror_dry_run_previews_the_same_update_and_changes_nothing(
+    fake: Fake, shadow_spec: Path
+) -> None:
+    fake.deployed(shadow_spec)
+    dry = ok("mirror", str(shadow_spec), "--version", "v2", "--percent", "20", "--dry-run")
+    assert dry.stdout.splitlines()[:2] == [
+        "  ~ update    VirtualService  fraud-detector",
+        "Dry run (nothing was changed) of `mlserve mirror --version v2 --percent 20` on stack "
+        "'dev' of project 'fraud-detector', routing only (2 resources targeted): 1 to update, "
+        "1 unchanged; 5 others not touched",
+    ]
+    assert "  after:  v1 100%, v2 0%, mirror 20% copied to v2" in dry.stdout
+    assert recorded(fake) == [state("v1", "v2")]
+    assert up_targets(fake) == []
+    assert preview_targets(fake) == [ROUTES]  # the targets `mirror` itself updates
 
 
 def test_the_expect_mirror_guard_and_the_things_nobody_can_mirror_exit_6(

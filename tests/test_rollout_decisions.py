@@ -457,3 +457,14 @@ def test_planned_steps_resume_at_the_recorded_step_and_keep_an_incomplete_rollou
     assert [(p.step, p.traffic.weight, p.current) for p in walk] == [(0, 10, True), (1, 40, False)]
     with pytest.raises(PreconditionError, match="nothing to roll out: no canary is live"):
         ro.planned_steps(held, TrafficState("v1"), None)
+
+
+def test_planned_steps_show_the_shadow_phase_and_its_end() -> None:
+    walk = ro.planned_steps(SHADOW, at(0), None)
+    assert [(p.step, p.traffic.mirror, p.traffic.weight) for p in walk] == [
+        (0, Mirror("v2", 20), 0),
+        (1, Mirror("v2", 100), 0),
+        (2, None, 10),
+        (None, None, 0),
+    ]
+    assert walk[1].to_json()["mirror"] == Mirror("v2", 100).to_dict()
