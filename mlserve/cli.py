@@ -177,6 +177,7 @@ ENVIRONMENT = [
         "MLSERVE_PROMETHEUS_TOKEN, or MLSERVE_PROMETHEUS_USER and MLSERVE_PROMETHEUS_PASSWORD",
         "rollout: Prometheus credentials (bearer token, or basic auth)",
     ),
+    ("MLSERVE_PROMETHEUS_TIMEOUT", "rollout: seconds one query may take (default 10)"),
     ("MLSERVE_DEBUG=1", "tracebacks and the engine's full output, as --debug"),
     ("NO_COLOR", "no colour"),
     ("CI=true", "no colour, no live display, no prompts (as when output is not a terminal)"),

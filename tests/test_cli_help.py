@@ -110,6 +110,7 @@ def test_help_names_every_variable_mlserve_and_its_providers_read() -> None:
         "MLSERVE_PROMETHEUS_TOKEN",
         "MLSERVE_PROMETHEUS_USER",
         "MLSERVE_PROMETHEUS_PASSWORD",
+        "MLSERVE_PROMETHEUS_TIMEOUT",
         "KONG_ADMIN_ADDR",
         "KONG_ADMIN_TOKEN",
         "KONG_API_KEY",
