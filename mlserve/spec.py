@@ -225,9 +225,28 @@ class ParentRef:
     section_name: str | None = None
 
 
+FailureMode = Literal["FailOpen", "FailClose"]
+
+
+@dataclass(frozen=True)
+class EndpointPicker:
+    """The endpoint picker Service each InferencePool calls; `{{pool}}` in the name stands for
+    the pool's name."""
+
+    name: str = "{{pool}}-epp"
+    port: int = 9002
+    failure_mode: FailureMode = "FailClose"
+
+
+@dataclass(frozen=True)
+class InferencePoolOptions:
+    endpoint_picker: EndpointPicker | None = None
+
+
 @dataclass(frozen=True)
 class GatewayApiOptions:
     parent_refs: tuple[ParentRef, ...] = ()
+    inference_pool: InferencePoolOptions | None = None  # None: backendRefs are the Services
 
 
 @dataclass(frozen=True)
@@ -412,6 +431,7 @@ class Spec:
         versioning = (apim or {}).get("versioning") or {}
         kong = gw.get("kong") or {}
         strip_path = gw.get("stripPath", kong.get("stripPath"))
+        gateway_api = gw.get("gatewayApi") or {}
         if strip_path is None:
             strip_path = _STRIP_PATH_BEFORE.get(gw["type"], False)
         return cls(
@@ -434,8 +454,9 @@ class Spec:
                             namespace=r.get("namespace"),
                             section_name=r.get("sectionName"),
                         )
-                        for r in (gw.get("gatewayApi") or {}).get("parentRefs", ())
-                    )
+                        for r in gateway_api.get("parentRefs", ())
+                    ),
+                    inference_pool=_inference_pool(gateway_api.get("inferencePool")),
                 ),
                 ingress_nginx=IngressNginxOptions(
                     class_name=(gw.get("ingressNginx") or {}).get("className", "nginx")
@@ -501,6 +522,20 @@ class Spec:
                     for r in gw.gateway_api.parent_refs
                 ]
             }
+            pool = gw.gateway_api.inference_pool
+            if pool is not None:
+                picker = pool.endpoint_picker
+                gateway["gatewayApi"]["inferencePool"] = (
+                    {}
+                    if picker is None
+                    else {
+                        "endpointPicker": {
+                            "name": picker.name,
+                            "port": picker.port,
+                            "failureMode": picker.failure_mode,
+                        }
+                    }
+                )
         elif gw.type == "ingress-nginx":
             gateway["ingressNginx"] = {"className": gw.ingress_nginx.class_name}
         elif gw.type == "kong":
@@ -551,6 +586,22 @@ class Spec:
         if self.rollout is not None:
             out["rollout"] = self.rollout.to_dict()
         return out
+
+
+def _inference_pool(data: Mapping[str, Any] | None) -> InferencePoolOptions | None:
+    if data is None:
+        return None
+    picker = data.get("endpointPicker")
+    if picker is None:
+        return InferencePoolOptions()
+    default = EndpointPicker()
+    return InferencePoolOptions(
+        EndpointPicker(
+            name=picker.get("name", default.name),
+            port=picker.get("port", default.port),
+            failure_mode=picker.get("failureMode", default.failure_mode),
+        )
+    )
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ CRD_SCHEMAS = {
     "VirtualService": "istio-virtualservice.strict.json",
     "DestinationRule": "istio-destinationrule.strict.json",
     "HTTPRoute": "gateway-httproute.strict.json",
+    "InferencePool": "gie-inferencepool.strict.json",
 }
 
 
@@ -41,10 +42,12 @@ def spec_dict(
     istio_gateways: tuple[str, ...] = ("istio-system/public",),
     strip_path: bool | None = None,
     service_type: str = "LoadBalancer",
+    inference_pool: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A schema-shaped spec document; `rich` adds labels, resources, env and a health path.
     Without `strip_path` the document has no gateway.stripPath, like a spec recorded before it
-    existed: the Kubernetes gateways then pass the path through."""
+    existed: the Kubernetes gateways then pass the path through. `inference_pool` is the
+    gateway-api gateway's `gatewayApi.inferencePool`."""
     vs: list[dict[str, Any]] = []
     for i in range(1, versions + 1):
         v: dict[str, Any] = {"name": f"{version_prefix}{i}", "image": f"ghcr.io/acme/fraud:1.{i}.0"}
@@ -73,6 +76,8 @@ def spec_dict(
         gw["gatewayApi"] = {
             "parentRefs": [{"name": "public", "namespace": "infra", "sectionName": "https"}]
         }
+        if inference_pool is not None:
+            gw["gatewayApi"]["inferencePool"] = inference_pool
     if gateway == "ingress-nginx":
         gw["ingressNginx"] = {"className": "nginx-public"}
     traffic: dict[str, Any] = {"stable": vs[0]["name"]}

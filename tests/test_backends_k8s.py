@@ -62,6 +62,39 @@ def _cases() -> list[Any]:
             ),
         ]
     cases.append(pytest.param("istio", {"istio_gateways": ()}, None, id="istio-mesh-only"))
+    # gateway-api with an InferencePool per version (tests/test_inference_pool.py says more).
+    picker = {"endpointPicker": {"name": "{{pool}}-epp", "port": 9002, "failureMode": "FailOpen"}}
+    cases += [
+        pytest.param(
+            "gateway-api",
+            {"versions": 3, "rich": True, "inference_pool": picker},
+            TrafficState("v2", "v3", 25, previous="v1"),
+            id="gateway-api-pools-previous-and-canary",
+        ),
+        pytest.param(
+            "gateway-api",
+            {"inference_pool": {}, "header": None, "weight": 0},
+            None,
+            id="gateway-api-pools-without-picker",
+        ),
+        pytest.param(
+            "gateway-api",
+            {"versions": 10, "weight": 30, "inference_pool": {"endpointPicker": {}}},
+            None,
+            id="gateway-api-pools-10-versions",
+        ),
+        pytest.param(
+            "gateway-api",
+            {
+                "versions": 2,
+                "name": LONG_NAME,
+                "version_prefix": LONG_VERSION_PREFIX,
+                "inference_pool": picker,
+            },
+            None,
+            id="gateway-api-pools-longest-names",
+        ),
+    ]
     for gw in K8S_GATEWAYS:
         cases.append(pytest.param(gw, {"strip_path": True}, None, id=f"{gw}-strip-path"))
         cases.append(

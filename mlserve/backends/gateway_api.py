@@ -5,7 +5,8 @@ a PathPrefix match goes by path element (`/fraud` never matches `/fraudulent`); 
 rules the one with more header matches wins (so pins win over the weighted rule); a backendRef
 gets weight/(sum of weights) of its rule's requests and none at weight 0; a `ReplacePrefixMatch`
 URLRewrite of "/" strips the prefix. The deploy waits for the route's `Accepted` condition
-(pulumi-kubernetes `pulumi.com/waitFor`), so a route its Gateway refuses fails the deploy.
+(pulumi-kubernetes `pulumi.com/waitFor`), so a route its Gateway refuses fails the deploy. With
+`gatewayApi.inferencePool` the backendRefs name InferencePools (inference_pool.py).
 
 A mirror is a `RequestMirror` filter on the weighted rule only (so a pinned request is not
 copied), after the URLRewrite: filters apply in the order listed, "wherever possible"
@@ -22,6 +23,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mlserve.backends import inference_pool
 from mlserve.backends.base import Declared
 from mlserve.backends.workloads import prefix, strips
 from mlserve.spec import duration_seconds
@@ -52,22 +54,24 @@ def check(spec: Spec) -> list[tuple[str, str]]:
                     "each needs its own, distinct sectionName",
                 )
             )
-    return problems
+    return problems + inference_pool.check(spec)
 
 
 def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
+    out = inference_pool.notes(spec, traffic)
     if traffic.mirror is None:
-        return []
+        return out
     feature = "HTTPRouteRequestMirror" + (
         " and HTTPRouteRequestPercentageMirror" if traffic.mirror.percent < 100 else ""
     )
     return [
+        *out,
         (
             "traffic.mirror",
             f"the mirror needs a Gateway that supports {feature} (Extended conformance); one "
             "that does not may refuse the route (the deploy then fails with its reason) or "
             "leave the filter out",
-        )
+        ),
     ]
 
 
@@ -87,13 +91,21 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
     API defines for Accepted=True (shared_types.go RouteConditionAccepted), so the message of a
     refusal shows what the Gateway said instead (found "NotAllowedByListeners").
     """
+    conditions = ["Accepted"]
+    if inference_pool.enabled(spec):
+        # A Gateway that does not implement InferencePool backends still accepts the route but
+        # reports ResolvedRefs=False (reason InvalidKind or BackendNotFound, shared_types.go), and
+        # the requests meant for a pool get a 500 (httproute_types.go BackendRefs): wait for
+        # ResolvedRefs too, whose reason when True is its name.
+        conditions.append("ResolvedRefs")
     expressions = []
     for ref in parent_refs(spec):
         tests = " && ".join(f'@.parentRef.{k}=="{v}"' for k, v in ref.items())
-        expressions.append(
+        expressions += [
             f"jsonpath={{.status.parents[?({tests})].conditions"
-            '[?(@.type=="Accepted")].reason}=Accepted'
-        )
+            f'[?(@.type=="{condition}")].reason}}={condition}'
+            for condition in conditions
+        ]
     return {
         "pulumi.com/waitFor": json.dumps(expressions),
         "pulumi.com/timeoutSeconds": str(ACCEPT_TIMEOUT_SECONDS),
@@ -132,6 +144,8 @@ def rules(
         rewrite["timeouts"] = {"request": f"{duration_seconds(spec.gateway.timeout)}s"}
 
     def ref(version: str, weight: int) -> dict[str, Any]:
+        if inference_pool.enabled(spec):
+            return {**inference_pool.backend_ref(spec, version), "weight": weight}
         w = workloads[version]
         return {"name": w.service_name, "port": w.port, "weight": weight}
 
@@ -148,9 +162,17 @@ def rules(
                     "backendRefs": [ref(v, 1)],
                 }
             )
-    # A canary at 0% stays listed, so a weight change edits one number.
+    # A canary at 0% stays listed, so a weight change edits one number. It is weight 0, for a
+    # pool too: the Gateway API forwards nothing to it (shared_types.go BackendRef.Weight), which
+    # is what 0% and a rollback promise. KServe advises weight 1 for a new LLM version
+    # (kserve/website llmisvc/canary-rollout.md), as a gateway may leave a backend at weight 0
+    # unprogrammed until its weight rises; but mlserve sends no traffic the state does not ask
+    # for, least of all to a canary just rolled back. validate notes the advice instead
+    # (inference_pool.notes), and a pin rule keeps every pool in the gateway's configuration.
     weighted: dict[str, Any] = {"matches": [{"path": path}], **rewrite}
     if traffic.mirror is not None:
+        # The copy goes to the version's Service, with pools too: GIE defines no mirror to a
+        # pool, and a copy whose answer is dropped needs no endpoint picker.
         copy = workloads[traffic.mirror.version]
         mirror: dict[str, Any] = {"backendRef": {"name": copy.service_name, "port": copy.port}}
         if traffic.mirror.percent < 100:
@@ -172,6 +194,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
 
     wl.require_routed(traffic, workloads)
     assert spec.gateway.host is not None  # requires_host: the loader rejects a spec without it
+    pools = inference_pool.declare(spec, workloads)
     route = k8s.apiextensions.CustomResource(
         spec.name,
         api_version=API_VERSION,
@@ -188,7 +211,7 @@ def declare(spec: Spec, traffic: TrafficState, workloads: Mapping[str, Workload]
             "rules": rules(spec, traffic, workloads),
         },
         opts=pulumi.ResourceOptions(
-            depends_on=[r for w in workloads.values() for r in w.resources]
+            depends_on=[r for w in workloads.values() for r in w.resources] + list(pools.values())
         ),
     )
     return Declared(routing=[route], endpoint=wl.endpoint(spec))
