@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlserve import engine, readiness, traffic
+from mlserve.backends import inference_pool
 from mlserve.backends.base import (
     CAPABILITIES,
     Served,
@@ -943,12 +944,38 @@ def _credential_checks(spec: Spec) -> list[Check]:
 
     checks = []
     if "kubernetes" in plugins_for(spec):
-        checks.append(Check("kubernetes context", *probes.kubernetes()))
+        context = Check("kubernetes context", *probes.kubernetes())
+        checks.append(context)
+        if inference_pool.enabled(spec):
+            checks.append(_inference_pool_crd(context))
     if spec.gateway.type == "kong":
         checks.append(Check("kong admin API", *probes.kong_admin(spec.gateway.kong.admin_url)))
     if spec.gateway.type == "azure-apim":
         checks.append(Check("azure credentials", *probes.azure()))
     return checks
+
+
+# GIE publishes its CRDs as one file per release (Makefile `artifacts/manifests.yaml`, applied with
+# `kubectl apply -f` in hack/release-quickstart.sh); v1.6.0 is the version mlserve renders for.
+GIE_MANIFESTS = (
+    "https://github.com/kubernetes-sigs/gateway-api-inference-extension/releases/download/"
+    "v1.6.0/manifests.yaml"
+)
+
+
+def _inference_pool_crd(context: Check) -> Check:
+    from mlserve import probes
+
+    name = "InferencePool CRD"
+    if not context.ok:
+        return Check(name, False, "not checked: the kubernetes context check failed")
+    install = (
+        f"install the Gateway API Inference Extension CRDs: kubectl apply -f {GIE_MANIFESTS} "
+        "(InferencePool v1 is in GIE v1.0 and later)"
+    )
+    return Check(
+        name, *probes.kubernetes_serves(inference_pool.API_VERSION, "inferencepools", install)
+    )
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import ssl
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -93,8 +93,21 @@ def _merged_kubeconfig(paths: list[Path]) -> dict[str, Any]:
     return merged
 
 
-def kubernetes() -> Result:
-    """The current context's API server answers GET /version with the context's credentials."""
+class _Kube(NamedTuple):
+    """The API server doctor contacts and how: the current context's, or the pod's own."""
+
+    where: str  # "context 'x': https://..." or "in-cluster service account: https://..."
+    label: str  # what a problem with the settings themselves is reported against
+    server: str
+    headers: dict[str, str]
+    auth: str  # how the request authenticates, for messages
+    note: str  # "; credentials come from ..." when a plugin would supply them
+    tls: Callable[[], AbstractContextManager[ssl.SSLContext]]
+
+
+def _kube() -> _Kube | Result:
+    """The current context's server and credentials (the pod's service account in a cluster),
+    or what is wrong with them."""
     paths = kubeconfig_paths()
     if not any(p.is_file() for p in paths):
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
@@ -123,13 +136,69 @@ def kubernetes() -> Result:
             f"context {name!r}: cluster {context.get('cluster')!r} has no server",
             "fix KUBECONFIG",
         )
-    headers, auth, note = _kube_auth(user, user_dir)
     try:
-        with _kube_tls(cluster, cluster_dir, user, user_dir) as tls:
-            status, body = _get(server.rstrip("/") + "/version", headers, tls)
+        headers, auth, note = _kube_auth(user, user_dir)
+    except OSError as e:
+        return Result(
+            False, f"context {name!r}: cannot read the token file: {_reason(e)}", "fix KUBECONFIG"
+        )
+    return _Kube(
+        f"context {name!r}: {server}",
+        f"context {name!r}",
+        server,
+        headers,
+        auth,
+        note,
+        lambda: _kube_tls(cluster, cluster_dir, user, user_dir),
+    )
+
+
+def _kube_get(kube: _Kube, path: str) -> tuple[int | None, Any] | Result:
+    try:
+        with kube.tls() as tls:
+            return _get(kube.server.rstrip("/") + path, kube.headers, tls)
     except (OSError, ValueError, ssl.SSLError) as e:
-        return Result(False, f"context {name!r}: bad TLS settings: {_reason(e)}", "fix KUBECONFIG")
-    return _kube_result(f"context {name!r}: {server}", status, body, auth, note)
+        return Result(False, f"{kube.label}: bad TLS settings: {_reason(e)}", "fix KUBECONFIG")
+
+
+def kubernetes() -> Result:
+    """The current context's API server answers GET /version with the context's credentials."""
+    kube = _kube()
+    if isinstance(kube, Result):
+        return kube
+    got = _kube_get(kube, "/version")
+    if isinstance(got, Result):
+        return got
+    status, body = got
+    return _kube_result(kube.where, status, body, kube.auth, kube.note)
+
+
+def kubernetes_serves(group_version: str, resource: str, install: str) -> Result:
+    """The cluster serves `resource` in `group_version`: its CRD is installed and established.
+
+    Read from API discovery, GET /apis/GROUP/VERSION, which answers an APIResourceList naming
+    the resources (apimachinery pkg/apis/meta/v1/types.go) and 404 for a group version nobody
+    serves; the system:discovery ClusterRole lets every authenticated user read it, where reading
+    the CRD itself needs rights a deployer may not have. `install` is the fix when it is not."""
+    kube = _kube()
+    if isinstance(kube, Result):
+        return kube
+    got = _kube_get(kube, f"/apis/{group_version}")
+    if isinstance(got, Result):
+        return got
+    status, body = got
+    what = f"{resource}.{group_version}"
+    if status == 401 and kube.note:
+        return Result(True, f"{what} not checked (401 without credentials){kube.note}")
+    if status == 404:
+        return Result(False, f"{kube.where} does not serve {group_version}", install)
+    if status == 200:
+        listed = body.get("resources") if isinstance(body, dict) else None
+        names = {r.get("name") for r in listed or [] if isinstance(r, dict)}
+        if resource in names:
+            return Result(True, f"{kube.where} serves {what}")
+        return Result(False, f"{kube.where} serves {group_version} without {resource}", install)
+    return _kube_result(kube.where, status, body, kube.auth, kube.note)
 
 
 def _kube_auth(user: Mapping[str, Any], base: Path) -> tuple[dict[str, str], str, str]:
@@ -189,19 +258,31 @@ def _pem_file(user: Mapping[str, Any], field: str, base: Path, scratch: Path) ->
     return str(base / user[field]) if user.get(field) else None
 
 
-def _in_cluster() -> Result:
+def _in_cluster() -> _Kube | Result:
     host, port = (
         os.environ["KUBERNETES_SERVICE_HOST"],
         os.environ.get("KUBERNETES_SERVICE_PORT", "443"),
     )
     server = f"https://{host}:{port}"
     try:
-        tls = ssl.create_default_context(cafile=str(IN_CLUSTER / "ca.crt"))
+        ssl.create_default_context(cafile=str(IN_CLUSTER / "ca.crt"))
         token = (IN_CLUSTER / "token").read_text().strip()
     except OSError as e:
         return Result(False, f"in-cluster: {_reason(e)}", "mount the pod's service account token")
-    status, body = _get(server + "/version", {"Authorization": f"Bearer {token}"}, tls)
-    return _kube_result(f"in-cluster service account: {server}", status, body, "a bearer token", "")
+
+    @contextmanager
+    def tls() -> Iterator[ssl.SSLContext]:
+        yield ssl.create_default_context(cafile=str(IN_CLUSTER / "ca.crt"))
+
+    return _Kube(
+        f"in-cluster service account: {server}",
+        "in-cluster",
+        server,
+        {"Authorization": f"Bearer {token}"},
+        "a bearer token",
+        "",
+        tls,
+    )
 
 
 def _kube_result(where: str, status: int | None, body: Any, auth: str, note: str) -> Result:

@@ -10,7 +10,7 @@ import json
 import ssl
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -110,9 +110,44 @@ UNAUTHORIZED = {
 }
 
 
-def kube_apiserver(token: str | None = None, anonymous: bool = False) -> Answer:
+# API discovery: GET /apis/GROUP/VERSION answers an APIResourceList of the resources served there
+# (apimachinery pkg/apis/meta/v1/types.go; a CRD's resource and its status subresource), and a
+# group version nobody serves gets 404 (the probe reads only the status).
+NOT_FOUND = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "the server could not find the requested resource",
+    "reason": "NotFound",
+    "code": 404,
+}
+
+
+def resource_list(group_version: str, resources: Mapping[str, str]) -> dict[str, Any]:
+    """What discovery lists for `group_version`: each resource name with its kind."""
+    listed = []
+    for name, kind in resources.items():
+        listed += [
+            {"name": name, "namespaced": True, "kind": kind, "verbs": ["get", "list", "create"]},
+            {"name": f"{name}/status", "namespaced": True, "kind": kind, "verbs": ["get"]},
+        ]
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": listed,
+    }
+
+
+def kube_apiserver(
+    token: str | None = None,
+    anonymous: bool = False,
+    served: Mapping[str, Mapping[str, str]] | None = None,
+) -> Answer:
     """Authenticates a bearer `token` or a client certificate from the test CA; anonymous
-    requests pass only if `anonymous` (kube-apiserver --anonymous-auth)."""
+    requests pass only if `anonymous` (kube-apiserver --anonymous-auth). `served` maps a group
+    version to its resources (name -> kind), as discovery lists them."""
 
     def answer(path: str, headers: dict[str, str], tls: Any) -> tuple[int, Any]:
         bearer = headers.get("Authorization", "")
@@ -123,7 +158,12 @@ def kube_apiserver(token: str | None = None, anonymous: bool = False) -> Answer:
             ok = bool(certified) or anonymous
         if not ok:
             return 401, UNAUTHORIZED
-        return (200, K8S_VERSION) if path == "/version" else (404, {})
+        if path == "/version":
+            return 200, K8S_VERSION
+        group_version = path.removeprefix("/apis/")
+        if path.startswith("/apis/") and group_version in (served or {}):
+            return 200, resource_list(group_version, (served or {})[group_version])
+        return 404, NOT_FOUND
 
     return answer
 

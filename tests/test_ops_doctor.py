@@ -250,6 +250,18 @@ def test_an_exec_plugin_is_not_run_and_the_server_is_still_contacted(
     )
 
 
+def test_a_missing_token_file_is_named_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = {"tokenFile": str(tmp_path / "no-such-token")}
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "k", "https://127.0.0.1:1", user)))
+    assert probes.kubernetes() == probes.Result(
+        False,
+        "context 'test': cannot read the token file: No such file or directory",
+        "fix KUBECONFIG",
+    )
+
+
 def test_kubeconfig_files_merge_as_kubectl_merges_them(
     tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,6 +277,121 @@ def test_kubeconfig_files_merge_as_kubectl_merges_them(
         assert probes.kubernetes() == probes.Result(
             False, "no current-context", "kubectl config use-context NAME"
         )
+
+
+# --- the InferencePool CRD, for a gateway-api spec with inferencePool -------------------------
+
+POOLS = {"inference.networking.k8s.io/v1": {"inferencepools": "InferencePool"}}
+INSTALL = (
+    "install the Gateway API Inference Extension CRDs: kubectl apply -f "
+    "https://github.com/kubernetes-sigs/gateway-api-inference-extension/releases/download/"
+    "v1.6.0/manifests.yaml (InferencePool v1 is in GIE v1.0 and later)"
+)
+
+
+def pool_spec(pool: bool = True) -> Spec:
+    gateway_api: dict[str, Any] = {"parentRefs": [{"name": "inference-gateway"}]}
+    if pool:
+        gateway_api["inferencePool"] = {}
+    return Spec.from_dict(
+        {
+            "apiVersion": "mlserve/v1",
+            "name": "llm",
+            "gateway": {
+                "type": "gateway-api",
+                "host": "llm.example.com",
+                "gatewayApi": gateway_api,
+            },
+            "versions": [{"name": "v1", "image": "vllm/vllm-openai:v0.11.0", "port": 8000}],
+            "traffic": {"stable": "v1"},
+        }
+    )
+
+
+def crd_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: Pki, served: Any, spec: Spec
+) -> tuple[str, dict[str, ops.Check]]:
+    with serve(kube_apiserver(token="t", served=served), pki) as api:
+        ca = {"certificate-authority-data": pki.data(pki.ca)}
+        path = kubeconfig(tmp_path / "kubeconfig", api, {"token": "t"}, ca)
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        return api, by_name(ops.doctor(spec))
+
+
+def test_doctor_finds_the_inferencepool_crd_served(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
+    api, checks = crd_check(tmp_path, monkeypatch, pki, POOLS, pool_spec())
+    assert list(checks)[-2:] == ["kubernetes context", "InferencePool CRD"]
+    assert checks["InferencePool CRD"] == ops.Check(
+        "InferencePool CRD",
+        True,
+        f"context 'test': {api} serves inferencepools.inference.networking.k8s.io/v1",
+    )
+
+
+def test_doctor_without_the_inferencepool_crd_says_how_to_install_it(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
+    # A cluster with only the v1alpha2 pools of GIE before v1.0 (another group) serves no v1.
+    older = {"inference.networking.x-k8s.io/v1alpha2": {"inferencepools": "InferencePool"}}
+    api, checks = crd_check(tmp_path, monkeypatch, pki, older, pool_spec())
+    assert checks["InferencePool CRD"] == ops.Check(
+        "InferencePool CRD",
+        False,
+        f"context 'test': {api} does not serve inference.networking.k8s.io/v1",
+        INSTALL,
+    )
+
+
+def test_doctor_checks_the_crd_only_when_the_spec_uses_pools(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: Pki
+) -> None:
+    _, checks = crd_check(tmp_path, monkeypatch, pki, {}, pool_spec(pool=False))
+    assert checks["kubernetes context"].ok
+    assert "InferencePool CRD" not in checks
+
+
+def test_the_crd_is_not_checked_when_the_cluster_cannot_be_reached(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = f"https://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "k", api, {"token": "t"})))
+    checks = by_name(ops.doctor(pool_spec()))
+    assert not checks["kubernetes context"].ok
+    assert checks["InferencePool CRD"] == ops.Check(
+        "InferencePool CRD", False, "not checked: the kubernetes context check failed"
+    )
+
+
+def test_a_group_version_served_without_the_resource_is_reported(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = {"inference.networking.k8s.io/v1": {"inferencepoolimports": "InferencePoolImport"}}
+    with serve(kube_apiserver(token="t", served=served), pki) as api:
+        ca = {"certificate-authority-data": pki.data(pki.ca)}
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "k", api, {"token": "t"}, ca)))
+        result = probes.kubernetes_serves("inference.networking.k8s.io/v1", "inferencepools", "x")
+    assert result == probes.Result(
+        False,
+        f"context 'test': {api} serves inference.networking.k8s.io/v1 without inferencepools",
+        "x",
+    )
+
+
+def test_discovery_behind_an_exec_plugin_is_not_checked(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws"}}
+    with serve(kube_apiserver(token="t", served=POOLS), pki) as api:
+        ca = {"certificate-authority-data": pki.data(pki.ca)}
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "k", api, user, ca)))
+        result = probes.kubernetes_serves("inference.networking.k8s.io/v1", "inferencepools", "x")
+    assert result == probes.Result(
+        True,
+        "inferencepools.inference.networking.k8s.io/v1 not checked (401 without credentials); "
+        "credentials come from 'aws', which doctor does not run",
+    )
 
 
 # --- Kong's Admin API ---------------------------------------------------------------------------
