@@ -11,6 +11,7 @@ The test says which image or address is which version (`Backends`), from the spe
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -211,8 +212,9 @@ def gateway_api(resources: list[RenderedResource], request: Request, backends: B
     if not candidates:
         return NOT_ROUTED
     _, rule, prefix = max(candidates, key=lambda c: c[0])
+    namespace = route.inputs["metadata"]["namespace"]
     weights = [
-        (service_version(resources, ref["name"], backends), ref.get("weight", 1))
+        (_backend_version(resources, ref, namespace, backends), ref.get("weight", 1))
         for ref in rule["backendRefs"]
     ]
     served = _gateway_api_rewrite(rule.get("filters", []), prefix, request.path)
@@ -235,6 +237,68 @@ def gateway_api(resources: list[RenderedResource], request: Request, backends: B
         mirror_paths.add(_gateway_api_rewrite(rule["filters"][:i], prefix, request.path))
     assert len(mirror_paths) <= 1
     return Routed(split(weights), served, mirrored, mirror_paths.pop() if mirror_paths else None)
+
+
+def _backend_version(
+    resources: list[RenderedResource], ref: dict[str, Any], namespace: str, backends: Backends
+) -> str:
+    """A backendRef's version: a Service (the default group "" and kind Service, its port
+    required, shared_types.go BackendObjectReference) or an InferencePool."""
+    assert ref.get("namespace", namespace) == namespace, "no ReferenceGrant: same namespace only"
+    group, kind_ = ref.get("group", ""), ref.get("kind", "Service")
+    if (group, kind_) == ("", "Service"):
+        assert "port" in ref, "a Service backendRef needs its port (the CRD's CEL rule)"
+        return service_version(resources, ref["name"], backends)
+    assert (group, kind_) == (GIE_GROUP, "InferencePool"), f"unknown backend {group}/{kind_}"
+    return pool_version(resources, ref["name"], namespace, backends)
+
+
+# --- Gateway API Inference Extension: kubernetes-sigs/gateway-api-inference-extension v1.6.0 ------
+
+GIE_GROUP = "inference.networking.k8s.io"
+
+
+def pool_version(
+    resources: list[RenderedResource], name: str, namespace: str, backends: Backends
+) -> str:
+    """The version an InferencePool serves. A request routed to the pool goes to a pod its endpoint
+    picker chooses among the pool's members: the pods in the pool's namespace whose labels hold
+    every `selector.matchLabels` entry, each reached on every `targetPorts` number (api/v1/
+    inferencepool_types.go Selector, TargetPorts: "addressable as a 'podIP:portNumber'"). Which pod
+    it picks is the picker's business; that every member runs one version is checked here, and
+    that the members listen on the target ports. A backendRef's port is ignored for a pool
+    (conformance/tests/inferencepool_httproute_port_validation.go, scenario 3)."""
+    [pool] = [
+        r
+        for r in of_kind(resources, "InferencePool")
+        if (r.inputs["metadata"]["name"], r.inputs["metadata"]["namespace"]) == (name, namespace)
+    ] or [None]
+    assert pool is not None, f"no InferencePool {namespace}/{name}: the backendRef is unresolved"
+    selector = pool.inputs["spec"]["selector"]["matchLabels"]
+    ports = {p["number"] for p in pool.inputs["spec"]["targetPorts"]}
+    images = set()
+    for d in of_kind(resources, "Deployment"):
+        template = d.inputs["spec"]["template"]
+        if d.inputs["metadata"]["namespace"] != namespace:
+            continue
+        if selector.items() <= template["metadata"]["labels"].items():
+            for c in template["spec"]["containers"]:
+                listening = {p["containerPort"] for p in c.get("ports", [])}
+                assert ports <= listening, (
+                    f"pool {name} targets {ports}, pods listen on {listening}"
+                )
+                images.add(c["image"])
+    versions = {backends.images[i] for i in images}
+    assert len(versions) == 1, f"pool {name} selects pods of {sorted(versions) or 'nothing'}"
+    return versions.pop()
+
+
+def conformance_tolerance(expected: float, requests: int) -> float:
+    """How far a conformant gateway's observed share of `requests` may be from a backendRef's
+    weight/(sum of weights): GIE's GatewayWeightedAcrossTwoInferencePools (conformance/tests/
+    gateway_weighted_two_pools.go) sends 200 requests at 70/30 and accepts max(0.10, 4.5 sigma)."""
+    sigma = math.sqrt(expected * (1.0 - expected) / requests)
+    return max(0.10, 4.5 * sigma)
 
 
 def _gateway_api_rewrite(filters: list[dict[str, Any]], prefix: str, path: str) -> str:

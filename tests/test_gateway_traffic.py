@@ -11,6 +11,8 @@ Only run against these models, never against a live gateway.
 from __future__ import annotations
 
 import dataclasses
+import random
+import re
 from fractions import Fraction
 from functools import cache
 from pathlib import Path
@@ -24,10 +26,26 @@ from mlserve.errors import PreconditionError
 from mlserve.render import RenderedResource, render
 from mlserve.spec import IstioOptions, Spec, Version, load_spec
 from mlserve.traffic import Mirror, TrafficState
-from tests.gateway_models import MODELS, NOT_ROUTED, Backends, Request, Routed
+from tests.gateway_models import (
+    MODELS,
+    NOT_ROUTED,
+    Backends,
+    Request,
+    Routed,
+    conformance_tolerance,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-GATEWAYS = ("istio", "gateway-api", "ingress-nginx", "kong", "azure-apim", "service")
+# The example specs, by name: one per gateway, and gateway-api with InferencePools.
+GATEWAYS = (
+    "istio",
+    "gateway-api",
+    "llm-gateway-api",
+    "ingress-nginx",
+    "kong",
+    "azure-apim",
+    "service",
+)
 # Kong's stable Target keeps one weight while the canary's moves (kong.target_weights), so a
 # share is the nearest the integer weights give: at most this far from the spec's.
 TOLERANCE = {"kong": Fraction(41, 10000)}
@@ -82,7 +100,7 @@ def route(
     gw = spec.gateway
     via = gw.istio.gateways[0] if gw.type == "istio" and gw.istio.gateways else None
     request = Request(path=path, host=gw.host, headers=headers or {}, via=via)
-    return MODELS[gateway](list(rendered(gateway, state, strip)), request, backends(spec))
+    return MODELS[gw.type](list(rendered(gateway, state, strip)), request, backends(spec))
 
 
 def served(r: Routed) -> tuple[object, object]:
@@ -215,6 +233,7 @@ def mirrored_states(gateway: str, percent: int) -> list[TrafficState]:
     ("gateway", "strip"),
     [
         *((g, strip) for g in ("istio", "gateway-api") for strip in (True, False)),
+        ("llm-gateway-api", False),  # with pools, the copy goes to the version's Service
         ("ingress-nginx", False),
     ],
 )
@@ -322,7 +341,44 @@ def test_the_share_plan_and_status_show_for_kong_is_what_kong_routes(weight: int
         )
 
 
-@pytest.mark.parametrize("gateway", ["istio", "gateway-api", "ingress-nginx", "azure-apim"])
+@pytest.mark.parametrize(
+    "gateway", ["istio", "gateway-api", "llm-gateway-api", "ingress-nginx", "azure-apim"]
+)
 def test_other_gateways_send_the_specs_split_exactly(gateway: str) -> None:
     a, b, _ = example(gateway).version_names
     assert base.served(example(gateway), TrafficState(a, b, 5)) is None
+
+
+# --- InferencePools (GIE v1.6.0) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [1, 30, 50, 99])
+def test_a_split_between_pools_is_what_gies_conformance_test_accepts(weight: int) -> None:
+    # The model's shares are exact; a conformant gateway draws each request by them, and GIE's
+    # conformance test accepts its observed split over 200 requests within max(0.10, 4.5 sigma).
+    # Drawn here with a fixed seed, as that test's requests would be.
+    a, b, _ = example("llm-gateway-api").version_names
+    shares = route("llm-gateway-api", TrafficState(a, b, weight), "/v1/chat/completions").shares
+    assert shares == {a: Fraction(100 - weight, 100), b: Fraction(weight, 100)}
+    draws = random.Random(weight).choices(list(shares), [float(x) for x in shares.values()], k=200)
+    for version, share in shares.items():
+        observed = draws.count(version) / len(draws)
+        assert abs(observed - float(share)) <= conformance_tolerance(float(share), len(draws))
+
+
+def test_the_pool_model_refuses_a_pool_its_pods_do_not_listen_on() -> None:
+    # What the model checks besides the weights: a pool must select one version's pods on a
+    # port they listen on, or the pool's endpoints are not the model server.
+    state = TrafficState("qwen3-8b-v1", "qwen3-8b-v2", 10)
+    resources = [
+        dataclasses.replace(
+            r, inputs={**r.inputs, "spec": {**r.inputs["spec"], "targetPorts": [{"number": 9}]}}
+        )
+        if r.type.endswith(":InferencePool")
+        else r
+        for r in rendered("llm-gateway-api", state)
+    ]
+    spec = example("llm-gateway-api")
+    request = Request("/v1/models", host=spec.gateway.host)
+    with pytest.raises(AssertionError, match=re.escape("targets {9}, pods listen on {8000}")):
+        MODELS["gateway-api"](resources, request, backends(spec))

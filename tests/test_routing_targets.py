@@ -59,6 +59,8 @@ SPECS: Mapping[str, Any] = {  # the longest first (tests/conftest.py runs slow t
     "kong": lambda: load_spec(REPO / "specs" / "kong.yaml"),
     "istio": lambda: load_spec(REPO / "specs" / "istio.yaml"),
     "gateway-api": lambda: load_spec(REPO / "specs" / "gateway-api.yaml"),
+    # InferencePools: they do not change with the weights, so they are not routing resources.
+    "llm-gateway-api": lambda: load_spec(REPO / "specs" / "llm-gateway-api.yaml"),
     "ingress-nginx": lambda: load_spec(REPO / "specs" / "ingress-nginx.yaml"),
     "kong-urls": lambda: load_spec(REPO / "tests" / "specs" / "valid-kong-urls.yaml"),
     "service": lambda: load_spec(REPO / "specs" / "service.yaml"),
