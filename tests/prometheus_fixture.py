@@ -59,30 +59,69 @@ class _Counter:
         self.base, self.since, self.rate = self.value(now), now, rate
 
 
+# vLLM's time-to-first-token histogram buckets (vllm/v1/metrics/loggers.py,
+# histogram_time_to_first_token).
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
+                7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)  # fmt: skip
+
+
 class Metrics:
-    """`http_requests_total{service, version, code}` counters, served in the text format."""
+    """Counters served in the text format: `http_requests_total{service, version, code}`, and
+    what a vLLM server exposes (`set_vllm`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counters: dict[tuple[str, str, str], _Counter] = {}
+        # (family, type, sample name, labels) -> counter
+        self._counters: dict[tuple[str, str, str, str], _Counter] = {}
+
+    def _set(self, family: str, kind: str, sample: str, labels: str, rate: float) -> None:
+        key = (family, kind, sample, labels)
+        if key in self._counters:
+            self._counters[key].set_rate(rate)
+        else:
+            self._counters[key] = _Counter(rate)
 
     def set(self, service: str, version: str, requests: float, errors: float = 0.0) -> None:
         """`requests` per second, of which `errors` answer 500 (both series always exist)."""
         with self._lock:
             for code, rate in (("200", requests - errors), ("500", errors)):
-                key = (service, version, code)
-                if key in self._counters:
-                    self._counters[key].set_rate(rate)
-                else:
-                    self._counters[key] = _Counter(rate)
+                labels = f'service="{service}",version="{version}",code="{code}"'
+                self._set("http_requests_total", "counter", "http_requests_total", labels, rate)
+
+    def set_vllm(
+        self, name: str, version: str, requests: float, errors: float = 0.0, ttft: float = 0.2
+    ) -> None:
+        """The pods of one version of a vLLM deployment, as a scrape that maps pod labels
+        (`labelmap` of `__meta_kubernetes_pod_label_(.+)`) would store them: `requests` per
+        second to /v1/chat/completions, of which `errors` answer 5xx
+        (prometheus_fastapi_instrumentator's `http_requests_total{handler, method, status}`,
+        vllm docs/design/metrics.md), and each other request's first token after `ttft`
+        seconds (`vllm:time_to_first_token_seconds`, labels model_name and engine)."""
+        target = f'app_kubernetes_io_name="{name}",app_kubernetes_io_version="{version}"'
+        with self._lock:
+            for status, rate in (("2xx", requests - errors), ("5xx", errors)):
+                labels = f'{target},handler="/v1/chat/completions",method="POST",status="{status}"'
+                self._set("http_requests_total", "counter", "http_requests_total", labels, rate)
+            ok = requests - errors
+            family = "vllm:time_to_first_token_seconds"
+            model = f'{target},engine="0",model_name="qwen3-8b"'
+            for le in (*TTFT_BUCKETS, float("inf")):
+                bound = "+Inf" if le == float("inf") else repr(le)
+                rate = ok if ttft <= le else 0.0
+                self._set(family, "histogram", f"{family}_bucket", f'{model},le="{bound}"', rate)
+            self._set(family, "histogram", f"{family}_sum", model, ok * ttft)
+            self._set(family, "histogram", f"{family}_count", model, ok)
 
     def text(self) -> str:
         now = time.monotonic()
-        lines = ["# TYPE http_requests_total counter"]
+        lines = []
+        typed = set()
         with self._lock:
-            for (service, version, code), c in sorted(self._counters.items()):
-                labels = f'service="{service}",version="{version}",code="{code}"'
-                lines.append(f"http_requests_total{{{labels}}} {c.value(now):.3f}")
+            for (family, kind, sample, labels), c in sorted(self._counters.items()):
+                if family not in typed:
+                    typed.add(family)
+                    lines.append(f"# TYPE {family} {kind}")
+                lines.append(f"{sample}{{{labels}}} {c.value(now):.3f}")
         return "\n".join(lines) + "\n"
 
 
