@@ -52,15 +52,15 @@ def scraped(prom: Prometheus, name: str) -> None:
 
 
 def dry_run(spec: Path) -> dict[str, tuple[float, str]]:
+    """`rollout --dry-run`'s measurements: metric -> (value, result)."""
     result = mlserve("rollout", str(spec), "--dry-run")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"Dry run: every query once, for canary {CANARY} (stable qwen3-8b-v1); " + (
-        "nothing was changed"
-    )
-    assert lines[1].split() == ["METRIC", "VALUE", "BOUNDS", "RESULT"]
+    assert lines[0].startswith(f"Dry run (nothing was changed): the rollout of {CANARY} ")
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["METRIC"])
+    assert lines[header].split() == ["METRIC", "VALUE", "BOUNDS", "RESULT"]
     out = {}
-    for line in lines[2:4]:
+    for line in lines[header + 1 : header + 3]:
         metric, value, _, _, *result_ = line.split()
         out[metric] = (float(value), " ".join(result_))
     return out
