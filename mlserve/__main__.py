@@ -1,9 +1,14 @@
-import sys
+"""Where an mlserve process starts: the `mlserve` console script and `python -m mlserve`."""
 
-try:
-    from mlserve.cli import main
-except KeyboardInterrupt:  # Ctrl-C while Python is still importing
-    sys.stderr.write("error: interrupted\n")
-    sys.exit(130)
+from mlserve import interrupt
 
-main()
+
+def main() -> None:
+    interrupt.install()  # first: a Ctrl-C while the CLI's modules load ends the process at once
+    from mlserve.cli import main as run
+
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from mlserve import __version__
+from mlserve import __version__, interrupt
 from mlserve.errors import MlserveError, SpecError, UsageError
 
 if TYPE_CHECKING:
@@ -99,10 +99,13 @@ def _with_error(document: dict[str, Any], error: MlserveError | None) -> dict[st
 
 
 @contextlib.contextmanager
-def _errors(debug: bool) -> Iterator[None]:
-    """Around each command's body: every failure becomes a message and its exit code."""
+def _errors(debug: bool, *, at_once: bool = False) -> Iterator[None]:
+    """Around each command's body: every failure becomes a message and its exit code. Ctrl-C is
+    a KeyboardInterrupt inside, so that the command can finish what it started; with `at_once`
+    (nothing to finish: render, validate, schema) it ends the process at once (interrupt.py)."""
     try:
-        yield
+        with contextlib.nullcontext() if at_once else interrupt.raising():
+            yield
     except (typer.Exit, BrokenPipeError):
         raise
     except (Exception, KeyboardInterrupt) as e:
@@ -309,7 +312,7 @@ class Group(TyperGroup):
         code = _run(self, argv, prog_name or "mlserve", extra)
         if not standalone_mode:
             return code
-        sys.exit(code)
+        interrupt.end(code)
 
 
 class App(typer.Typer):
@@ -470,7 +473,7 @@ def validate(
       mlserve validate specs/*.yaml
       git show main:spec.yaml | mlserve validate -
     """
-    with _errors(debug):
+    with _errors(debug, at_once=True):
         from mlserve import output
         from mlserve.errors import Problem
 
@@ -507,7 +510,7 @@ def schema(json_out: Json = False, debug: Debug = False) -> None:
     Examples:
       mlserve schema > mlserve.schema.json
     """
-    with _errors(debug):
+    with _errors(debug, at_once=True):
         from mlserve.spec import schema_text
 
         typer.echo(schema_text(), nl=False)
@@ -549,7 +552,8 @@ def render(
       mlserve render specs/istio.yaml | kubectl apply --dry-run=server -f -
       mlserve render specs/kong.yaml -o kong > kong.yaml && deck gateway diff kong.yaml
     """
-    with _errors(debug), _exit_at_once_on_interrupt():
+    with _errors(debug, at_once=True):
+        from mlserve import output
         from mlserve import render as rendering
 
         fmt = output_format or ("json" if json_out else "yaml")
@@ -561,6 +565,8 @@ def render(
             raise UsageError("--out needs a directory name (--out . for the current directory)")
         resources = rendering.render(_load(file))
         if out is None:
+            if json_out:
+                output.begin_document()
             with _stdout_errors():
                 rendering.write(resources, fmt, sys.stdout)
                 sys.stdout.flush()
@@ -591,30 +597,6 @@ def _silence_stdout() -> None:
     again when Python flushes it at exit."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-@contextlib.contextmanager
-def _exit_at_once_on_interrupt() -> Iterator[None]:
-    """Ctrl-C ends the process at once with 130: render changes nothing outside it, and a
-    KeyboardInterrupt raised inside the SDK's event loop or its worker threads can hang or
-    print an asyncio traceback instead of stopping."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        with contextlib.suppress(OSError):
-            os.write(2, b"error: interrupted\n")
-        os._exit(130)
-
-    previous = signal.signal(signal.SIGINT, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # --- engine: plan, deploy, status, history, destroy ------------------------------------------
@@ -1197,4 +1179,6 @@ def setup(
 
 
 def main() -> None:
+    """The process's CLI (mlserve/__main__.py; the tests' warm mlserve and bench/ call it too)."""
+    interrupt.install()
     app(prog_name="mlserve")

@@ -160,6 +160,12 @@ def print_document(document: Any) -> None:
     _printed["document"] = True
 
 
+def begin_document() -> None:
+    """This run's document is being written (render's, in its own format): a later failure or
+    interrupt prints none after it."""
+    _printed["document"] = True
+
+
 def document_printed() -> bool:
     """Whether this run printed its document already (a later failure then prints none)."""
     return _printed["document"]

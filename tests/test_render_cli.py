@@ -3,8 +3,8 @@
 Most tests run the command in this process (`tests.helpers.run_cli`, in the environment a
 process here gets: no `pulumi` on PATH, no PULUMI_*, MLSERVE_* or KUBE* variables): the same
 parsing, output and exit codes, without a second of CPU a process spends importing Pulumi. The
-tests that start a real process say why: reading stdin, a closed pipe, signals, what the SDK
-prints at interpreter exit.
+tests that start a real process say why: reading stdin, a closed pipe, what the SDK prints at
+interpreter exit (signals: tests/test_render_interrupts.py).
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -266,36 +264,3 @@ def _render_big(tmp_path: Path) -> subprocess.Popen[bytes]:
         env=_env(tmp_path),
         cwd=tmp_path,
     )
-
-
-def _wait_until_loaded(pid: int, library: str) -> None:
-    """Until the process has mapped a shared library: a sign of how far it got, independent of
-    the machine's speed."""
-    maps = Path(f"/proc/{pid}/maps")
-    for _ in range(6000):
-        if library in maps.read_text():
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{library} never loaded")
-
-
-@pytest.mark.parametrize("moment", ["under-mocks", "later-under-mocks", "output"])
-def test_ctrl_c_during_render_exits_130_without_a_traceback(tmp_path: Path, moment: str) -> None:
-    """SIGINT to the process alone (as `kill -INT` and CI runners send it) at several moments:
-    just after the Pulumi SDK is imported, while the program runs under the mocks, and while the
-    YAML is written. (A signal while the interpreter itself starts, before any mlserve code
-    runs, ends in Python's own "Fatal Python error"; no program can change that.) A process: a
-    signal to the process is the subject."""
-    process = _render_big(tmp_path)
-    assert process.stdout is not None
-    if moment == "output":
-        assert process.stdout.read(4) == b"---\n"
-    else:
-        _wait_until_loaded(process.pid, "_upb")  # protobuf: the SDK is being imported
-        time.sleep(0.5 if moment == "later-under-mocks" else 0)
-    process.send_signal(signal.SIGINT)
-    # A hang would show as a timeout here (not a speed check: the bound is generous).
-    _, stderr = process.communicate(timeout=30)
-    assert process.returncode == 130, stderr
-    assert b"Traceback" not in stderr
-    assert stderr.endswith(b"error: interrupted\n")
