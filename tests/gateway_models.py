@@ -416,6 +416,44 @@ def _nginx_mirror(
     return {version: Fraction(1)}, request.path + query
 
 
+# --- ingress-nginx's admission webhook, as a controller with its default configuration runs it
+# (--deep-inspect on; strict-validate-path-type on since 1.12.0): internal/ingress/controller/
+# controller.go CheckIngress, internal/ingress/inspector/{inspector.go ValidatePathType, ingress.go
+# InspectIngress, rules.go} ---------------------------------------------------------------------
+
+# validPathType as 1.12.0-1.12.5 and 1.13.0-1.13.1 have it and configmap.md documents it: `(?i)^/
+# [[:alnum:]\_\-/]*$` (Go's [[:alnum:]] is ASCII). Later releases also take '.' (#13798).
+_VALID_PATH_TYPE = re.compile(r"^/[A-Za-z0-9_\-/]*$")
+# rules.go invalidRegex; Go's MatchString finds a match anywhere.
+_INVALID_VALUES = [
+    re.compile(r"\s*alias\s*.*;", re.S),
+    re.compile(r"\s*root\s*.*;", re.S),
+    re.compile(r"/etc/(passwd|shadow|group|nginx|ingress-controller)"),
+    re.compile(r"/var/run/secrets"),
+    re.compile(r".*_by_lua.*"),
+]
+
+
+def ingress_nginx_admission(ingress: Mapping[str, Any]) -> list[str]:
+    """The webhook's objections to an Ingress (its manifest); none: admitted."""
+    errors = []
+    for rule in ingress["spec"].get("rules", []):
+        host = rule.get("host", "")
+        if host and any(p.search(host) for p in _INVALID_VALUES):
+            errors.append(f"invalid host: invalid value found: {host}")
+        for path in (rule.get("http") or {}).get("paths", []):
+            value, path_type = path.get("path", ""), path.get("pathType")
+            if any(p.search(value) for p in _INVALID_VALUES):
+                errors.append(f"invalid http path: invalid value found: {value}")
+            if (
+                value
+                and path_type != "ImplementationSpecific"
+                and not _VALID_PATH_TYPE.match(value)
+            ):
+                errors.append(f"path {value} cannot be used with pathType {path_type or '<nil>'}")
+    return errors
+
+
 # --- Kong: kong/router/transform.lua (traditional_compatible), kong/router/atc.lua select,
 # kong/router/utils.lua get_upstream_uri_v0, kong/runloop/balancer/round_robin.lua; the Pulumi
 # provider: terraform-provider-kong resource_kong_target.go + resource_reader.go ---------------

@@ -11,6 +11,7 @@ Only run against these models, never against a live gateway.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import re
 from fractions import Fraction
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlserve.backends import base
-from mlserve.errors import PreconditionError
+from mlserve.errors import PreconditionError, SpecError
 from mlserve.render import RenderedResource, render
 from mlserve.spec import IstioOptions, Spec, Version, load_spec
 from mlserve.traffic import Mirror, TrafficState
@@ -33,7 +34,9 @@ from tests.gateway_models import (
     Request,
     Routed,
     conformance_tolerance,
+    ingress_nginx_admission,
 )
+from tests.k8s_helpers import spec_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 # The example specs, by name: one per gateway, and gateway-api with InferencePools.
@@ -382,3 +385,40 @@ def test_the_pool_model_refuses_a_pool_its_pods_do_not_listen_on() -> None:
     request = Request("/v1/models", host=spec.gateway.host)
     with pytest.raises(AssertionError, match=re.escape("targets {9}, pods listen on {8000}")):
         MODELS["gateway-api"](resources, request, backends(spec))
+
+
+@pytest.mark.parametrize("strip", [False, True], ids=["stripPath-false", "stripPath-true"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/churn/",
+        "/v1_0/Churn-2",
+        "/v1.0/churn",
+        "/fr~aud",
+        "/etc/nginx",
+        "/api/var/run/secrets",
+        "/content_by_lua",
+    ],
+)
+def test_validate_takes_an_ingress_nginx_path_exactly_when_its_admission_webhook_would(
+    tmp_path: Path, path: str, strip: bool
+) -> None:
+    """Issue 19 item 3: every path mlserve renders for a spec `validate` accepts passes
+    ingress-nginx's admission (tests/gateway_models.py names the rules), and `validate` refuses
+    the rest, for both stripPath values: a Prefix path without it, a regex path of type
+    ImplementationSpecific with it."""
+    doc = spec_dict("ingress-nginx", strip_path=strip)
+    doc["gateway"]["path"] = path
+    file = tmp_path / "spec.yaml"
+    file.write_text(json.dumps(doc), encoding="utf-8")  # JSON is YAML
+    try:
+        load_spec(file)
+        refused = []
+    except SpecError as e:
+        refused = [p.message for p in e.problems]
+        assert {p.path for p in e.problems} == {"gateway.path"}, refused
+    ingresses = [r.inputs for r in render(Spec.from_dict(doc)) if r.type.endswith(":Ingress")]
+    assert len(ingresses) == 2  # the main Ingress and the canary's
+    objections = [o for i in ingresses for o in ingress_nginx_admission(i)]
+    assert bool(refused) == bool(objections), (refused, objections)

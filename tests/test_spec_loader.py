@@ -644,9 +644,30 @@ def test_the_service_gateway_refuses_a_weighted_canary_a_path_and_a_host(
     [
         (
             "path",
-            "/fr~aud",
-            "gateway.path: '/fr~aud' has characters ingress-nginx refuses in a path ('~'): it "
-            "allows letters, digits, '.', '_', '-' and '/' (strict-validate-path-type)",
+            "/v1.0/churn\n  stripPath: false",
+            "gateway.path: '/v1.0/churn' has characters ingress-nginx refuses in a Prefix path "
+            "('.'): with stripPath: false mlserve renders pathType Prefix, and with its default "
+            "strict-validate-path-type (controller 1.12 and later) ingress-nginx allows only "
+            "letters, digits, '_', '-' and '/' there (controllers 1.12.6, 1.13.2 and 1.14 on "
+            "also take '.'; earlier 1.12 and 1.13 ones refuse it); rename the path, or set "
+            "stripPath: true (the model then sees paths without the prefix), which renders an "
+            "ImplementationSpecific regex path that the rule leaves alone",
+        ),
+        (
+            "path",
+            "/m~l/\n  stripPath: false",
+            "gateway.path: '/m~l/' has characters ingress-nginx refuses in a Prefix path ('~'): "
+            "with stripPath: false mlserve renders pathType Prefix, and with its default "
+            "strict-validate-path-type (controller 1.12 and later) ingress-nginx allows only "
+            "letters, digits, '_', '-' and '/' there; rename the path, or set stripPath: true "
+            "(the model then sees paths without the prefix), which renders an "
+            "ImplementationSpecific regex path that the rule leaves alone",
+        ),
+        (
+            "path",
+            "/etc/nginx",
+            "gateway.path: '/etc/nginx' holds '/etc/nginx', which ingress-nginx's deep inspection "
+            "(--deep-inspect, on by default) refuses in any Ingress path: choose another path",
         ),
         (
             "versionHeader",
@@ -664,6 +685,16 @@ def test_ingress_nginx_refuses_what_its_admission_rejects(
     )
     [line] = problems(text)
     assert line.split(": ", 1)[1] == message
+
+
+@pytest.mark.parametrize("path", ["/v1.0/churn", "/m~l"])
+def test_ingress_nginx_takes_any_path_with_strip_path(problems: Problems, path: str) -> None:
+    """stripPath (the default) renders an ImplementationSpecific regex path: strict-validate-
+    path-type leaves it alone (tests/test_gateway_traffic.py checks the rendered Ingresses)."""
+    text = MINIMAL.replace("type: istio", "type: ingress-nginx").replace(
+        "  host: models.example.com", f"  host: models.example.com\n  path: {path}"
+    )
+    assert problems(text) == []
 
 
 def test_the_service_gateway_refuses_rollout_steps_that_split_traffic(problems: Problems) -> None:

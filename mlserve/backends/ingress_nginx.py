@@ -38,9 +38,22 @@ if TYPE_CHECKING:
     from mlserve.traffic import TrafficState
 
 ANNOTATION = "nginx.ingress.kubernetes.io/"
-# internal/ingress/inspector/rules.go validPathType: with strict-validate-path-type (the default
-# since controller 1.12) a Prefix path may hold only these characters.
-_PATH_CHARS = re.compile(r"^/[A-Za-z0-9._/-]*$")
+# The admission webhook (internal/ingress/controller/controller.go CheckIngress) refuses an
+# Ingress whose path of pathType Prefix or Exact (any but ImplementationSpecific) does not match
+# internal/ingress/inspector/rules.go validPathType (inspector.go ValidatePathType), when the
+# configmap's strict-validate-path-type is on: its default since controller 1.12.0 (config.go;
+# changelog/controller-1.12.0.md). The rule as documented (docs/user-guide/nginx-configuration/
+# configmap.md, strict-validate-path-type) and as 1.12.0-1.12.5 and 1.13.0-1.13.1 enforce it:
+# letters, digits, '_', '-' and '/'. 1.12.6, 1.13.2 and 1.14.0 let '.' through too (#13798);
+# a spec should deploy behind any of them.
+_STRICT_PATH = re.compile(r"^/[A-Za-z0-9_/-]*$")
+# rules.go invalidEtcDir, invalidSecretsDir, invalidByLuaDirective: with --deep-inspect (on by
+# default) the webhook refuses an Ingress any of whose paths, of any type, contains one of these
+# (inspector/ingress.go inspectIngressRule). The alias and root patterns need a ';', which no
+# spec path holds.
+_DEEP_INSPECT = re.compile(
+    r"/etc/(passwd|shadow|group|nginx|ingress-controller)|/var/run/secrets|_by_lua"
+)
 # internal/ingress/annotations/parser/validators.go BasicCharsRegex, which canary-by-header and
 # canary-by-header-value must match (internal/ingress/annotations/canary/main.go).
 _BASIC_CHARS = re.compile(r"^[A-Za-z0-9._~:/-]+$")
@@ -48,15 +61,35 @@ _BASIC_CHARS = re.compile(r"^[A-Za-z0-9._~:/-]+$")
 
 def check(spec: Spec) -> list[tuple[str, str]]:
     problems = []
-    path = spec.gateway.path
-    if not _PATH_CHARS.match(path):
-        bad = sorted({c for c in path if not _PATH_CHARS.match("/" + c)})
+    written = spec.gateway.path
+    path, path_type = path_rule(spec)
+    if path_type != "ImplementationSpecific" and not _STRICT_PATH.match(path):
+        bad = sorted({c for c in path if not _STRICT_PATH.match("/" + c)})
+        dot = (
+            " (controllers 1.12.6, 1.13.2 and 1.14 on also take '.'; earlier 1.12 and 1.13 "
+            "ones refuse it)"
+            if "." in bad
+            else ""
+        )
         problems.append(
             (
                 "gateway.path",
-                f"'{path}' has characters ingress-nginx refuses in a path "
-                f"({', '.join(repr(c) for c in bad)}): it allows letters, digits, '.', '_', '-' "
-                "and '/' (strict-validate-path-type)",
+                f"'{written}' has characters ingress-nginx refuses in a Prefix path "
+                f"({', '.join(repr(c) for c in bad)}): with stripPath: false mlserve renders "
+                "pathType Prefix, and with its default strict-validate-path-type (controller "
+                "1.12 and later) ingress-nginx allows only letters, digits, '_', '-' and '/' "
+                f"there{dot}; rename the path, or set stripPath: true (the model then sees paths "
+                "without the prefix), which renders an ImplementationSpecific regex path that "
+                "the rule leaves alone",
+            )
+        )
+    refused = _DEEP_INSPECT.search(path)
+    if refused:
+        problems.append(
+            (
+                "gateway.path",
+                f"'{written}' holds '{refused.group()}', which ingress-nginx's deep inspection "
+                "(--deep-inspect, on by default) refuses in any Ingress path: choose another path",
             )
         )
     header = spec.gateway.version_header
