@@ -1822,6 +1822,19 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
                 False,
             )
         )
+    if spec.gateway.type == "ingress-nginx":
+        # kubernetes/ingress-nginx README, "Ingress NGINX Retirement"; its last commit released
+        # controller 1.15.1, 1.14.5 and 1.13.9.
+        notes.append(
+            (
+                ("gateway", "type"),
+                "note: ingress-nginx is retired: its maintenance ended in March 2026 and "
+                "1.15.1, 1.14.5 and 1.13.9 are its last releases, with no fixes to come, "
+                "security fixes included; type gateway-api carries the same canary split (an "
+                "HTTPRoute on your cluster's Gateway)",
+                False,
+            )
+        )
     routed = (spec.traffic.stable, spec.traffic.canary)
     idle = [i for i, v in enumerate(spec.versions) if v.name not in routed]
     if idle:

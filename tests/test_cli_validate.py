@@ -260,3 +260,20 @@ def test_the_schema_points_users_at_nothing_they_do_not_have() -> None:
     """Editors show descriptions on hover; DESIGN.md is not shipped to users."""
     text = json.dumps(json.loads(schema_text()))
     assert "DESIGN" not in text
+
+
+RETIRED = (
+    "gateway.type: note: ingress-nginx is retired: its maintenance ended in March 2026 and "
+    "1.15.1, 1.14.5 and 1.13.9 are its last releases, with no fixes to come, security fixes "
+    "included; type gateway-api carries the same canary split (an HTTPRoute on your cluster's "
+    "Gateway)"
+)
+
+
+def test_validate_notes_once_that_ingress_nginx_is_retired(in_root: None) -> None:
+    """Issue 19 item 6 (kubernetes/ingress-nginx README, "Ingress NGINX Retirement"): once per
+    ingress-nginx spec, at its gateway type, pointing to gateway-api; never for another gateway."""
+    result = CliRunner().invoke(app, ["validate", *EXAMPLES])
+    assert result.exit_code == 0
+    retired = [line for line in result.stderr.splitlines() if "retired" in line]
+    assert retired == [f"specs/ingress-nginx.yaml:11:9: {RETIRED}"]
