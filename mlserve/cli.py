@@ -479,6 +479,8 @@ def validate(
 
         problems: list[Problem] = []
         invalid = 0
+        errors_colour = output.colour(output.is_plain(sys.stdout))
+        notes_colour = output.colour(output.is_plain(sys.stderr) or json_out)
         for file in files:
             try:
                 spec = _load(file)
@@ -486,10 +488,10 @@ def validate(
                 problems.extend(e.problems)
                 invalid += 1
                 if not json_out:
-                    typer.echo("\n".join(str(p) for p in e.problems))
+                    typer.echo("\n".join(output.problem_line(p, errors_colour) for p in e.problems))
             else:
                 for note in spec.notes:  # notes and warnings: the spec stays valid (exit 0)
-                    typer.echo(str(note), err=True)
+                    typer.echo(output.problem_line(note, notes_colour), err=True)
                 if not json_out:
                     typer.echo(f"{'<stdin>' if str(file) == '-' else file}: valid")
         if json_out:

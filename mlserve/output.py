@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from mlserve.backends.base import Served
     from mlserve.engine import Event, Tally
+    from mlserve.errors import Problem
     from mlserve.live import TrafficReport
     from mlserve.ops import (
         Check,
@@ -87,6 +88,7 @@ def is_plain(stream: TextIO | None = None) -> bool:
 _COLOURS = {
     "error": "1;31",
     "warning": "33",
+    "note": "36",
     "ok": "32",
     "create": "32",
     "update": "33",
@@ -126,6 +128,23 @@ def display_kind(type_token: str) -> str:
     package, _, rest = type_token.partition(":")
     kind = rest.rsplit(":", 1)[-1] or type_token
     return kind if package == "kubernetes" else f"{package}:{kind}"
+
+
+def problem_line(problem: Problem, enabled: bool) -> str:
+    """A problem or note of a spec as `validate` prints it (file:line:column: path: message). In
+    colour, its place takes the colour of its severity, an error's, a warning's or a note's, and
+    so does the `warning:` or `note:` that starts a note's message."""
+    if not enabled:
+        return str(problem)
+    severity = next(
+        (s for s in ("warning", "note") if problem.message.startswith(f"{s}: ")), "error"
+    )
+    message = problem.message
+    if severity != "error":
+        message = paint(f"{severity}:", severity, True) + message[len(severity) + 1 :]
+    where = paint(f"{problem.file}:{problem.line}:{problem.column}:", severity, True)
+    path = f" {problem.path}:" if problem.path else ""
+    return f"{where}{path} {message}"
 
 
 def warnings_text(warnings: Sequence[str], plain: bool) -> list[str]:

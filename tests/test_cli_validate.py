@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -277,3 +278,87 @@ def test_validate_notes_once_that_ingress_nginx_is_retired(in_root: None) -> Non
     assert result.exit_code == 0
     retired = [line for line in result.stderr.splitlines() if "retired" in line]
     assert retired == [f"specs/ingress-nginx.yaml:11:9: {RETIRED}"]
+
+
+def _on_a_terminal(*args: str, **env: str) -> tuple[int, str]:
+    """`mlserve ARGS` with a pseudo-terminal as stdin, stdout and stderr, as typed at one; what
+    the terminal showed, with its line ends as "\n"."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CI", "MLSERVE_DEBUG")}
+    environ.update({"PYTHONPATH": str(ROOT), "TERM": "xterm-256color", **env})
+    master, terminal = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlserve", *args],
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            cwd=ROOT,
+            env=environ,
+        )
+    finally:
+        os.close(terminal)
+    shown = bytearray()
+    try:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the process has closed its side
+                break
+            if not chunk:
+                break
+            shown.extend(chunk)
+    finally:
+        os.close(master)
+    return process.wait(timeout=60), shown.decode().replace("\r\n", "\n")
+
+
+@pytest.fixture
+def three_kinds(tmp_path: Path) -> list[str]:
+    """An invalid spec (errors), a spec with a warning and one with notes."""
+    warned = tmp_path / "warned.yaml"
+    text = MINIMAL_IMAGE.format(image="ghcr.io/a/b:1").replace("type: istio", "type: kong")
+    host = "  host: models.example.com\n"
+    warned.write_text(text.replace(host, host + "  kong: {stripPath: false}\n"), encoding="utf-8")
+    return ["tests/specs/invalid-unknown-keys.yaml", str(warned), "specs/ingress-nginx.yaml"]
+
+
+RED, YELLOW, CYAN, END = "\x1b[1;31m", "\x1b[33m", "\x1b[36m", "\x1b[0m"
+
+
+def test_on_a_terminal_errors_warnings_and_notes_are_in_colour(three_kinds: list[str]) -> None:
+    """Issue 19 item 5: each line's place in its severity's colour (red, yellow, cyan), and the
+    word that starts a warning or a note in the same; output.py decides colour for all output."""
+    code, shown = _on_a_terminal("validate", *three_kinds)
+    assert code == 2
+    lines = shown.splitlines()
+    invalid, warned, _ = three_kinds
+    assert lines[0] == (
+        f"{RED}{invalid}:3:1:{END} gateway: 'host' is required for gateway type istio"
+    )
+    assert (
+        f"{YELLOW}{warned}:6:10:{END} gateway.kong.stripPath: {YELLOW}warning:{END} "
+        "kong.stripPath is deprecated; use gateway.stripPath, which applies to every gateway"
+    ) in lines
+    note = RETIRED.replace("note:", f"{CYAN}note:{END}")
+    assert f"{CYAN}specs/ingress-nginx.yaml:11:9:{END} {note}" in lines
+    _, plain = _on_a_terminal("validate", *three_kinds, NO_COLOR="1")
+    assert re.sub(r"\x1b\[[0-9;]*m", "", shown) == plain
+
+
+@pytest.mark.parametrize(
+    "env", [{"NO_COLOR": "1"}, {"CI": "true"}, {"TERM": "dumb"}], ids=["NO_COLOR", "CI", "dumb"]
+)
+def test_no_colour_with_no_color_ci_or_a_dumb_terminal(
+    three_kinds: list[str], env: dict[str, str]
+) -> None:
+    code, shown = _on_a_terminal("validate", *three_kinds, **env)
+    assert code == 2
+    assert "\x1b" not in shown
+    assert f"{three_kinds[0]}:3:1: gateway: 'host' is required" in shown
+
+
+def test_no_colour_without_a_terminal(three_kinds: list[str]) -> None:
+    result = run("validate", *three_kinds)
+    assert result.returncode == 2
+    assert "\x1b" not in result.stdout + result.stderr
+    assert result.stdout.startswith(f"{three_kinds[0]}:3:1: gateway: 'host' is required")
