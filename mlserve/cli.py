@@ -5,8 +5,9 @@ command imports what it needs inside its body.
 
 To add a command: `@app.command(rich_help_panel=...)` with a docstring whose first line is the
 summary and whose `Examples:` section shows one call; take the shared options below (`Stack`,
-`Project`, `Json`, ...); wrap the body in `with _errors(debug):`. Errors, --json error documents,
-exit codes and the help layout then come for free.
+`Project`, `Json`, ...); wrap the body in `with _errors(debug):` (`at_once=True` if it has
+nothing to finish when interrupted: Ctrl-C then ends the process at once). Errors, --json error
+documents, exit codes and the help layout then come for free.
 """
 
 from __future__ import annotations
