@@ -12,10 +12,11 @@ Why not KeyboardInterrupt throughout, caught at the top: where Python raises it 
 happens, and it can raise it anywhere.
 - While modules are imported or typer builds the commands (before any try of mlserve's), it ends
   in a traceback.
-- Under `python -m mlserve`, one that passes through code Python runs from a string (dataclasses,
-  typing and namedtuple do, at import) leaves CPython's _Py_UnhandledKeyboardInterrupt set even
-  when mlserve catches it and exits 130; the interpreter then kills itself with SIGINT at exit
-  (Modules/main.c pymain_run_module, Py_RunMain: status -2, after "error: interrupted").
+- Under `python -m mlserve`, one that passes through code run by exec or eval of a string
+  (dataclasses and namedtuple at import; typer as it reads the commands' annotations) leaves
+  CPython's _Py_UnhandledKeyboardInterrupt set (Python/pythonrun.c run_eval_code_obj) even when
+  mlserve catches it and exits 130: the interpreter then kills itself with SIGINT at exit
+  (Modules/main.c Py_RunMain: status -2, after "error: interrupted").
 - At exit, Python puts SIGINT back to its default action (Python/pylifecycle.c Py_FinalizeEx,
   _PySignal_Fini) and then tears down every module, the Pulumi SDK's included: for render a
   fifth of its CPU time (0.3 s), during which a Ctrl-C kills the process silently. Before that,
