@@ -574,7 +574,10 @@ def render(
                 rendering.write(resources, fmt, sys.stdout)
                 sys.stdout.flush()
         else:
-            for path in rendering.write_files(resources, Path(out), fmt):
+            # Interrupted, write_files removes its staging directory (render.py).
+            with interrupt.raising(teardown=False):
+                written = rendering.write_files(resources, Path(out), fmt)
+            for path in written:
                 typer.echo(f"wrote {path}")
         note = rendering.left_out(resources, fmt)
         if note:

@@ -3,10 +3,11 @@ something does.
 
 From its first line (mlserve/__main__.py) to its end, an mlserve process answers SIGINT with
 `at_once`: `error: interrupted` on stderr (with --json, also the error document on stdout), exit
-130, nothing else run. Only the body of a command with something to finish when interrupted (a
-Pulumi operation to cancel, a rollout step to record) gets Python's KeyboardInterrupt, while it
-runs (`raising`, around every command body but render's, validate's and schema's). A run that
-never raised ends the process itself (`end`), once its output is flushed.
+130, nothing else run. Only code with something to finish when interrupted gets Python's
+KeyboardInterrupt, while it runs (`raising`): the body of every command but render, validate and
+schema (a Pulumi operation to cancel, a rollout step to record), and render --out's writing (its
+staging directory to remove). A run that left nothing for Python's exit to finish ends the
+process itself (`end`), once its output is flushed.
 
 Why not KeyboardInterrupt throughout, caught at the top: where Python raises it decides what
 happens, and it can raise it anywhere.
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from types import FrameType
     from typing import NoReturn
 
-_state = {"raised": False}  # whether a command body ran with KeyboardInterrupt (`raising`)
+_state = {"raised": False}  # whether code that leaves work for Python's exit ran (`raising`)
 
 
 def _json_run() -> bool:
@@ -82,14 +83,15 @@ def install() -> None:
 
 
 @contextlib.contextmanager
-def raising() -> Iterator[None]:
-    """Ctrl-C as KeyboardInterrupt inside, for a command body that has something to finish;
-    `at_once` again after. Outside an mlserve process (the tests' CliRunner), or with SIGINT
-    ignored, the handler is left as it is."""
+def raising(*, teardown: bool = True) -> Iterator[None]:
+    """Ctrl-C as KeyboardInterrupt inside, for code that has something to finish when
+    interrupted; `at_once` again after. `teardown`: what runs inside may leave work for Python's
+    exit (threads, atexit functions), so the process ends through it (`end`). Outside an mlserve
+    process (the tests' CliRunner), or with SIGINT ignored, the handler is left as it is."""
     if signal.getsignal(signal.SIGINT) is not at_once:
         yield
         return
-    _state["raised"] = True
+    _state["raised"] = _state["raised"] or teardown
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
@@ -98,10 +100,10 @@ def raising() -> Iterator[None]:
 
 
 def end(code: int) -> NoReturn:
-    """End the process with `code`. A run that never raised KeyboardInterrupt (render, validate,
-    schema, help, a usage error) has nothing for Python's teardown to finish: flush the standard
-    streams and end here, so that no Ctrl-C can come after at_once has stopped answering. Others,
-    and a flush that fails, take Python's own way out."""
+    """End the process with `code`. A run that left nothing for Python's teardown to finish
+    (render, validate, schema, help, a usage error) flushes the standard streams and ends here,
+    so that no Ctrl-C can come after at_once has stopped answering. Others, and a flush that
+    fails, take Python's own way out."""
     if signal.getsignal(signal.SIGINT) is at_once and not _state["raised"]:
         try:
             for stream in (sys.stdout, sys.stderr):

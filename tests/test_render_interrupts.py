@@ -205,3 +205,42 @@ def test_a_render_started_with_sigint_ignored_keeps_ignoring_it(tmp_path: Path) 
     assert run.finish() == 0
     assert run.stderr() == ""
     assert run.stdout.read_text().startswith("---\n")
+
+
+# A Ctrl-C that lands while render --out writes its second file: the program stands in for the
+# moment (writing takes milliseconds), sending SIGINT to its own process from Path.open.
+INTERRUPT_WHILE_WRITING = """
+import os, signal, sys
+from pathlib import Path
+
+from mlserve import interrupt
+
+interrupt.install()
+opened = Path.open
+
+
+def open_(self, *args, **kwargs):
+    if ".mlserve-" in self.parent.name and any(self.parent.iterdir()):
+        os.kill(os.getpid(), signal.SIGINT)
+    return opened(self, *args, **kwargs)
+
+
+Path.open = open_
+sys.argv = ["mlserve", "render", sys.argv[1], "--out", sys.argv[2]]
+from mlserve.cli import main
+
+main()
+"""
+
+
+def test_ctrl_c_while_render_out_writes_leaves_no_staging_directory(tmp_path: Path) -> None:
+    """render --out writes its files in a staging directory first (render.py write_files): an
+    interrupt then removes it, and DIR does not appear."""
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_WHILE_WRITING, str(REPO / "specs" / "istio.yaml"), "out"],
+        capture_output=True, text=True, env=_env(tmp_path), cwd=work, timeout=120,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (130, INTERRUPTED)
+    assert list(work.iterdir()) == []
