@@ -135,6 +135,28 @@ EnvValue = str | Mapping[str, Any]
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """A HorizontalPodAutoscaler's bounds and targets (average utilization, in percent of the
+    pods' requests)."""
+
+    max: int
+    min: int = 1
+    cpu: int | None = None
+    memory: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Autoscale:
+        return cls(data["max"], data.get("min", 1), data.get("cpu"), data.get("memory"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"min": self.min, "max": self.max}
+        for key, value in (("cpu", self.cpu), ("memory", self.memory)):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+@dataclass(frozen=True)
 class Version:
     name: str
     image: str | None = None
@@ -153,6 +175,7 @@ class Version:
     probes: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: _frozen(None))
     pod: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))  # POD_FIELDS as written
     pod_annotations: Mapping[str, str] = field(default_factory=lambda: _frozen(None))
+    autoscale: Autoscale | None = None  # instead of replicas: an HPA sets them
 
     @classmethod
     def from_dict(cls, v: Mapping[str, Any]) -> Version:
@@ -173,12 +196,17 @@ class Version:
             probes=_deep_frozen(v.get("probes") or {}),
             pod=_deep_frozen({k: v[k] for k in POD_FIELDS if k in v}),
             pod_annotations=_frozen(v.get("podAnnotations")),
+            autoscale=Autoscale.from_dict(v["autoscale"]) if "autoscale" in v else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name}
         if self.image is not None:
-            d.update(image=self.image, port=self.port, replicas=self.replicas)
+            d.update(image=self.image, port=self.port)
+            if self.autoscale is None:
+                d["replicas"] = self.replicas
+            else:
+                d["autoscale"] = self.autoscale.to_dict()
         if self.url is not None:
             d["url"] = self.url
         if self.command:
@@ -211,6 +239,8 @@ class Traffic:
     canary: str | None = None
     weight: int = 0
     mirror: Mirror | None = None
+    canary_replicas: Literal["proportional"] | None = None  # None: the canary's own replicas
+    previous_replicas: int | None = None  # None: the old stable keeps its own replicas
 
 
 @dataclass(frozen=True)
@@ -491,6 +521,8 @@ class Spec:
                 mirror=Mirror.from_dict(data["traffic"]["mirror"])
                 if "mirror" in data["traffic"]
                 else None,
+                canary_replicas=data["traffic"].get("canaryReplicas"),
+                previous_replicas=data["traffic"].get("previousReplicas"),
             ),
             rollout=Rollout.from_dict(data["rollout"]) if "rollout" in data else None,
         )
@@ -574,6 +606,10 @@ class Spec:
             traffic["canary"] = self.traffic.canary
         if self.traffic.mirror is not None:
             traffic["mirror"] = self.traffic.mirror.to_dict()
+        if self.traffic.canary_replicas is not None:
+            traffic["canaryReplicas"] = self.traffic.canary_replicas
+        if self.traffic.previous_replicas is not None:
+            traffic["previousReplicas"] = self.traffic.previous_replicas
         out = {
             "apiVersion": API_VERSION,
             "name": self.name,
@@ -648,6 +684,7 @@ _OPTION_KEYS = {
 _IMAGE_ONLY_KEYS = (
     "port",
     "replicas",
+    "autoscale",
     "command",
     "args",
     "resources",
@@ -1558,6 +1595,7 @@ def _semantic_issues(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath
                     f"'{routed}' receives {share}% of the traffic and needs at least 1 replica",
                 )
     issues.extend(_mirror_issues(spec, index))
+    issues.extend(_capacity_issues(spec, raw_versions))
 
     if caps.max_versions is not None and len(spec.versions) > caps.max_versions:
         add(
@@ -1692,6 +1730,45 @@ def _url_issues(at: SpecPath, url: str) -> list[tuple[SpecPath, str, bool]]:
             "and '-', not starting or ending with '-'"
         )
     return [(at, f"{url}: {p}", False) for p in problems]
+
+
+def _capacity_issues(
+    spec: Spec, raw_versions: list[Mapping[str, Any]]
+) -> list[tuple[SpecPath, str, bool]]:
+    """autoscale: instead of replicas, with bounds in order and a utilization target whose
+    request the pods have (the autoscaler measures utilization as a share of the request:
+    Kubernetes pkg/controller/podautoscaler/replica_calculator.go, "missing request for")."""
+    issues: list[tuple[SpecPath, str, bool]] = []
+    for i, v in enumerate(spec.versions):
+        a = v.autoscale
+        if a is None or v.image is None:
+            continue
+        at: SpecPath = ("versions", i, "autoscale")
+        if "replicas" in raw_versions[i]:
+            issues.append(
+                (
+                    ("versions", i, "replicas"),
+                    "give replicas or autoscale, not both: the autoscaler sets the replicas",
+                    True,
+                )
+            )
+        if a.min > a.max:
+            issues.append(((*at, "min"), f"min {a.min} is more than max {a.max}", False))
+        if a.cpu is None and a.memory is None:
+            issues.append(
+                (at, "give cpu, memory or both: the utilization the autoscaler keeps", False)
+            )
+        for resource, target in (("cpu", a.cpu), ("memory", a.memory)):
+            if target is not None and resource not in v.requests:
+                issues.append(
+                    (
+                        (*at, resource),
+                        f"needs resources.requests.{resource}: the autoscaler measures {resource} "
+                        "utilization as a percent of the pods' request",
+                        False,
+                    )
+                )
+    return issues
 
 
 def _rollout_issues(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
