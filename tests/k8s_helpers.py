@@ -21,7 +21,7 @@ from mlserve.traffic import TrafficState
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = REPO.parent / "shared" / "schemas"
 K8S_GATEWAYS = ("istio", "gateway-api", "ingress-nginx")
-CORE_KINDS = {"Deployment", "Service", "Ingress"}
+CORE_KINDS = {"Deployment", "Service", "Ingress", "HorizontalPodAutoscaler"}
 CRD_SCHEMAS = {
     "VirtualService": "istio-virtualservice.strict.json",
     "DestinationRule": "istio-destinationrule.strict.json",

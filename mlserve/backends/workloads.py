@@ -7,7 +7,8 @@ Only call `declare` inside a running Pulumi program; importing this module never
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from mlserve.backends.base import Workload
@@ -21,6 +22,7 @@ from mlserve.readiness import (
 from mlserve.spec import PROBE_KINDS, overcommit_allowed, thawed
 
 if TYPE_CHECKING:
+    from mlserve.capacity import Scale
     from mlserve.spec import ProbeKind, Spec, Version
     from mlserve.traffic import TrafficState
 
@@ -76,9 +78,28 @@ def require_routed(traffic: TrafficState, workloads: Mapping[str, Workload]) -> 
         raise ValueError(f"traffic names versions without a workload: {', '.join(missing)}")
 
 
-def declare(spec: Spec) -> dict[str, Workload]:
-    """A Deployment and a Service for every version with an image, keyed by version name."""
-    return {v.name: _workload(spec, v) for v in spec.versions if v.image is not None}
+def declare(
+    spec: Spec, scales: Mapping[str, Scale], late: Collection[str] = ()
+) -> dict[str, Workload]:
+    """A Deployment (with its autoscaler, if any) and a Service for every version with an image,
+    keyed by version name, each run as `scales` says (capacity.py). A version in `late`, whose
+    capacity falls, gets only its Service here, and the routing does not wait on its pods:
+    `declare_late` adds its Deployment and autoscaler once the routing is declared."""
+    return {
+        v.name: _workload(spec, v, scales[v.name], v.name in late)
+        for v in spec.versions
+        if v.image is not None
+    }
+
+
+def declare_late(
+    spec: Spec, scales: Mapping[str, Scale], late: Collection[str], routing: Sequence[Any]
+) -> None:
+    """The Deployments and autoscalers of the versions in `late`, depending on the routing
+    resources: scaled down only after the traffic moved off them (capacity.py)."""
+    for v in spec.versions:
+        if v.image is not None and v.name in late:
+            _scaled(spec, v, scales[v.name], after=routing)
 
 
 # --- the Deployment and the Service ---------------------------------------------------------
@@ -94,7 +115,7 @@ def custom_timeouts(create: int, update: int) -> Any:
     return pulumi.CustomTimeouts(create=f"{create}s", update=f"{update}s")
 
 
-def _workload(spec: Spec, version: Version) -> Workload:
+def _workload(spec: Spec, version: Version, scale: Scale, late: bool = False) -> Workload:
     import pulumi
     import pulumi_kubernetes as k8s
 
@@ -102,13 +123,7 @@ def _workload(spec: Spec, version: Version) -> Workload:
     metadata = k8s.meta.v1.ObjectMetaArgs(
         name=name, namespace=spec.namespace, labels=labels(spec, version.name)
     )
-    timeouts = custom_timeouts(create_wait(version), update_wait(version))
-    deployment = k8s.apps.v1.Deployment(
-        name,
-        metadata=metadata,
-        spec=deployment_spec(spec, version),
-        opts=pulumi.ResourceOptions(custom_timeouts=timeouts),
-    )
+    scaled = () if late else _scaled(spec, version, scale)
     # The Service waits for a ready endpoint: as long as the pods' first start.
     service = k8s.core.v1.Service(
         name,
@@ -126,15 +141,47 @@ def _workload(spec: Spec, version: Version) -> Workload:
         service_name=name,
         port=SERVICE_PORT,
         dns_name=dns_name(spec, name),
-        resources=(deployment, service),
+        resources=(*scaled, service),
     )
 
 
-def deployment_spec(spec: Spec, version: Version) -> Any:
+def _scaled(
+    spec: Spec, version: Version, scale: Scale, after: Sequence[Any] = ()
+) -> tuple[Any, ...]:
+    """The version's Deployment, and its HorizontalPodAutoscaler if `scale` has one."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    name = spec.object_name(version.name)
+    hpa = autoscaler(spec, version, scale, after) if scale.hpa is not None else None
+    # An autoscaled Deployment waits for its autoscaler to be updated first (the floor it waits
+    # for is the autoscaler's to reach).
+    needs = [*after, *([hpa] if hpa is not None and scale.autoscaled else [])]
+    deployment = k8s.apps.v1.Deployment(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name,
+            namespace=spec.namespace,
+            labels=labels(spec, version.name),
+            annotations=deployment_annotations(scale),
+        ),
+        spec=deployment_spec(spec, version, scale.replicas),
+        opts=pulumi.ResourceOptions(
+            custom_timeouts=custom_timeouts(create_wait(version), update_wait(version)),
+            depends_on=needs or None,
+            # Left to the autoscaler: see deployment_annotations.
+            ignore_changes=["spec.replicas"] if scale.replicas is None else None,
+        ),
+    )
+    return (deployment, hpa) if hpa is not None else (deployment,)
+
+
+def deployment_spec(spec: Spec, version: Version, replicas: int | None) -> Any:
+    """`replicas` None: the Deployment leaves the count to an autoscaler."""
     import pulumi_kubernetes as k8s
 
     return k8s.apps.v1.DeploymentSpecArgs(
-        replicas=version.replicas,
+        replicas=replicas,
         selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector(spec, version.name)),
         progress_deadline_seconds=progress_deadline(version),
         # maxUnavailable 0 keeps full serving capacity during a rollout; maxSurge 1 (not 25%)
@@ -244,3 +291,95 @@ def _container(version: Version) -> dict[str, Any]:
         for kind in PROBE_KINDS:
             out[f"{kind}Probe"] = probe(version, kind)
     return out
+
+
+# --- capacity: replicas, the autoscaler, and what the provider waits for ----------------------
+#
+# pulumi-kubernetes updates an object by server-side apply, sending the declared object whole as
+# its applied configuration under its own field manager (provider/pkg/await/await.go `ssaUpdate`:
+# an ApplyPatchType patch of the inputs). A field the configuration leaves out is removed if that
+# manager alone owned it, and the API server defaults it again (spec.replicas back to 1: the
+# Kubernetes docs' server-side apply page, "Transferring ownership"); a field another manager
+# owns is left as it is. The autoscaler controller sets spec.replicas through the scale
+# subresource, which makes it the field's owner. So an autoscaled Deployment leaves `replicas`
+# out: created that way it never owns the count, and a later deploy leaves the autoscaler's count
+# alone. One that had a fixed count owns it until the autoscaler first scales it: there
+# `ignore_changes` on spec.replicas makes the provider send the live count while the field is
+# still its own, and leave it out once another manager owns it (await.go
+# `handleSSAIgnoreFields`), so turning a version autoscaled never drops it to 1 pod.
+
+WAIT_FOR = "pulumi.com/waitFor"
+PATCH_FORCE = "pulumi.com/patchForce"
+
+
+def ready_condition(floor: int) -> str:
+    """`pulumi.com/waitFor` for an autoscaled Deployment: the rollout is complete (Progressing,
+    reason NewReplicaSetAvailable, what the provider's own Deployment await checks:
+    provider/pkg/await/deployment.go) and at least `floor` pods are Ready. The annotation replaces
+    the provider's await (provider/pkg/metadata/overrides.go `ReadyCondition`; await.go `Update`),
+    which would count only the replicas the Deployment has when the update lands, before the
+    autoscaler raised them to its new min (it acts within its sync period, 15 s by default).
+
+    JSONPath as RFC 9535 (the provider parses it with github.com/theory/jsonpath, after
+    splitting `path=value` on a single `=`, so the count is compared with `>`, not `>=`); the
+    provider also waits until status.observedGeneration is current (condition/jsonpath.go)."""
+    return json.dumps(
+        [
+            "jsonpath={.status.conditions[?@.type=='Progressing'].reason}=NewReplicaSetAvailable",
+            f"jsonpath={{$[?@.readyReplicas > {floor - 1}]}}",
+        ]
+    )
+
+
+def deployment_annotations(scale: Scale) -> dict[str, str] | None:
+    """The Deployment's own annotations (not its pods'): what the provider waits for when an
+    autoscaler sets the count, and a forced apply when mlserve sets a count an autoscaler may
+    own (pulumi.com/patchForce, await.go `patchForce`; capacity.Scale.take)."""
+    out = {}
+    if scale.autoscaled and scale.floor > 0:
+        out[WAIT_FOR] = ready_condition(scale.floor)
+    if scale.take:
+        out[PATCH_FORCE] = "true"
+    return out or None
+
+
+def autoscaler(spec: Spec, version: Version, scale: Scale, after: Sequence[Any] = ()) -> Any:
+    """The version's HorizontalPodAutoscaler (autoscaling/v2), scaling its Deployment between
+    the bounds `scale` gives, on the average utilization of the pods' requests."""
+    import pulumi
+    import pulumi_kubernetes as k8s
+
+    assert scale.hpa is not None and version.autoscale is not None
+    name = spec.object_name(version.name)
+    low, high = scale.hpa
+    metrics = [
+        k8s.autoscaling.v2.MetricSpecArgs(
+            type="Resource",
+            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                name=resource,
+                target=k8s.autoscaling.v2.MetricTargetArgs(
+                    type="Utilization", average_utilization=percent
+                ),
+            ),
+        )
+        for resource, percent in (
+            ("cpu", version.autoscale.cpu),
+            ("memory", version.autoscale.memory),
+        )
+        if percent is not None
+    ]
+    return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=name, namespace=spec.namespace, labels=labels(spec, version.name)
+        ),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind="Deployment", name=name
+            ),
+            min_replicas=low,
+            max_replicas=high,
+            metrics=metrics,
+        ),
+        opts=pulumi.ResourceOptions(depends_on=list(after) or None),
+    )
