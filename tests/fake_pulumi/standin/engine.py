@@ -524,6 +524,7 @@ class Deployment:
                     "is due to a change of providers mixed with --target. Change your program back "
                     "to the original providers"
                 )
+            self._same_dependencies(old)
             self.run_step(Step("same", urn, typ, old, old))
             return old, False
         self._check_skipped_dependencies(new)
@@ -550,7 +551,9 @@ class Deployment:
         if changed:
             new.id = old.id
             new.outputs = (
-                providers.outputs(typ, new.inputs, self.o.preview) if new.custom else new.inputs
+                providers.outputs(typ, new.inputs, self.o.preview, old.outputs)
+                if new.custom
+                else new.inputs
             )
             new.created, new.modified = old.created, now()
             self.run_step(Step("update", urn, typ, old, new, diffs=changed))
@@ -558,6 +561,20 @@ class Deployment:
         same = new.copy(id=old.id, outputs=old.outputs, created=old.created, modified=old.modified)
         self.run_step(Step("same", urn, typ, old, same))
         return same, False
+
+    def _same_dependencies(self, old: Res) -> None:
+        """step_generator.go, an untargeted resource's SameStep (`getDependencySteps`): its old
+        dependencies that have no step yet get SameSteps of their old states first, depth first,
+        and their URNs count as seen, so the program registering one of them later is a
+        duplicate URN (`generateURN`). Only the recorded dependencies are followed here, not
+        parents or providers."""
+        for dep in old.dependencies:
+            dep_old = self.old_by_urn.get(dep)
+            if dep_old is None or dep in self.urns or dep in self.handled:
+                continue
+            self.urns.add(dep)
+            self._same_dependencies(dep_old)
+            self.run_step(Step("same", dep, dep_old.type, dep_old, dep_old))
 
     def _provider_replaces(self, old_ref: str, new_ref: str) -> bool:
         """step_generator.go providerChanged: the new provider's DiffConfig decides. The stand-in's

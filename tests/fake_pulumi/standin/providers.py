@@ -83,7 +83,9 @@ COMPUTED: dict[str, dict[str, str]] = {
 }
 
 
-def outputs(type_token: str, inputs: dict[str, Any], preview: bool) -> dict[str, Any]:
+def outputs(
+    type_token: str, inputs: dict[str, Any], preview: bool, old: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What Create/Update return: the inputs, plus the computed outputs the provider fills in."""
     out = dict(inputs)
     values = plain(inputs)
@@ -92,7 +94,26 @@ def outputs(type_token: str, inputs: dict[str, Any], preview: bool) -> dict[str,
             out[key] = UNKNOWN
         else:
             out[key] = re.sub(r"{(\w+)}", lambda m: str(values.get(m.group(1), "")), template)
+    if type_token == "kubernetes:apps/v1:Deployment" and not preview:
+        out.update(_deployment_live(values, plain(old or {})))
     return out
+
+
+def _deployment_live(inputs: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """A Deployment as pulumi-kubernetes returns it after its await (provider/pkg/await: the
+    live object once the rollout is complete, deployment.go): spec.replicas as the API server
+    keeps it (the declared count; without one, the live count, which an autoscaler may have set,
+    or the API server's default of 1 for a new object: apps/v1 SetDefaults_Deployment) and a
+    status with that many replicas Ready. No autoscaler runs here: the count it would set is
+    not imitated."""
+    spec = dict(inputs.get("spec") or {})
+    live = (old.get("spec") or {}).get("replicas")
+    replicas = spec.get("replicas", live if isinstance(live, int | float) else 1)
+    spec["replicas"] = replicas
+    status = {"replicas": replicas, "updatedReplicas": replicas}
+    if replicas:  # Kubernetes leaves zero counts out of a Deployment's status
+        status.update(readyReplicas=replicas, availableReplicas=replicas)
+    return {"spec": spec, "status": status}
 
 
 def package(type_token: str) -> str:
