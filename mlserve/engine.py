@@ -689,6 +689,16 @@ class StackState:
     providers: Mapping[str, str]  # package -> version of its default provider
     plugins: frozenset[str]  # every provider package the state uses (default or explicit)
     pending_creates: tuple[tuple[str, str], ...]  # (type, name) of creates left pending
+    dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)  # urn -> its deps
+    # (type, name) -> outputs of each Deployment and HorizontalPodAutoscaler: what status shows
+    workloads: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+
+
+# The resource types whose outputs StackState keeps (status reads their replica counts).
+WORKLOAD_TYPES = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+)
 
 
 # A secret in a checkpoint: {SECRET_SIG: SECRET_VALUE, "ciphertext": ...}
@@ -743,6 +753,16 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
         providers=providers,
         plugins=frozenset(plugins),
         pending_creates=pending,
+        dependencies={
+            r["urn"]: frozenset(r.get("dependencies") or ())
+            for r in resources
+            if "urn" in r and r.get("dependencies")
+        },
+        workloads={
+            _urn_name(r["urn"]): _masked(r.get("outputs") or {})
+            for r in resources
+            if r.get("type") in WORKLOAD_TYPES and "urn" in r and not r.get("delete")
+        },
     )
 
 

@@ -15,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from mlserve import capacity
 from mlserve.backends.base import CAPABILITIES
+from mlserve.capacity import Change
 from mlserve.engine import (
     PLUGIN_PACKAGES,
+    WORKLOAD_TYPES,
     Engine,
     Event,
     HistoryEntry,
@@ -185,6 +188,7 @@ class TrafficReport:
     tally: Tally | None = None
     dry_run: bool = False  # a preview of the update: nothing was changed
     steps: list[Event] = field(default_factory=list)  # dry run: what would change
+    capacity: tuple[Change, ...] = ()  # the versions whose replicas the update changes
 
     def to_json(self) -> dict[str, Any]:
         def state(s: TrafficState | None) -> dict[str, Any] | None:
@@ -209,6 +213,7 @@ class TrafficReport:
             "targets": list(self.targets) if self.targets is not None else None,
             "dryRun": self.dry_run,
             "steps": [s.step_json() for s in self.steps],
+            "capacity": [c.to_json() for c in self.capacity],
             "warnings": self.warnings,
         }
 
@@ -321,6 +326,40 @@ def _routing_targets(eng: Engine, live: Live, new: TrafficState) -> list[str]:
     return sorted(declared | (held & live.held.urns))
 
 
+def _urn(eng: Engine, type_: str, name: str) -> str:
+    """A child of the stack's URN (deployment.go `generateURN`: the stack's own name)."""
+    return (
+        f"urn:pulumi:{eng.target.stack.rsplit('/', 1)[-1]}::{eng.target.project}::{type_}::{name}"
+    )
+
+
+def capacity_targets(
+    eng: Engine, live: Live, routing: list[str], changed: frozenset[str]
+) -> list[str]:
+    """The Deployments and autoscalers a routing update must also update.
+
+    Those of the versions whose replicas change (capacity.changed); and any the last update
+    made wait on the routing (a version scaled down after the traffic moved): an untargeted
+    resource keeps its recorded dependencies, and the engine then steps the routing resource it
+    depends on before the program registers it, which fails as a duplicate URN
+    (pkg/resource/deploy/step_generator.go, the untargeted SameStep's `getDependencySteps`, and
+    `generateURN`). Targeted, it is registered with the dependencies the program gives it now.
+    """
+    deployment, autoscaler = WORKLOAD_TYPES
+    wanted = set()
+    for v in live.spec.versions:
+        if v.image is None:
+            continue
+        name = live.spec.object_name(v.name)
+        urns = [_urn(eng, deployment, name)]
+        if v.autoscale is not None:
+            urns.append(_urn(eng, autoscaler, name))
+        for urn in urns:
+            if v.name in changed or live.held.dependencies.get(urn, frozenset()) & set(routing):
+                wanted.add(urn)
+    return sorted(wanted)
+
+
 def routing_update(
     eng: Engine,
     command: str,
@@ -331,8 +370,10 @@ def routing_update(
     *,
     dry_run: bool = False,
 ) -> TrafficReport:
-    """Update only the routing resources (DESIGN.md section 4), recording the new state, the
-    spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved past `live`.
+    """Update only the routing resources (DESIGN.md section 4), and the Deployments and
+    autoscalers of the versions whose replicas follow the traffic (capacity.py), recording the
+    new state, the spec and `extra_config`; refused (exit 6, nothing changed) if the stack moved
+    past `live`.
 
     With `dry_run`, a Pulumi preview of that same update (same program, config and targets)
     instead: the report says what would change, and nothing is changed. A routing-only command
@@ -340,10 +381,14 @@ def routing_update(
     """
     eng.ensure_plugins(plugins_for(live.spec))
     _check_providers(eng, live)
-    targets = _routing_targets(eng, live, new)
+    routing = _routing_targets(eng, live, new)
+    before = capacity.plan(live.spec, live.state)
+    after = capacity.settle(capacity.plan(live.spec, new), before)
+    targets = routing + capacity_targets(eng, live, routing, capacity.changed(before, after))
+    scaled = tuple(capacity.changes(before, after))
     config = {**(extra_config or {}), **recorded_config(new, live.spec)}
     if dry_run:
-        preview = eng.preview(build_program(live.spec, new), config, target=targets)
+        preview = eng.preview(build_program(live.spec, new, before), config, target=targets)
         return TrafficReport(
             command=command,
             project=eng.target.project,
@@ -358,9 +403,10 @@ def routing_update(
             tally=preview.tally,
             dry_run=True,
             steps=preview.steps,
+            capacity=scaled,
         )
     up = eng.up(
-        build_program(live.spec, new),
+        build_program(live.spec, new, before),
         message=command,
         config=config,
         expect=live.mark,
@@ -379,4 +425,5 @@ def routing_update(
         targets=tuple(targets),
         warnings=warnings + up.warnings,
         tally=up.tally,
+        capacity=scaled,
     )

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlserve import engine, readiness, traffic
+from mlserve import capacity, engine, readiness, traffic
 from mlserve.backends import inference_pool
 from mlserve.backends.base import (
     CAPABILITIES,
@@ -27,6 +27,7 @@ from mlserve.backends.base import (
     served,
 )
 from mlserve.backends.base import notes as gateway_notes
+from mlserve.capacity import Change, Scale
 from mlserve.engine import (
     PLUGIN_PACKAGES,
     Engine,
@@ -168,6 +169,7 @@ class PlanReport:
     warnings: list[str]
     tally: Tally | None = None
     served: Served | None = None  # what the gateway really sends, where not the spec's split
+    capacity: tuple[Change, ...] = ()  # the versions whose replicas the update changes
 
     @property
     def pending(self) -> bool:
@@ -190,6 +192,7 @@ class PlanReport:
                 "served": self.served.to_json() if self.served else None,
             },
             "versions": list(self.versions),
+            "capacity": [c.to_json() for c in self.capacity],
             "steps": [s.step_json() for s in self.steps],
             "warnings": self.warnings,
         }
@@ -261,6 +264,9 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
     warnings += [message for _, message in gateway_notes(spec, new)]
     warnings += [message for _, message in readiness.notes(spec)]
     effective, notes = effective_spec(spec, new, live)
+    before = capacity.plan(live.spec, live.traffic) if live else None
+    after = capacity.settle(capacity.plan(effective, new), before)
+    warnings += _capacity_notes(effective, new, after)
     report = PlanReport(
         project=eng.target.project,
         stack=eng.target.stack,
@@ -272,9 +278,10 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         steps=[],
         warnings=ignored + warnings + notes,
         served=served(effective, new),
+        capacity=tuple(capacity.changes(before, after)),
     )
     return _Prepared(
-        build_program(effective, new),
+        build_program(effective, new, before),
         recorded_config(new, effective),
         Mark.of(entries),
         report,
@@ -404,6 +411,20 @@ def promote(
         words.append(f"--expect-weight {expect_weight}")
     ended = _mirror_ended(live.state, new, f"{live.state.canary} now serves traffic itself")
     return routing_update(eng, " ".join(words), live, new, ended, dry_run=dry_run)
+
+
+def _capacity_notes(spec: Spec, new: TrafficState, scales: Mapping[str, Scale]) -> list[str]:
+    """What plan says about a previous stable kept at fewer pods: a rollback to it waits."""
+    previous = new.previous
+    if previous is None or previous not in scales or scales[previous].why != "previous":
+        return []
+    runs = scales[previous]
+    pods = "no pods" if runs.floor == 0 else f"{runs.describe()} pods"
+    return [
+        f"{previous}, the previous stable, keeps {pods} (traffic.previousReplicas): "
+        f"`mlserve rollback` to it scales it back and moves traffic only once its pods are "
+        "Ready, so it is not instant"
+    ]
 
 
 def _mirror_ended(before: TrafficState, after: TrafficState, why: str) -> list[str]:
@@ -563,7 +584,8 @@ def _reapply(eng: Engine, revision: int, dry_run: bool = False) -> TrafficReport
         warnings.append(f"{e.damage}; this update replaces it")
     eng.ensure_plugins(plugins_for(chosen.spec))
     command = f"mlserve rollback --to {revision}"
-    program = build_program(chosen.spec, chosen.traffic)
+    scales = capacity.plan(before.spec, before.traffic) if before else None
+    program = build_program(chosen.spec, chosen.traffic, scales)
     config = recorded_config(chosen.traffic, chosen.spec)
     if dry_run:
         preview = eng.preview(program, config)
@@ -659,6 +681,77 @@ def _row(entry: HistoryEntry) -> HistoryRow:
 
 
 @dataclass(frozen=True)
+class Running:
+    """What one image version runs, as the stack's state shows its Deployment and autoscaler:
+    as the last update left them (the provider records the object it awaited), or as the
+    cluster has them now after `status --refresh`."""
+
+    version: str
+    role: str  # stable, canary, previous, mirrored, or "" for an idle version
+    weight: int | None  # its share of unpinned traffic; None: not routed
+    desired: int | None  # the Deployment's spec.replicas; None: not in the state
+    ready: int | None  # its status.readyReplicas; None: the state holds no status
+    autoscaler: tuple[int, int] | None  # the HorizontalPodAutoscaler's min and max, if any
+    planned: Scale  # what mlserve declared for it (capacity.py)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "role": self.role or None,
+            "weight": self.weight,
+            "replicas": self.desired,
+            "ready": self.ready,
+            "autoscaler": {"min": self.autoscaler[0], "max": self.autoscaler[1]}
+            if self.autoscaler
+            else None,
+            "planned": self.planned.to_json(),
+        }
+
+
+def _int(value: Any) -> int | None:
+    """A count from a checkpoint: JSON numbers may come back as floats."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def running(record: Record, held: StackState) -> list[Running]:
+    """Each image version of the live record with its replicas, desired and Ready, from the
+    stack's state (StackState.workloads)."""
+    spec, state = record.spec, record.traffic
+    planned = capacity.plan(spec, state)
+    roles = {state.stable: "stable"}
+    if state.canary:
+        roles[state.canary] = "canary"
+    if state.previous:
+        roles[state.previous] = "previous"
+    if state.mirror:
+        roles.setdefault(state.mirror.version, "mirrored")
+    weights = state.weights()
+    deployment, autoscaler = engine.WORKLOAD_TYPES
+    out = []
+    for name, scale in planned.items():
+        obj = spec.object_name(name)
+        dep = held.workloads.get((deployment, obj))
+        hpa = held.workloads.get((autoscaler, obj))
+        desired = ready = None
+        if dep is not None:
+            desired = _int((dep.get("spec") or {}).get("replicas"))
+            status = dep.get("status")
+            if isinstance(status, Mapping):  # Kubernetes leaves out a count of 0
+                ready = _int(status.get("readyReplicas")) or 0
+        bounds = None
+        if hpa is not None:
+            hpa_spec = hpa.get("spec") or {}
+            low, high = _int(hpa_spec.get("minReplicas")), _int(hpa_spec.get("maxReplicas"))
+            bounds = (low or 1, high) if high is not None else None
+        out.append(
+            Running(name, roles.get(name, ""), weights.get(name), desired, ready, bounds, scale)
+        )
+    return out
+
+
+@dataclass(frozen=True)
 class StatusReport:
     project: str
     stack: str
@@ -673,6 +766,7 @@ class StatusReport:
     notes: list[str] = field(default_factory=list)
     rollout: RolloutStatus | None = None
     served: Served | None = None  # what the gateway really sends, where not the spec's split
+    replicas: list[Running] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -683,6 +777,7 @@ class StatusReport:
             "traffic": self.traffic.to_dict() if self.traffic else None,
             "weights": dict(self.weights),
             "versions": list(self.versions),
+            "replicas": [r.to_json() for r in self.replicas],
             "lastUpdate": self.last.to_json() if self.last else None,
             "drift": dict(self.drift) if self.drift is not None else None,
             "notes": self.notes,
@@ -739,10 +834,13 @@ def status(
     live = live_record(entries)
     held = eng.state()
     drift, notes = None, []
+    read = held
     if refresh:
         changes = eng.refresh()
         drift = {op: n for op, n in changes.items() if op != "same" and n}
         notes += _cleared(held)
+        if live is not None and any(v.image for v in live.spec.versions):
+            read = eng.state()  # the replicas and Ready counts the refresh read
     notes += _failed_since(entries, live)
     endpoint = held.outputs.get("endpoint")
 
@@ -764,6 +862,7 @@ def status(
             else None
         ),
         served=served(live.spec, live.traffic) if live else None,
+        replicas=running(live, read) if live else [],
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from mlserve import ops, traffic
 from mlserve import rollout as ro
+from mlserve.capacity import Change
 from mlserve.engine import Engine, Sink, Target
 from mlserve.errors import Interrupted, PreconditionError, UsageError
 from mlserve.live import Live, read_live, routing_update
@@ -66,6 +67,7 @@ class Update:
     revision: int | None
     before: TrafficState
     after: TrafficState
+    capacity: tuple[Change, ...] = ()  # the versions whose replicas the step changed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +75,7 @@ class Update:
             "revision": self.revision,
             "before": self.before.weights(),
             "after": self.after.weights(),
+            "capacity": [c.to_json() for c in self.capacity],
         }
 
 
@@ -200,7 +203,7 @@ class _Run:
             )
         extra = {ro.ROLLOUT_KEY: json.dumps(progress.to_dict(), sort_keys=True)}
         report = routing_update(self.eng, command, live, new, [], extra_config=extra)
-        update = Update(command, report.revision, live.state, new)
+        update = Update(command, report.revision, live.state, new, report.capacity)
         self.updates.append(update)
         self.progress = progress
         self.live = replace(live, record=replace(live.record, traffic=new))

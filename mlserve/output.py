@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from mlserve.backends.base import Served
+    from mlserve.capacity import Change
     from mlserve.engine import Event, Tally
     from mlserve.errors import Problem
     from mlserve.live import TrafficReport
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
         DestroyReport,
         HistoryRow,
         PlanReport,
+        Running,
         SetupReport,
         StatusReport,
     )
@@ -432,9 +434,26 @@ def render_plan(report: PlanReport, plain: bool) -> str:
     lines.append(state_bars(report.traffic, plain))
     if report.served is not None:
         lines.append(f"  {describe_served(report.served)}")
+    lines += capacity_lines(report.capacity, planned=True)
     lines.append(f"  resources: {_counts(report.changes, planned=True, tally=report.tally)}")
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
+
+
+def capacity_lines(changes: Sequence[Change], planned: bool) -> list[str]:
+    """`  replicas: v2 1 -> 2, Ready before the weight moved`, one line a version."""
+    out = []
+    for c in changes:
+        if c.when == "before":
+            when = "Ready before the traffic moves" if planned else "Ready before the traffic moved"
+        else:
+            when = (
+                "scaled down after the traffic moves"
+                if planned
+                else "scaled down after the traffic moved"
+            )
+        out.append(f"  replicas: {c.version} {c.before.describe()} -> {c.after.describe()}, {when}")
+    return out
 
 
 def render_deploy(report: DeployReport, plain: bool) -> str:
@@ -480,7 +499,30 @@ def render_status(report: StatusReport, plain: bool) -> str:
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     bars = state_bars(report.traffic, plain) if report.traffic else ""
     notes = "".join(f"\nnote: {n}" for n in report.notes)
-    return text + ("\n" + bars if bars else "") + notes
+    replicas = "\n" + replicas_table(report.replicas) if report.replicas else ""
+    return text + replicas + ("\n" + bars if bars else "") + notes
+
+
+def replicas_table(rows: Sequence[Running]) -> str:
+    """Each image version's weight beside its replicas, desired and Ready, and its autoscaler."""
+
+    def count(n: int | None) -> str:
+        return "?" if n is None else str(n)
+
+    return table(
+        ["VERSION", "ROLE", "WEIGHT", "REPLICAS", "READY", "AUTOSCALER"],
+        [
+            [
+                r.version,
+                r.role or "-",
+                "-" if r.weight is None else f"{r.weight}%",
+                count(r.desired),
+                count(r.ready),
+                f"{r.autoscaler[0]}..{r.autoscaler[1]}" if r.autoscaler else "-",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def render_history(rows: Sequence[HistoryRow]) -> str:
@@ -530,6 +572,7 @@ def render_traffic_change(report: TrafficReport, plain: bool) -> str:
         lines.append(state_bars(report.before, plain))
     lines.append(f"  after:  {describe_traffic(report.after)}")
     lines.append(state_bars(report.after, plain))
+    lines += capacity_lines(report.capacity, planned=report.dry_run)
     lines += warnings_text(report.warnings, plain)
     return "\n".join(lines)
 
@@ -541,7 +584,9 @@ def _update_counts(report: TrafficReport) -> str:
     if report.targets is None:
         return f"full update: {_counts(report.changes, planned, tally)}"
     n = len(report.targets)
-    head = f"routing only ({n} resource{'' if n == 1 else 's'} targeted)"
+    scaled = ", ".join(c.version for c in report.capacity)
+    scope = f"routing and the replicas of {scaled}" if scaled else "routing only"
+    head = f"{scope} ({n} resource{'' if n == 1 else 's'} targeted)"
     if tally is None or not tally.ops:
         return f"{head}: {_counts(report.changes, planned, tally)}"
     targeted = tally.among(report.targets)
@@ -693,6 +738,8 @@ class RolloutView:
         }.get(progress.status, f"Step {progress.step + 1}/{steps}")
         self._print(f"{what}{rev}: {describe_traffic(update.after)}")
         self._print(state_bars(update.after, self.plain))
+        for line in capacity_lines(update.capacity, planned=False):
+            self._print(line)
         self._widths = None  # a fresh table header after each step
 
     def measured(self, progress: RolloutProgress, round_: list[Measurement], limit: int) -> None:

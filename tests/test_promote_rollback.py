@@ -195,6 +195,7 @@ def test_json_output_has_before_and_after(fake: Fake) -> None:
         "targets": ROUTES,
         "dryRun": False,
         "steps": [],
+        "capacity": [],
         "warnings": [],
     }
     back = json.loads(ok("rollback", *PROJECT, "--json").stdout)
