@@ -1943,6 +1943,48 @@ def _notes(spec: Spec, data: Mapping[str, Any]) -> list[tuple[SpecPath, str, boo
                     )
                 )
     notes += _regex_notes(spec)
+    notes += _capacity_notes(spec)
+    return notes
+
+
+def _capacity_notes(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
+    """What canaryReplicas and previousReplicas do with this spec (capacity.py)."""
+    from mlserve import capacity
+    from mlserve.traffic import initial
+
+    t = spec.traffic
+    notes: list[tuple[SpecPath, str, bool]] = []
+    state = initial(spec)
+    scales = capacity.plan(spec, state)
+    if t.canary_replicas == "proportional" and t.canary in scales and t.stable in scales:
+        runs = scales[t.canary]
+        count = runs.floor
+        what = f"{count} replica{'s' if count != 1 else ''}"
+        if runs.autoscaled:
+            what = f"an autoscaler min of {count}"
+        notes.append(
+            (
+                ("traffic", "canaryReplicas"),
+                f"note: the canary {t.canary} runs {what} at {capacity.canary_share(state)}% "
+                f"(proportional to {t.stable}'s {scales[t.stable].floor}); a promote starts new "
+                "replicas and waits until they are Ready before raising the weight, and stops "
+                "them only after lowering it",
+                False,
+            )
+        )
+    n = t.previous_replicas
+    if n is not None:
+        pods = "no pods" if n == 0 else f"{n} pod{'s' if n != 1 else ''}"
+        notes.append(
+            (
+                ("traffic", "previousReplicas"),
+                f"note: after promote --complete the old stable keeps {pods}; a rollback to it "
+                "first scales it back and moves traffic only once its pods are Ready, so it is "
+                "no longer instant: it takes as long as the model takes to start"
+                + (" (it serves nothing until then)" if n == 0 else ""),
+                False,
+            )
+        )
     return notes
 
 

@@ -15,7 +15,7 @@ from mlserve import capacity, traffic
 from mlserve.capacity import Scale
 from mlserve.spec import Spec
 from mlserve.traffic import Mirror, TrafficState
-from tests.k8s_helpers import spec_dict
+from tests.k8s_helpers import REPO, spec_dict
 
 
 def spec(
@@ -193,3 +193,19 @@ def test_describe_and_json() -> None:
     change = capacity.Change("v2", Scale(1), Scale(2, why="proportional"))
     assert change.to_json()["when"] == "before"
     assert dataclasses.replace(change, after=Scale(0)).when == "after"
+
+
+def test_validate_says_what_proportional_and_previous_replicas_do() -> None:
+    from mlserve.spec import load_spec
+
+    loaded = load_spec(REPO / "tests" / "specs" / "valid-capacity.yaml")
+    notes = [str(n).split(": ", 1)[1] for n in loaded.notes if "Replicas" in str(n)]
+    assert notes == [
+        "traffic.canaryReplicas: note: the canary v2 runs an autoscaler min of 1 at 10% "
+        "(proportional to v1's 4); a promote starts new replicas and waits until they are Ready "
+        "before raising the weight, and stops them only after lowering it",
+        "traffic.previousReplicas: note: after promote --complete the old stable keeps no pods; "
+        "a rollback to it first scales it back and moves traffic only once its pods are Ready, "
+        "so it is no longer instant: it takes as long as the model takes to start (it serves "
+        "nothing until then)",
+    ]
