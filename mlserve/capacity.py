@@ -56,13 +56,16 @@ class Scale:
         return self.hpa is not None and self.replicas is None
 
     def describe(self) -> str:
-        """`4`, `2..12 (autoscaled)`, `0 (autoscaler paused)`."""
+        """`4`, `2..12 (autoscaled)`, `0 (autoscaler paused)`, `2, then 2..12 (autoscaled)`."""
         if self.hpa is None:
             return str(self.replicas)
-        if self.replicas is not None:
-            return f"{self.replicas} (autoscaler paused)"
         low, high = self.hpa
-        return f"{low} (autoscaled)" if low == high else f"{low}..{high} (autoscaled)"
+        bounds = f"{low} (autoscaled)" if low == high else f"{low}..{high} (autoscaled)"
+        if self.replicas == 0:
+            return "0 (autoscaler paused)"
+        if self.replicas is not None:  # set once, as a version wakes from 0
+            return f"{self.replicas}, then {bounds}"
+        return bounds
 
     def to_json(self) -> dict[str, object]:
         return {

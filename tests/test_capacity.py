@@ -209,3 +209,7 @@ def test_validate_says_what_proportional_and_previous_replicas_do() -> None:
         "so it is no longer instant: it takes as long as the model takes to start (it serves "
         "nothing until then)",
     ]
+
+
+def test_a_woken_version_says_it_is_autoscaled_again() -> None:
+    assert Scale(2, (2, 12), take=True).describe() == "2, then 2..12 (autoscaled)"
