@@ -740,6 +740,12 @@ def running(record: Record, held: StackState) -> list[Running]:
             status = dep.get("status")
             if isinstance(status, Mapping):  # Kubernetes leaves out a count of 0
                 ready = _int(status.get("readyReplicas")) or 0
+                # Above the desired count: pods that were still stopping when the provider
+                # recorded the object (its await of a scale-down does not wait for them:
+                # provider/pkg/await/deployment.go, Ready >= desired), or a rolling update's
+                # surge pod. What serves is at most the desired count.
+                if desired is not None:
+                    ready = min(ready, desired)
         bounds = None
         if hpa is not None:
             hpa_spec = hpa.get("spec") or {}
