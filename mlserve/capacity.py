@@ -38,9 +38,9 @@ class Scale:
     replicas: int | None  # the Deployment's spec.replicas; None: its autoscaler sets them
     hpa: tuple[int, int] | None = None  # its autoscaler's (minReplicas, maxReplicas); None: none
     why: str = ""  # "proportional", "previous", or "" for the version's own replicas
-    # Set spec.replicas over the autoscaler controller, which owns the field once it has scaled
-    # the Deployment: a server-side apply of a field another manager owns is a conflict unless
-    # forced (pulumi-kubernetes provider/pkg/await/await.go `patchForce`, pulumi.com/patchForce).
+    # Apply the Deployment forced (pulumi.com/patchForce, pulumi-kubernetes
+    # provider/pkg/await/await.go `patchForce`): beside an autoscaler, whose controller may own
+    # spec.replicas, a server-side apply that sets it is otherwise a conflict (workloads.py).
     take: bool = False
 
     @property
@@ -86,7 +86,7 @@ def own(version: Version) -> Scale:
     a = version.autoscale
     if a is None:
         return Scale(version.replicas)
-    return Scale(None, (a.min, a.max))
+    return Scale(None, (a.min, a.max), take=True)
 
 
 def canary_share(traffic: TrafficState) -> int:
@@ -107,7 +107,7 @@ def plan(spec: Spec, traffic: TrafficState) -> dict[str, Scale]:
         out[canary] = (
             Scale(count, why="proportional")
             if a is None
-            else Scale(None, (count, max(a.max, count)), why="proportional")
+            else Scale(None, (count, max(a.max, count)), why="proportional", take=True)
         )
     previous = traffic.previous
     mirrored = traffic.mirror.version if traffic.mirror else None
@@ -116,9 +116,9 @@ def plan(spec: Spec, traffic: TrafficState) -> dict[str, Scale]:
         if versions[previous].autoscale is None:
             out[previous] = Scale(n, why="previous")
         elif n == 0:
-            out[previous] = replace(out[previous], replicas=0, why="previous", take=True)
+            out[previous] = replace(out[previous], replicas=0, why="previous")
         else:
-            out[previous] = Scale(None, (n, n), why="previous")
+            out[previous] = Scale(None, (n, n), why="previous", take=True)
     return out
 
 
@@ -128,16 +128,16 @@ def settle(after: Mapping[str, Scale], before: Mapping[str, Scale] | None) -> di
     An autoscaled version at 0 (a previous stable kept at 0) wakes with an explicit count, its
     autoscaler's min: the autoscaler would leave a Deployment at 0 alone, and so would the update
     (the live count is kept while the field is ours: workloads.py). A version whose
-    autoscaler is dropped, or that is held at an explicit count beside one, takes spec.replicas
-    back from the autoscaler controller (`Scale.take`).
+    autoscaler is dropped takes spec.replicas back from the autoscaler controller, forced, in
+    that update (`Scale.take`).
     """
     out = {}
     for name, new in after.items():
         old = (before or {}).get(name)
         if new.autoscaled and old is not None and old.replicas == 0:
             assert new.hpa is not None
-            new = replace(new, replicas=new.hpa[0], take=True)
-        if new.replicas is not None and (new.hpa is not None or (old and old.hpa is not None)):
+            new = replace(new, replicas=new.hpa[0])
+        if new.hpa is None and old is not None and old.hpa is not None:
             new = replace(new, take=True)
         out[name] = new
     return out

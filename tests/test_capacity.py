@@ -68,7 +68,7 @@ def test_without_proportional_every_version_runs_its_own_replicas() -> None:
 def test_an_autoscaled_canary_gets_the_rule_as_its_autoscalers_min() -> None:
     s = spec(FIXED_4, AUTO, canaryReplicas="proportional")
     at = capacity.plan(s, TrafficState("v1", "v3", 50))["v3"]
-    assert at == Scale(None, (2, 12), why="proportional")
+    assert at == Scale(None, (2, 12), why="proportional", take=True)
     assert at.autoscaled and at.floor == 2
     # Above the canary's own max, the max follows: an autoscaler's min may not pass its max.
     big = spec({"replicas": 40}, AUTO, canaryReplicas="proportional")
@@ -78,7 +78,7 @@ def test_an_autoscaled_canary_gets_the_rule_as_its_autoscalers_min() -> None:
 def test_an_autoscaled_stable_counts_its_min() -> None:
     s = spec(AUTO, canaryReplicas="proportional")
     assert capacity.plan(s, TrafficState("v1", "v3", 50)) == {
-        "v1": Scale(None, (2, 12)),
+        "v1": Scale(None, (2, 12), take=True),
         "v2": Scale(1),
         "v3": Scale(1, why="proportional"),
     }
@@ -108,10 +108,12 @@ def test_the_previous_stable_runs_previous_replicas() -> None:
 def test_an_autoscaled_previous_stable_is_pinned_or_paused_at_zero() -> None:
     done = TrafficState("v3", previous="v1")
     one = capacity.plan(spec(AUTO, previousReplicas=1), done)["v1"]
-    assert one == Scale(None, (1, 1), why="previous")
+    assert one == Scale(None, (1, 1), why="previous", take=True)
     zero = capacity.plan(spec(AUTO, previousReplicas=0), done)["v1"]
     # The autoscaler stays; a target at 0 replicas has scaling disabled, so it leaves it there.
     assert zero == Scale(0, (2, 12), why="previous", take=True)
+    # Every Deployment beside an autoscaler is applied forced (workloads.py says why).
+    assert all(s.take for s in capacity.plan(spec(AUTO, AUTO), done).values() if s.hpa)
     assert zero.describe() == "0 (autoscaler paused)"
 
 
@@ -132,14 +134,14 @@ def test_url_versions_run_nothing() -> None:
 
 def test_settle_wakes_a_version_held_at_zero_with_an_explicit_count() -> None:
     asleep = Scale(0, (2, 12), why="previous", take=True)
-    awake = Scale(None, (2, 12))
+    awake = Scale(None, (2, 12), take=True)
     assert capacity.settle({"v1": awake}, {"v1": asleep}) == {"v1": Scale(2, (2, 12), take=True)}
     assert capacity.settle({"v1": awake}, None) == {"v1": awake}
     assert capacity.settle({"v1": awake}, {"v1": awake}) == {"v1": awake}
 
 
 def test_settle_takes_replicas_back_from_a_dropped_autoscaler() -> None:
-    assert capacity.settle({"v1": Scale(4)}, {"v1": Scale(None, (2, 12))}) == {
+    assert capacity.settle({"v1": Scale(4)}, {"v1": Scale(None, (2, 12), take=True)}) == {
         "v1": Scale(4, take=True)
     }
     assert capacity.settle({"v1": Scale(4)}, {"v1": Scale(3)}) == {"v1": Scale(4)}

@@ -145,6 +145,7 @@ def test_an_autoscaled_deployment_leaves_its_count_to_the_autoscaler_and_waits_f
         "jsonpath={.status.conditions[?@.type=='Progressing'].reason}=NewReplicaSetAvailable",
         "jsonpath={$[?@.readyReplicas > 1]}",
     ]
+    assert dep["metadata"]["annotations"]["pulumi.com/patchForce"] == "true"
     assert monitor.ignored[(DEPLOYMENT, "fraud-detector-v2")] == ["spec.replicas"]
     # it is updated after its autoscaler, whose new min it waits for
     assert (HPA, "fraud-detector-v2") in monitor.dependencies[(DEPLOYMENT, "fraud-detector-v2")]

@@ -298,15 +298,23 @@ def _container(version: Version) -> dict[str, Any]:
 # pulumi-kubernetes updates an object by server-side apply, sending the declared object whole as
 # its applied configuration under its own field manager (provider/pkg/await/await.go `ssaUpdate`:
 # an ApplyPatchType patch of the inputs). A field the configuration leaves out is removed if that
-# manager alone owned it, and the API server defaults it again (spec.replicas back to 1: the
-# Kubernetes docs' server-side apply page, "Transferring ownership"); a field another manager
-# owns is left as it is. The autoscaler controller sets spec.replicas through the scale
-# subresource, which makes it the field's owner. So an autoscaled Deployment leaves `replicas`
-# out: created that way it never owns the count, and a later deploy leaves the autoscaler's count
-# alone. One that had a fixed count owns it until the autoscaler first scales it: there
-# `ignore_changes` on spec.replicas makes the provider send the live count while the field is
-# still its own, and leave it out once another manager owns it (await.go
-# `handleSSAIgnoreFields`), so turning a version autoscaled never drops it to 1 pod.
+# manager alone owned it, and the API server defaults it again: spec.replicas back to 1 (the
+# Kubernetes docs' server-side apply page, "Transferring ownership"; seen on the real stack). A
+# field another manager owns is left as it is. So an autoscaled Deployment leaves `replicas`
+# out: created that way, the provider never owns the count, and a later deploy leaves the
+# autoscaler's count alone.
+#
+# A Deployment that had a fixed count is the provider's to drop, though: `ignore_changes` on
+# spec.replicas makes the provider send the live count instead while no other manager owns the
+# field, and leave it out once one does (await.go `handleSSAIgnoreFields`), so turning a version
+# autoscaled never drops it to 1 pod. The same code also claims a count nobody owns (the
+# autoscaler controller's writes through the scale subresource record no owner of a field that
+# had none, as seen on the real stack), always with the live value, until the autoscaler next
+# changes it and so becomes its owner. An apply that sets a count the autoscaler controller owns
+# is a conflict unless forced, and the provider's read of the live count can precede an
+# autoscaler's write by milliseconds: every Deployment beside an autoscaler is applied forced
+# (pulumi.com/patchForce; capacity.Scale.take), so that race costs at worst one autoscaler sync
+# period (15 s) of a stale count, never a failed update.
 
 WAIT_FOR = "pulumi.com/waitFor"
 PATCH_FORCE = "pulumi.com/patchForce"
@@ -333,8 +341,8 @@ def ready_condition(floor: int) -> str:
 
 def deployment_annotations(scale: Scale) -> dict[str, str] | None:
     """The Deployment's own annotations (not its pods'): what the provider waits for when an
-    autoscaler sets the count, and a forced apply when mlserve sets a count an autoscaler may
-    own (pulumi.com/patchForce, await.go `patchForce`; capacity.Scale.take)."""
+    autoscaler sets the count, and a forced apply beside an autoscaler (pulumi.com/patchForce,
+    await.go `patchForce`; capacity.Scale.take)."""
     out = {}
     if scale.autoscaled and scale.floor > 0:
         out[WAIT_FOR] = ready_condition(scale.floor)
