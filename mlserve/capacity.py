@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from mlserve.traffic import TrafficState
 
 
+# What a rollback to a previous stable kept at fewer pods costs, as validate and plan say it:
+# bench/capacity_rollback.py measured the difference on the real stack (medians, README).
+ROLLBACK_WAIT = (
+    "it waits for the model to start, and with pods that start at once it took 0.6 s more than "
+    "one to a stable that kept its pods (measured on a real API server)"
+)
+
+
 @dataclass(frozen=True)
 class Scale:
     """What one image version runs."""

@@ -423,7 +423,7 @@ def _capacity_notes(spec: Spec, new: TrafficState, scales: Mapping[str, Scale]) 
     return [
         f"{previous}, the previous stable, keeps {pods} (traffic.previousReplicas): "
         f"`mlserve rollback` to it scales it back and moves traffic only once its pods are "
-        "Ready, so it is not instant"
+        f"Ready, so it is not instant: {capacity.ROLLBACK_WAIT}"
     ]
 
 

@@ -1980,8 +1980,8 @@ def _capacity_notes(spec: Spec) -> list[tuple[SpecPath, str, bool]]:
                 ("traffic", "previousReplicas"),
                 f"note: after promote --complete the old stable keeps {pods}; a rollback to it "
                 "first scales it back and moves traffic only once its pods are Ready, so it is "
-                "no longer instant: it takes as long as the model takes to start"
-                + (" (it serves nothing until then)" if n == 0 else ""),
+                f"no longer instant: {capacity.ROLLBACK_WAIT}"
+                + ("; it serves nothing until then" if n == 0 else ""),
                 False,
             )
         )
