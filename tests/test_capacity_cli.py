@@ -217,3 +217,74 @@ def test_json_reports_carry_the_capacity_changes(fake: Fake, spec: Path) -> None
         }
     ]
     assert sorted(document["targets"]) == sorted([*ROUTES, DEPLOYMENT + "v2"])
+
+
+def test_each_rollout_step_sizes_the_canary_before_its_weight(fake: Fake, tmp_path: Path) -> None:
+    """A rollout without analysis: each step is a routing update made as promote makes it."""
+    path = tmp_path / "rollout.yaml"
+    path.write_text(
+        SPEC + "rollout:\n  steps: [{weight: 30, pause: 1s}, {weight: 60, pause: 1s}]\n"
+    )
+    fake.deployed(path)
+    out = ok("rollout", *PROJECT)
+    assert [line for line in out.splitlines() if line.startswith("  replicas:")] == [
+        "  replicas: v2 1 -> 2, Ready before the traffic moved",  # ceil(1.2)
+        "  replicas: v2 2 -> 3, Ready before the traffic moved",  # ceil(2.4)
+        # completed: v1 kept at 0 after the switch, v2 on its own 2 replicas after it too
+        "  replicas: v1 4 -> 0, scaled down after the traffic moved",
+        "  replicas: v2 3 -> 2, scaled down after the traffic moved",
+    ]
+    assert steps(out) == [
+        "Deployment fraud-detector-v2",
+        "VirtualService fraud-detector",
+        "Deployment fraud-detector-v2",
+        "VirtualService fraud-detector",
+        "VirtualService fraud-detector",
+        "Deployment fraud-detector-v1",
+        "Deployment fraud-detector-v2",
+    ]
+    assert replicas(fake) == {"v1": 0, "v2": 2}
+
+
+def test_status_reads_counts_from_the_state_and_caps_ready_at_the_desired_count() -> None:
+    """A scale-down's await ends once Ready >= desired (provider/pkg/await/deployment.go), so the
+    state can record pods that were still stopping: status shows what serves."""
+    from mlserve.engine import StackState
+    from mlserve.live import Record
+    from mlserve.ops import running
+    from mlserve.spec import Spec
+    from mlserve.traffic import TrafficState
+    from tests.k8s_helpers import spec_dict
+
+    doc = spec_dict("istio", versions=2)
+    doc["versions"][1].update(
+        autoscale={"min": 2, "max": 6, "cpu": 50}, resources={"requests": {"cpu": "1"}}
+    )
+    doc["traffic"]["previousReplicas"] = 0
+    spec = Spec.from_dict(doc)
+    state = StackState(
+        urns=frozenset(),
+        outputs={},
+        providers={},
+        plugins=frozenset(),
+        pending_creates=(),
+        workloads={
+            ("kubernetes:apps/v1:Deployment", "fraud-detector-v1"): {
+                "spec": {"replicas": 0},
+                "status": {"readyReplicas": 4, "replicas": 4},
+            },
+            ("kubernetes:apps/v1:Deployment", "fraud-detector-v2"): {
+                "spec": {"replicas": 3.0},
+                "status": {"replicas": 3},  # no readyReplicas: none Ready
+            },
+            ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "fraud-detector-v2"): {
+                "spec": {"minReplicas": 2, "maxReplicas": 6}
+            },
+        },
+    )
+    record = Record(3, "mlserve promote --complete", TrafficState("v2", previous="v1"), spec, {})
+    rows = [
+        (r.version, r.role, r.weight, r.desired, r.ready, r.autoscaler)
+        for r in running(record, state)
+    ]
+    assert rows == [("v1", "previous", None, 0, 0, None), ("v2", "stable", 100, 3, 0, (2, 6))]
