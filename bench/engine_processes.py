@@ -22,7 +22,8 @@ at most 7, 10 before):
     rollback                      6   the same
     rollback --to 2               5   without stack export (a full update)
     status                        4   version, stack select, stack history, stack export
-    status --refresh              5   + refresh
+    status --refresh              6   + refresh, and a second stack export (the replicas and
+                                      Ready counts the refresh read; a spec with images)
     history                       3   version, stack select, stack history
     destroy                       4   version, stack select, stack export, destroy
 
