@@ -226,3 +226,45 @@ def test_a_rollback_to_a_previous_stable_at_zero_wakes_it_before_the_routing() -
     assert dep["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
     for route in routing(resources):
         assert (DEPLOYMENT, "fraud-detector-v1") in monitor.dependencies[route]
+
+
+@pytest.mark.parametrize("gateway", ["istio", "gateway-api", "ingress-nginx", "kong-images"])
+def test_a_routing_update_changes_nothing_but_routing_and_the_capacity_it_targets(
+    gateway: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """test_routing_targets' property, with capacity following traffic: every resource a promote
+    or rollback changes is a routing resource or the Deployment of a version whose replicas
+    change (live.capacity_targets adds those)."""
+    import dataclasses
+
+    from tests.test_routing_targets import SPECS, Router, changed, live_states, transitions
+
+    base_spec = SPECS[gateway]()
+    versions = tuple(dataclasses.replace(v, replicas=4) for v in base_spec.versions)
+    spec = dataclasses.replace(
+        base_spec,
+        versions=versions,
+        traffic=dataclasses.replace(
+            base_spec.traffic, canary_replicas="proportional", previous_replicas=0
+        ),
+    )
+    router = Router(spec, monkeypatch)
+    names = spec.version_names[:2] if gateway == "ingress-nginx" else spec.version_names[:3]
+    failures, checked, scaled = [], 0, 0
+    for live in live_states(names, (0, 30, 100)):
+        if len(names) == 2 and live.previous is not None:
+            continue
+        before = router.declared(live)
+        for what, new in transitions(live, (10, 60, 100)):
+            checked += 1
+            after = router.declared(new)
+            plan = capacity.plan(spec, live)
+            scales = capacity.changed(plan, capacity.settle(capacity.plan(spec, new), plan))
+            allowed = before.routing | after.routing
+            allowed |= {(DEPLOYMENT, spec.object_name(v)) for v in scales}
+            scaled += bool(scales)
+            outside = changed(before, after) - allowed
+            if outside:
+                failures.append(f"{live} --{what}--> {new}: changes {sorted(outside)}")
+    assert checked >= 20 and scaled >= 10
+    assert failures == []
