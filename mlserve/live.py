@@ -334,19 +334,23 @@ def _urn(eng: Engine, type_: str, name: str) -> str:
 
 
 def capacity_targets(
-    eng: Engine, live: Live, routing: list[str], changed: frozenset[str]
+    eng: Engine, live: Live, routing: list[str], changed: frozenset[str], late: frozenset[str]
 ) -> list[str]:
-    """The Deployments and autoscalers a routing update must also update.
+    """What a routing update must also update, beyond the routing: the Deployments and
+    autoscalers of the versions whose replicas change (`changed`), and every resource whose
+    recorded dependencies would otherwise make the update fail.
 
-    Those of the versions whose replicas change (capacity.changed); and any the last update
-    made wait on the routing (a version scaled down after the traffic moved): an untargeted
-    resource keeps its recorded dependencies, and the engine then steps the routing resource it
-    depends on before the program registers it, which fails as a duplicate URN
+    An untargeted resource keeps its recorded dependencies, and the engine steps each of them
+    that has no step yet before it, so the program registering one later is a duplicate URN
     (pkg/resource/deploy/step_generator.go, the untargeted SameStep's `getDependencySteps`, and
-    `generateURN`). Targeted, it is registered with the dependencies the program gives it now.
+    `generateURN`). That happens to a Deployment the last update made wait on the routing (a
+    version scaled down after the traffic moved), whose routing now registers after it; and to
+    a resource that waited on a Deployment that this update declares after the routing (`late`,
+    capacity.falling), such as an InferencePool. Targeted, each is registered with the
+    dependencies the program gives it now.
     """
     deployment, autoscaler = WORKLOAD_TYPES
-    wanted = set()
+    wanted, late_urns = set(), set()
     for v in live.spec.versions:
         if v.image is None:
             continue
@@ -354,9 +358,16 @@ def capacity_targets(
         urns = [_urn(eng, deployment, name)]
         if v.autoscale is not None:
             urns.append(_urn(eng, autoscaler, name))
+        if v.name in late:
+            late_urns.update(urns)
         for urn in urns:
             if v.name in changed or live.held.dependencies.get(urn, frozenset()) & set(routing):
                 wanted.add(urn)
+    wanted |= {
+        urn
+        for urn, deps in live.held.dependencies.items()
+        if deps & late_urns and urn not in routing
+    }
     return sorted(wanted)
 
 
@@ -384,7 +395,9 @@ def routing_update(
     routing = _routing_targets(eng, live, new)
     before = capacity.plan(live.spec, live.state)
     after = capacity.settle(capacity.plan(live.spec, new), before)
-    targets = routing + capacity_targets(eng, live, routing, capacity.changed(before, after))
+    targets = routing + capacity_targets(
+        eng, live, routing, capacity.changed(before, after), capacity.falling(before, after)
+    )
     scaled = tuple(capacity.changes(before, after))
     config = {**(extra_config or {}), **recorded_config(new, live.spec)}
     if dry_run:

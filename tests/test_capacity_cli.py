@@ -123,7 +123,9 @@ def test_without_targeting_a_deployment_that_waited_on_the_routing_the_update_fa
     ok("promote", "--weight", "50", *PROJECT)
     ok("promote", "--weight", "10", *PROJECT)
 
-    def only_changed(eng: Any, live: Any, routing: list[str], changed: frozenset[str]) -> list[str]:
+    def only_changed(
+        eng: Any, live: Any, routing: list[str], changed: frozenset[str], late: frozenset[str]
+    ) -> list[str]:
         return [DEPLOYMENT + v for v in sorted(changed)]
 
     monkeypatch.setattr(live_module, "capacity_targets", only_changed)
@@ -288,3 +290,38 @@ def test_status_reads_counts_from_the_state_and_caps_ready_at_the_desired_count(
         for r in running(record, state)
     ]
     assert rows == [("v1", "previous", None, 0, 0, None), ("v2", "stable", 100, 3, 0, (2, 6))]
+
+
+POOLS = """\
+apiVersion: mlserve/v1
+name: chat
+namespace: llm
+gateway:
+  type: gateway-api
+  host: llm.example.com
+  gatewayApi:
+    parentRefs: [{name: inference-gateway, namespace: infra}]
+    inferencePool: {}
+versions:
+  - {name: v1, image: "vllm/vllm-openai:v0.11.0", port: 8000, replicas: 4}
+  - {name: v2, image: "vllm/vllm-openai:v0.12.0", port: 8000, replicas: 4}
+traffic: {stable: v1, canary: v2, weight: 10, canaryReplicas: proportional}
+"""
+
+
+def test_an_inference_pool_that_waited_on_a_canary_scaled_down_later_is_targeted_too(
+    fake: Fake, tmp_path: Path
+) -> None:
+    """Each InferencePool waits on its version's Deployment. When the canary's Deployment is
+    declared after the route (its capacity falls), its pool no longer does, and is targeted:
+    left untargeted, its recorded dependency on that Deployment would be stepped first, and the
+    Deployment's own registration then a duplicate URN (the stand-in imitates step_generator.go)."""
+    path = tmp_path / "pools.yaml"
+    path.write_text(POOLS)
+    fake.deployed(path)
+    pool = "urn:pulumi:dev::chat::kubernetes:inference.networking.k8s.io/v1:InferencePool::chat-v2"
+    ok("promote", "--weight", "50", "--project", "chat")
+    down = ok("promote", "--weight", "10", "--project", "chat")
+    assert steps(down) == ["HTTPRoute chat", "Deployment chat-v2"]
+    assert pool in up_targets(fake)[-1]  # type: ignore[operator]
+    ok("promote", "--weight", "20", "--project", "chat")
