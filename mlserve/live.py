@@ -347,7 +347,8 @@ def capacity_targets(
     version scaled down after the traffic moved), whose routing now registers after it; and to
     a resource that waited on a Deployment that this update declares after the routing (`late`,
     capacity.falling), such as an InferencePool. Targeted, each is registered with the
-    dependencies the program gives it now.
+    dependencies the program gives it now. (The Pulumi CLI 3.277 of the real stack fails such an
+    update so: tests/test_real_capacity.py.)
     """
     deployment, autoscaler = WORKLOAD_TYPES
     wanted, late_urns = set(), set()
