@@ -100,7 +100,10 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
         conditions.append("ResolvedRefs")
     expressions = []
     for ref in parent_refs(spec):
-        tests = " && ".join(f'@.parentRef.{k}=="{v}"' for k, v in ref.items())
+        # No blanks around `&&`: the JSONPath parser of pulumi-kubernetes (theory/jsonpath
+        # v0.9.0, still pinned in its provider/go.mod in July 2026) refuses a second `&&` after a
+        # blank ("expected ')' but found '&'"), theory/jsonpath#24, fixed there in v0.10.2.
+        tests = "&&".join(f'@.parentRef.{k}=="{v}"' for k, v in ref.items())
         expressions += [
             f"jsonpath={{.status.parents[?({tests})].conditions"
             f'[?(@.type=="{condition}")].reason}}={condition}'
