@@ -36,8 +36,9 @@ import pytest
 # The one Prometheus server of a test process. Defined here, not imported into each test module:
 # a session fixture imported into two modules is two fixtures, and so two servers, each of
 # which scrapes nothing for its first 5 s (discovery/manager.go: updatert).
-from tests import prometheus_fixture
+from tests import prometheus_fixture, realstack
 from tests.prometheus_fixture import prometheus  # noqa: F401
+from tests.realstack import real, real_stack  # noqa: F401
 
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False
@@ -57,6 +58,7 @@ def pytest_runtest_teardown() -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     prometheus_fixture.start_early(items)
+    realstack.start_early(items)
     workers = getattr(config, "workerinput", {}).get("workercount", 0)
     if workers > 1:
         items[:] = _long_ones_first(items, workers)
