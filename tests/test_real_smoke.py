@@ -19,7 +19,8 @@ import pytest
 
 from tests.realstack import Real
 
-pytestmark = pytest.mark.real
+# `waits`: each takes 10-40 s, mostly waiting on the provider's awaits (tests/conftest.py).
+pytestmark = [pytest.mark.real, pytest.mark.waits]
 
 # Gateway API HTTPRoute status as a Gateway controller writes it for an accepted route
 # (apis/v1/httproute_types.go RouteParentStatus; shared_types.go RouteConditionAccepted).
