@@ -230,6 +230,7 @@ class Real:
     tmp: Path
     namespace: str
     _threads: list[threading.Thread] = field(default_factory=list)
+    _done: threading.Event = field(default_factory=threading.Event)
 
     @property
     def env(self) -> dict[str, str]:
@@ -285,7 +286,7 @@ class Real:
 
         def run() -> None:
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not self._done.is_set():
                 if self.stack.exists(kind, name, namespace):
                     self.stack.kubectl(
                         "patch", kind, name, "-n", namespace, "--subresource=status",
@@ -299,6 +300,8 @@ class Real:
         self._threads.append(thread)
 
     def join(self) -> None:
+        """End the status writers still waiting (the test is over)."""
+        self._done.set()
         for thread in self._threads:
             thread.join(timeout=60)
 
