@@ -45,7 +45,9 @@ sys.dont_write_bytecode = False
 gc.set_threshold(700, 10, 100)  # CPython's default: 700, 10, 10
 
 
-def pytest_collection_finish() -> None:
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # After `-m` has deselected (pytest_collection_modifyitems): `-m "not real"` starts no stack.
+    realstack.start_early(session.items)
     gc.collect()
     gc.freeze()
 
@@ -58,7 +60,6 @@ def pytest_runtest_teardown() -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     prometheus_fixture.start_early(items)
-    realstack.start_early(items)
     workers = getattr(config, "workerinput", {}).get("workercount", 0)
     if workers > 1:
         items[:] = _long_ones_first(items, workers)
