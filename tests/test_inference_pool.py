@@ -174,7 +174,9 @@ def test_pools_wait_for_their_workloads_and_the_route_for_the_pools() -> None:
 
 def test_the_deploy_waits_until_each_gateway_has_resolved_the_pools() -> None:
     [route] = of_kind(render(pool_spec()), "HTTPRoute")
-    parent = '@.parentRef.name=="public" && @.parentRef.namespace=="infra" && '
+    # `&&` without blanks: the real provider's parser refuses a second blank-delimited one
+    # (gateway_api.wait_for_accepted; tests/test_real_smoke.py deploys such a route).
+    parent = '@.parentRef.name=="public"&&@.parentRef.namespace=="infra"&&'
     parent += '@.parentRef.sectionName=="https"'
     assert json.loads(route.inputs["metadata"]["annotations"]["pulumi.com/waitFor"]) == [
         f'jsonpath={{.status.parents[?({parent})].conditions[?(@.type=="Accepted")].reason}}'
