@@ -88,8 +88,10 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
     a JSONPath that selects several values is compared by its first (provider/pkg/jsonpath), so
     each parent gets its own expression, filtered on the parentRef it echoes in
     `status.parents[]`. The expected value is the reason "Accepted", the only reason the Gateway
-    API defines for Accepted=True (shared_types.go RouteConditionAccepted), so the message of a
-    refusal shows what the Gateway said instead (found "NotAllowedByListeners").
+    API defines for Accepted=True (shared_types.go RouteConditionAccepted). A refusal does not end
+    the wait: on the real stack (provider v4.25.0) the provider's progress line shows what the
+    Gateway said (`(found "NotAllowedByListeners")`, seen with --debug), and the update fails
+    only at the time-out, with "timed out waiting for the condition".
     """
     conditions = ["Accepted"]
     if inference_pool.enabled(spec):
