@@ -562,7 +562,7 @@ def test_setup_uses_a_suitable_cli_on_path_and_downloads_nothing(
     assert report.plugins_installed == [f"kong v{KONG}"]
     assert not engine.cli_root(fake.home).exists()
     assert output.render_setup(report) == (
-        f"Pulumi CLI v3.272.0: {fixture.FAKE_DIR / 'pulumi'} (found, already suitable)\n"
+        f"Pulumi CLI v{SDK}: {fixture.FAKE_DIR / 'pulumi'} (found, already suitable)\n"
         f"plugin kubernetes v{K8S}: present\n"
         f"plugin kong v{KONG}: installed"
     )
