@@ -10,16 +10,17 @@ operation (`stack output` twice and `stack history` after `up`, `stack history` 
 destroy).
 
 Measured with pulumi 3.272.0 (provider plugins already installed; issue 9: promote and rollback
-at most 7, 10 before):
+at most 7, 10 before; 6 until the real-stack bench, 5 since):
 
     command                      processes
     deploy (first, new stack)     8   version, stack select, stack init, stack history, preview,
                                       up, the guard's stack history inside it, stack export
     deploy (existing stack)       7   the same without stack init
     plan                          4   version, stack select, stack history, preview
-    promote                       6   version, stack select, stack history, stack export, up,
-                                      the guard's stack history
-    rollback                      6   the same
+    promote                       5   version, stack history and stack export side by side
+                                      (no stack select: the history read says if there is no
+                                      stack), up, the guard's stack history
+    rollback                      5   the same
     rollback --to 2               5   without stack export (a full update)
     status                        4   version, stack select, stack history, stack export
     status --refresh              6   + refresh, and a second stack export (the replicas and

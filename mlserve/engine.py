@@ -817,6 +817,16 @@ class _Stack(auto.Stack):
     def info(self, show_secrets: bool = True) -> auto.UpdateSummary | None:
         return _NO_SUMMARY
 
+    @classmethod
+    def named(cls, name: str, workspace: auto.LocalWorkspace) -> _Stack:
+        """The stack, without `pulumi stack select`: what auto.Stack's constructor sets, and no
+        process. Every command the SDK runs on a stack names it (`--stack`), and the first one
+        fails with "no stack named ... found" when there is none, which the SDK raises as
+        StackNotFoundError, as the select would have (pkg/cmd/pulumi/stack RequireStack)."""
+        stack = cls.__new__(cls)
+        stack.name, stack.workspace, stack._mode = name, workspace, StackInitMode.SELECT
+        return stack
+
 
 @dataclass(frozen=True)
 class Target:
@@ -948,10 +958,15 @@ class Engine:
                 "make it writable, or pass --backend file://DIR with a directory you can write",
             )
 
-    def stack(self, create: bool = False) -> auto.Stack:
-        """Select the stack (or create it); one process, then reused by every operation."""
+    def stack(self, create: bool = False, select: bool = True) -> auto.Stack:
+        """Select the stack (or create it); one process, then reused by every operation. With
+        `select` False, no process: a missing stack fails the first command run on it instead
+        (a routing update reads its history first, so it fails as before, and sooner)."""
         if self._stack is None:
             ws = self.workspace()
+            if not select and not create:
+                self._stack = _Stack.named(self.target.stack, ws)
+                return self._stack
             try:
                 try:
                     self._stack = _Stack(self.target.stack, ws, StackInitMode.SELECT)

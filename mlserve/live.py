@@ -9,7 +9,9 @@ update from it (`routing_update`); ops.py and ops_rollout.py both build on it. L
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -225,6 +227,7 @@ class Live:
     record: Record
     mark: Mark  # the history it was read from: the update's guard compares
     held: StackState  # what `pulumi stack export` showed
+    importing: threading.Thread | None = None  # the program's modules loading (read_live)
 
     @property
     def state(self) -> TrafficState:
@@ -240,13 +243,53 @@ class Live:
         return self.record.config
 
 
+# What the mocks render of the routing (_declared_routing) and then the program import: the
+# Pulumi SDK's mocks and the Kubernetes SDK's modules the backends use (they import them lazily).
+# pulumi_kubernetes loads each API group's resources on first use, 0.4 s idle and 1.5 s on a
+# loaded 2-core machine for these (bench/routing_latency.py --phases).
+PROGRAM_MODULES = (
+    "mlserve.render",
+    "mlserve.program",
+    "pulumi_kubernetes.apps.v1",
+    "pulumi_kubernetes.core.v1",
+    "pulumi_kubernetes.meta.v1",
+    "pulumi_kubernetes.apiextensions",
+    "pulumi_kubernetes.networking.v1",
+    "pulumi_kubernetes.autoscaling.v2",
+)
+
+
+def _import_program_modules() -> None:
+    for name in PROGRAM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a gateway's own SDK missing is said where it is needed
+            return
+
+
 def read_live(eng: Engine) -> Live:
-    eng.stack()
-    entries = eng.history()
-    record = live_record(entries)
-    if record is None:
-        raise PreconditionError(f"nothing is deployed in {eng.describe()}: run `mlserve deploy`")
-    return Live(record, Mark.of(entries), eng.state())
+    """The live record, the history it came from and the stack's state, for a routing update.
+
+    Two things overlap here, for a quick rollback: `stack export` runs beside `stack history`
+    (both read without the stack's lock, so neither waits for the other), and the modules the
+    routing update will import load on a thread of their own while the Pulumi CLI runs (the
+    first import of the Kubernetes SDK costs as much as two of its processes). Whatever a read
+    raises is raised in the order the reads had when they ran one after the other.
+    """
+    importing = threading.Thread(target=_import_program_modules, name="mlserve-imports")
+    importing.daemon = True
+    importing.start()
+    eng.stack(select=False)  # `stack history` says if there is none
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        exported = pool.submit(eng.state)
+        entries = eng.history()
+        record = live_record(entries)
+        if record is None:
+            raise PreconditionError(
+                f"nothing is deployed in {eng.describe()}: run `mlserve deploy`"
+            )
+        held = exported.result()
+    return Live(record, Mark.of(entries), held, importing)
 
 
 def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str) -> set[str]:
@@ -321,6 +364,8 @@ def _routing_targets(eng: Engine, live: Live, new: TrafficState) -> list[str]:
             f"{eng.describe()} records no routing resources (output `routing`): redeploy "
             "with `mlserve deploy` first"
         )
+    if live.importing is not None:
+        live.importing.join()  # never two threads importing the same modules
     held = {str(u) for u in exported} | _declared_routing(live.spec, live.state, project, stack)
     declared = _declared_routing(live.spec, new, project, stack)
     return sorted(declared | (held & live.held.urns))
