@@ -15,6 +15,9 @@ and says so.
 
 Without the built binaries the tests skip with one line saying how to build them, except under
 CI=true, where they fail: CI builds them (.ci/run).
+
+MLSERVE_REALSTACK_DIR=DIR uses the stack already running in DIR (`scripts/realstack start DIR`)
+instead, and leaves it running: for running a real test again and again while working on it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "realstack"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")  # before any fixture sets CI
 PASSPHRASE = "real-stack-passphrase"
+REUSE = os.environ.get("MLSERVE_REALSTACK_DIR")  # a running stack's DIR: used, never stopped
 # What the test process may have set that would point mlserve elsewhere than the test's own
 # home, backend and cluster.
 _CLEARED = (
@@ -161,6 +165,11 @@ _started: list[_Started] = []  # this process's stack, once started
 
 
 def _launch() -> _Started:
+    if not _started and REUSE:
+        dir = Path(REUSE).resolve()
+        if not (dir / "stack.json").exists():
+            pytest.fail(f"MLSERVE_REALSTACK_DIR={REUSE}: no stack runs there")
+        _started.append(_Started(dir, None, dir / "start.log", stack=_read(dir)))
     if not _started:
         dir = Path(tempfile.mkdtemp(prefix="realstack-"))
         log = dir / "start.log"
@@ -178,6 +187,8 @@ def _launch() -> _Started:
 def _stop() -> None:
     while _started:
         started = _started.pop()
+        if REUSE:
+            continue  # not ours to stop
         if started.process is not None and started.process.poll() is None:
             started.process.terminate()  # `start` stops what it started when interrupted
             started.process.wait()
@@ -231,6 +242,7 @@ class Real:
     namespace: str
     _threads: list[threading.Thread] = field(default_factory=list)
     _done: threading.Event = field(default_factory=threading.Event)
+    _nodes: list[str] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -275,6 +287,41 @@ class Real:
     def create_namespace(self, name: str) -> None:
         self.stack.kubectl("create", "namespace", name)
 
+    def node(
+        self,
+        labels: dict[str, str],
+        taints: list[dict[str, str]] | None = None,
+        allocatable: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> str:
+        """A Node of this test's own, Ready, that kwok runs pods on (`--manage-all-nodes`, as
+        for the stack's own Node): with `labels` (a spec's nodeSelector), `taints` (what its
+        tolerations allow) and `allocatable` (added to room for 100 pods, such as
+        `{"nvidia.com/gpu": "8"}`). Its name is returned; it is deleted when the test ends. A
+        tainted Node takes only pods that tolerate the taint, so other tests' pods stay off it."""
+        name = f"{self.namespace}-node-{len(self._nodes)}"
+        room = {"cpu": "64", "memory": "512Gi", "pods": "100", **(allocatable or {})}
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {"kwok.x-k8s.io/node": "fake"},
+                "labels": {"kubernetes.io/hostname": name, "type": "kwok", **labels},
+            },
+            "spec": {"taints": taints or []},
+            "status": {"allocatable": room, "capacity": room},
+        }
+        self.stack.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        self._nodes.append(name)
+        ready = "jsonpath={.status.conditions[?(@.type=='Ready')].status}"
+        deadline = time.monotonic() + timeout
+        while self.stack.kubectl("get", "node", name, "-o", ready).stdout.strip() != "True":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"node {name} was not Ready within {timeout:.0f} s")
+            time.sleep(0.3)
+        return name
+
     def set_status(
         self, kind: str, name: str, status: dict[str, Any], namespace: str | None = None,
         timeout: float = 300,
@@ -310,6 +357,8 @@ class Real:
 def real(real_stack: RealStack, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Real]:
     digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
     namespace = f"t-{digest}"
+    if REUSE:  # the last run's namespace there may still be going
+        namespace += f"-{os.getpid()}"
     view = Real(real_stack, tmp_path, namespace)
     view.create_namespace(namespace)
     try:
@@ -318,3 +367,5 @@ def real(real_stack: RealStack, tmp_path: Path, request: pytest.FixtureRequest) 
         view.join()
         # Whatever a failing test left behind goes with its namespace, in the background.
         real_stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        for node in view._nodes:
+            real_stack.kubectl("delete", "node", node, "--wait=false", check=False)
