@@ -243,6 +243,7 @@ class Real:
     _threads: list[threading.Thread] = field(default_factory=list)
     _done: threading.Event = field(default_factory=threading.Event)
     _nodes: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)  # more for mlserve (credentials)
 
     @property
     def env(self) -> dict[str, str]:
@@ -251,6 +252,7 @@ class Real:
             "MLSERVE_HOME": str(self.tmp / "home"),
             "MLSERVE_BACKEND_URL": (self.tmp / "state").as_uri(),
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            **self.extra_env,
         }
 
     def command(self, *args: str) -> list[str]:

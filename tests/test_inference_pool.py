@@ -178,11 +178,13 @@ def test_the_deploy_waits_until_each_gateway_has_resolved_the_pools() -> None:
     # (gateway_api.wait_for_accepted; tests/test_real_smoke.py deploys such a route).
     parent = '@.parentRef.name=="public"&&@.parentRef.namespace=="infra"&&'
     parent += '@.parentRef.sectionName=="https"'
+    # a condition the Gateway wrote for this generation of the route (or without a generation)
+    current = "(@.observedGeneration==$.metadata.generation||!@.observedGeneration)"
     assert json.loads(route.inputs["metadata"]["annotations"]["pulumi.com/waitFor"]) == [
-        f'jsonpath={{.status.parents[?({parent})].conditions[?(@.type=="Accepted")].reason}}'
-        "=Accepted",
-        f'jsonpath={{.status.parents[?({parent})].conditions[?(@.type=="ResolvedRefs")].reason}}'
-        "=ResolvedRefs",
+        f'jsonpath={{.status.parents[?({parent})].conditions[?(@.type=="Accepted"&&{current})]'
+        ".reason}=Accepted",
+        f'jsonpath={{.status.parents[?({parent})].conditions[?(@.type=="ResolvedRefs"&&{current})]'
+        ".reason}=ResolvedRefs",
     ]
     # Without pools, Accepted only, as before.
     plain = gateway_api.wait_for_accepted(Spec.from_dict(spec_dict("gateway-api")))

@@ -80,6 +80,18 @@ def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
 ACCEPT_TIMEOUT_SECONDS = 120
 
 
+# A condition written for the route as it is now: its observedGeneration is the route's
+# generation, or absent (a controller that does not set it; metav1.Condition has it optional).
+# The provider checks only a top-level status.observedGeneration (provider/pkg/await/condition/
+# jsonpath.go), which an HTTPRoute has not, so without this an update of a route the Gateway had
+# accepted (a new weight, a mirror) passed the wait at once on the last generation's Accepted,
+# before the Gateway had looked at it: seen on the real stack (tests/test_real_mirror.py). The
+# absolute `$.metadata.generation` inside a filter is RFC 9535, which the provider's parser
+# (theory/jsonpath v0.9.0) follows. No `!=` anywhere: the provider splits the expression from
+# its value at a lone `=` (provider/pkg/jsonpath Parse keeps only `==`).
+CURRENT = "(@.observedGeneration==$.metadata.generation||!@.observedGeneration)"
+
+
 def wait_for_accepted(spec: Spec) -> dict[str, str]:
     """Annotations that make pulumi-kubernetes wait until every parent accepted the route.
 
@@ -108,7 +120,7 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
         tests = "&&".join(f'@.parentRef.{k}=="{v}"' for k, v in ref.items())
         expressions += [
             f"jsonpath={{.status.parents[?({tests})].conditions"
-            f'[?(@.type=="{condition}")].reason}}={condition}'
+            f'[?(@.type=="{condition}"&&{CURRENT})].reason}}={condition}'
             for condition in conditions
         ]
     return {
