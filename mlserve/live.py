@@ -227,7 +227,6 @@ class Live:
     record: Record
     mark: Mark  # the history it was read from: the update's guard compares
     held: StackState  # what `pulumi stack export` showed
-    importing: threading.Thread | None = None  # the program's modules loading (read_live)
 
     @property
     def state(self) -> TrafficState:
@@ -263,8 +262,8 @@ def _import_program_modules() -> None:
     for name in PROGRAM_MODULES:
         try:
             importlib.import_module(name)
-        except ImportError:  # a gateway's own SDK missing is said where it is needed
-            return
+        except Exception:  # a gateway's own SDK missing is said where it is needed, when the
+            return  # program imports it again on the main thread
 
 
 def read_live(eng: Engine) -> Live:
@@ -273,23 +272,30 @@ def read_live(eng: Engine) -> Live:
     Two things overlap here, for a quick rollback: `stack export` runs beside `stack history`
     (both read without the stack's lock, so neither waits for the other), and the modules the
     routing update will import load on a thread of their own while the Pulumi CLI runs (the
-    first import of the Kubernetes SDK costs as much as two of its processes). Whatever a read
-    raises is raised in the order the reads had when they ran one after the other.
+    first import of the Kubernetes SDK costs as much as two of its processes). That thread is
+    joined before this returns: pulumi_kubernetes loads its API groups lazily, and a program
+    reading `core.v1.PodTemplateSpecArgs` while another thread still runs that module's body
+    fails with "partially initialized module" (the import lock guards only `import`
+    statements, not attribute reads). Whatever a read raises is raised in the order the reads
+    had when they ran one after the other.
     """
     importing = threading.Thread(target=_import_program_modules, name="mlserve-imports")
     importing.daemon = True
     importing.start()
-    eng.stack(select=False)  # `stack history` says if there is none
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        exported = pool.submit(eng.state)
-        entries = eng.history()
-        record = live_record(entries)
-        if record is None:
-            raise PreconditionError(
-                f"nothing is deployed in {eng.describe()}: run `mlserve deploy`"
-            )
-        held = exported.result()
-    return Live(record, Mark.of(entries), held, importing)
+    try:
+        eng.stack(select=False)  # `stack history` says if there is none
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            exported = pool.submit(eng.state)
+            entries = eng.history()
+            record = live_record(entries)
+            if record is None:
+                raise PreconditionError(
+                    f"nothing is deployed in {eng.describe()}: run `mlserve deploy`"
+                )
+            held = exported.result()
+    finally:
+        importing.join()
+    return Live(record, Mark.of(entries), held)
 
 
 def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str) -> set[str]:
@@ -364,8 +370,6 @@ def _routing_targets(eng: Engine, live: Live, new: TrafficState) -> list[str]:
             f"{eng.describe()} records no routing resources (output `routing`): redeploy "
             "with `mlserve deploy` first"
         )
-    if live.importing is not None:
-        live.importing.join()  # never two threads importing the same modules
     held = {str(u) for u in exported} | _declared_routing(live.spec, live.state, project, stack)
     declared = _declared_routing(live.spec, new, project, stack)
     return sorted(declared | (held & live.held.urns))
