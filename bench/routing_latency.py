@@ -11,6 +11,9 @@ route" is from the command's start to that event, and "took" is the whole comman
 included. A `pulumi` wrapper first on PATH logs every Pulumi CLI process (its arguments, start
 and end), so the table also counts them.
 
+`promote --dry-run` is the Pulumi preview of the same routing update, which changes nothing: what
+a preview before each routing update would add to it.
+
 "cpu" is the CPU time of the command and every process it waited for (the Pulumi CLI, the
 provider plugin), which a loaded machine changes less than the wall times.
 
@@ -217,8 +220,12 @@ def one_run(index: int, tree: Path, phases: bool, out: dict[str, list[Row]]) -> 
         spec = Path(tmp) / "spec.yaml"
         spec.write_text(SPEC.format(namespace=namespace))
         watch = RouteWatch(namespace, bench.env)
-        steps: list[tuple[str, tuple[str, ...], dict[str, int]]] = [
+        # A dry run is the preview a routing update would need to show what it will change
+        # before changing it (None: it changes nothing, so there is no route to wait for).
+        steps: list[tuple[str, tuple[str, ...], dict[str, int] | None]] = [
             ("deploy (new stack)", ("deploy", str(spec), "--yes"), {"v1": 90, "v2": 10}),
+            ("promote --dry-run", ("promote", "--weight", "50", "--dry-run", "--project",
+                                   PROJECT), None),
             ("promote --weight 50", ("promote", "--weight", "50", "--project", PROJECT),
              {"v1": 50, "v2": 50}),
             ("rollback", ("rollback", "--project", PROJECT), {"v1": 100, "v2": 0}),
@@ -228,7 +235,7 @@ def one_run(index: int, tree: Path, phases: bool, out: dict[str, list[Row]]) -> 
                 time.sleep(1)  # the previous command's processes are gone
                 start, took, cpu, processes, stamps = bench.run(*args)
                 time.sleep(0.5)
-                seen = watch.first(start, has_weights(want))
+                seen = watch.first(start, has_weights(want)) if want is not None else None
                 moved = (seen - start) if seen is not None else float("nan")
                 out.setdefault(label, []).append((moved, took, cpu, len(processes)))
                 if phases:
@@ -301,6 +308,8 @@ def main() -> None:
             took = statistics.median(r[1] for r in rows)
             cpu = statistics.median(r[2] for r in rows)
             span = f"{statistics.median(moved):.2f} s ({moved[0]:.2f}-{moved[-1]:.2f})"
+            if all(m != m for m in moved):  # NaN: a dry run changes no route
+                span = "-"
             print(f"{label:<22} {span:<29} {took:5.2f}s {cpu:5.2f}s  {max(r[3] for r in rows)}")
 
 
