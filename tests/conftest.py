@@ -38,7 +38,7 @@ import pytest
 # which scrapes nothing for its first 5 s (discovery/manager.go: updatert).
 from tests import prometheus_fixture, realstack
 from tests.prometheus_fixture import prometheus  # noqa: F401
-from tests.realstack import real, real_stack  # noqa: F401
+from tests.realstack import real, real_cli, real_stack  # noqa: F401
 
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.dont_write_bytecode = False

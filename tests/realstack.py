@@ -215,6 +215,30 @@ def start_early(items: list[pytest.Item]) -> None:
         _launch()
 
 
+def built_cli() -> Path | None:
+    """The Pulumi CLI `scripts/realstack build` made, if it has."""
+    (cli,) = [c for c in script.COMPONENTS if c.name == "pulumi"]
+    return cli.path("pulumi") if cli.built() else None
+
+
+@pytest.fixture
+def real_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The real Pulumi CLI that `scripts/realstack build` made, first on PATH, with a PULUMI_HOME
+    of the test's own and nothing downloaded: for the engine contract tests (marked `engine`),
+    whose programs use no provider, so they need no cluster and no stack started."""
+    cli = built_cli()
+    if cli is None:
+        _not_available("the Pulumi CLI is not built: run `scripts/realstack build`")
+    assert cli is not None
+    monkeypatch.setenv("PATH", f"{cli.parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PULUMI_HOME", str(tmp_path / "pulumi-home"))
+    monkeypatch.setenv("PULUMI_SKIP_UPDATE_CHECK", "true")
+    monkeypatch.setenv("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
+    for name in ("PULUMI_BACKEND_URL", "PULUMI_ACCESS_TOKEN", "FAKE_PULUMI_VERSION"):
+        monkeypatch.delenv(name, raising=False)
+    return cli
+
+
 @pytest.fixture(scope="session")
 def real_stack() -> Iterator[RealStack]:
     reason = _usable()
