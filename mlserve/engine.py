@@ -70,9 +70,14 @@ _MISSING_PLUGIN = re.compile(
     r"(?:Could not automatically download and install resource plugin|no resource plugin) "
     r"'pulumi-resource-([\w.-]+)'(?: found in the workspace)?,?(?: at version v([\w.+-]+))?"
 )
-# A --target URN neither in the stack nor registered (diag 2011, deployment_executor.go
-# `checkTargets`), and a provider version changed under --target (step_generator.go).
-_TARGET_FAILURE = re.compile(r"could not be found in the stack|has not been registered yet")
+# A --target URN neither in the stack nor registered (diag 2010/2011, deployment_executor.go
+# `checkTargets`); a targeted resource that depends on a create that is not targeted, and a delete
+# that is not targeted (diag 2013 and 2014, step_generator.go); and a provider version changed
+# under --target (step_generator.go). The codes: sdk/go/common/diag/errors.go.
+_TARGET_FAILURE = re.compile(
+    r"could not be found in the stack|has not been registered yet|"
+    r"was not specified in --target list"
+)
 
 T = TypeVar("T")
 
@@ -193,16 +198,22 @@ def file_backend_dir(url: str) -> Path | None:
 def stored_stacks(backend_dir: Path) -> list[str]:
     """The stacks a file backend holds, as PROJECT/STACK (or STACK in the legacy layout).
 
-    The DIY backend keeps each stack in .pulumi/stacks/<project>/<stack>.json, gzipped as
-    .json.gz (pkg/backend/diy/store.go, projectReferenceStore.StackBasePath).
+    The DIY backend keeps each stack in .pulumi/stacks/<project>/<stack>.json, compressed as
+    .json.gz (PULUMI_DIY_BACKEND_GZIP) or .json.zst (PULUMI_DIY_BACKEND_ZSTD)
+    (pkg/backend/diy/store.go, projectReferenceStore.StackBasePath; state.go).
     """
     root = backend_dir / ".pulumi" / "stacks"
     try:
         files = [p for p in root.rglob("*.json*") if p.is_file()]
     except OSError:
         return []
-    names = (str(p.relative_to(root)) for p in files if p.name.endswith((".json", ".json.gz")))
-    return sorted(n.removesuffix(".gz").removesuffix(".json") for n in names)
+    stacks = set()
+    for p in files:
+        name = str(p.relative_to(root))
+        for suffix in (".json", ".json.gz", ".json.zst"):
+            if name.endswith(suffix):
+                stacks.add(name.removesuffix(suffix))
+    return sorted(stacks)
 
 
 def workspace_dir(home: Path, project: str, backend: str, is_default: bool) -> Path:
@@ -278,6 +289,15 @@ def resolve_passphrase(
     return Passphrase(env, "passphrase", secret, created)
 
 
+# What Go's strings.TrimSpace removes from both ends of a passphrase file (the CLI reads it so:
+# pkg/secrets/passphrase/manager.go `readPassphrase`): unicode.IsSpace, the Unicode White_Space
+# characters. Python's str.strip() also removes U+001C-U+001F, which Go keeps.
+GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _read_passphrase(path: Path, name: str, fix: str) -> str:
     try:
         data = path.read_bytes()
@@ -287,7 +307,7 @@ def _read_passphrase(path: Path, name: str, fix: str) -> str:
     except OSError as e:
         raise SettingError(f"{name}: cannot read it ({e.strerror})", fix) from None
     try:
-        return data.decode("utf-8").rstrip("\r\n")
+        return data.decode("utf-8").strip(GO_SPACE)
     except UnicodeDecodeError:
         raise SettingError(f"{name} is not UTF-8 text", fix) from None
 
@@ -321,6 +341,14 @@ def _create_passphrase_file(path: Path) -> Path | None:
 def plugin_dir(name: str, version: str) -> Path:
     home = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi")
     return home / "plugins" / f"resource-{name}-v{version}"
+
+
+def plugin_installed(name: str, version: str) -> bool:
+    """Whether the CLI counts the plugin as installed: its directory exists and no `.partial`
+    file beside it says an installation is unfinished (sdk/go/common/workspace/plugins.go
+    `PartialFilePath`; `getPlugins` skips such a directory)."""
+    path = plugin_dir(name, version)
+    return path.is_dir() and not path.with_name(path.name + ".partial").exists()
 
 
 def sdk_version(plugin: str) -> str | None:
@@ -410,9 +438,10 @@ class NoCliError(EngineUnavailableError):
         self.problems = problems
 
 
-def load_command(home: Path) -> auto.PulumiCommand:
+def load_command(home: Path, passed_over: list[str] | None = None) -> auto.PulumiCommand:
     """The newest suitable Pulumi CLI: the one `mlserve setup` installed under MLSERVE_HOME or
-    `pulumi` on PATH (the first of the two at the same version), version-checked once each."""
+    `pulumi` on PATH (the first of the two at the same version), version-checked once each.
+    What is wrong with a CLI passed over is added to `passed_over`."""
     usable: list[auto.PulumiCommand] = []
     problems: list[str] = []
     for root, where in _cli_candidates(home):
@@ -423,6 +452,8 @@ def load_command(home: Path) -> auto.PulumiCommand:
             usable.append(loaded)
     if not usable:
         raise NoCliError(problems)
+    if passed_over is not None:
+        passed_over.extend(problems)
     return max(usable, key=lambda c: c.version or VersionInfo(0))
 
 
@@ -478,7 +509,7 @@ def installed_plugins(ws: auto.LocalWorkspace) -> set[tuple[str, str]]:
 def ensure_plugins(ws: auto.LocalWorkspace, names: Iterable[str], sink: Sink) -> list[str]:
     """Install each plugin at its SDK's version unless present; returns what it installed."""
     wanted = {n: v for n in names if (v := sdk_version(n)) is not None}
-    missing = {n: v for n, v in wanted.items() if not plugin_dir(n, v).is_dir()}
+    missing = {n: v for n, v in wanted.items() if not plugin_installed(n, v)}
     if not missing:
         return []
     try:
@@ -891,7 +922,14 @@ class Engine:
 
     def command(self) -> auto.PulumiCommand:
         if self._cmd is None:
-            self._cmd = load_command(self.home)
+            passed_over: list[str] = []
+            self._cmd = load_command(self.home, passed_over)
+            for problem in passed_over:
+                # A `pulumi` on PATH built without its version ldflag is newer than the CLI
+                # `mlserve setup` installed, as likely as not: say which one runs.
+                self.sink.note(
+                    f"note: {problem}; using {self._cmd.command} v{self._cmd.version} instead"
+                )
         return self._cmd
 
     def workspace(self) -> auto.LocalWorkspace:
@@ -994,7 +1032,7 @@ class Engine:
     def ensure_plugins(self, names: Iterable[str]) -> list[str]:
         """Install plugins at the installed SDKs' versions; returns what it installed."""
         names = list(names)
-        if all(plugin_dir(n, v).is_dir() for n in names if (v := sdk_version(n)) is not None):
+        if all(plugin_installed(n, v) for n in names if (v := sdk_version(n)) is not None):
             return []  # the usual case costs no process
         try:
             return ensure_plugins(self.workspace(), names, self.sink)
@@ -1478,9 +1516,9 @@ class Engine:
                 # provider check fails mid-way (step_generator.go): some routing may have changed.
                 return PreconditionError(
                     self._with_debug(
-                        f"the routing-only {what} failed: {self._reasons(text)}. Part of the "
-                        "routing may have changed: run `mlserve deploy` first, then check "
-                        "`mlserve status`",
+                        f"the routing-only {what} failed: {self._reasons(text).rstrip('.')}. "
+                        "Part of the routing may have changed: run `mlserve deploy` first, "
+                        "then check `mlserve status`",
                         text,
                     )
                 )
