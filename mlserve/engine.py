@@ -37,6 +37,7 @@ import yaml
 from pulumi import automation as auto
 from pulumi.automation._server import LanguageServer
 from pulumi.automation._stack import StackInitMode
+from pulumi.automation.errors import create_command_error
 from semver import VersionInfo
 
 from mlserve import redact
@@ -411,10 +412,89 @@ def _unversioned(command: str, where: str) -> str:
     )
 
 
+# The CLI commands that run an engine operation inside the CLI's cancellation scope
+# (pkg/backend/diy/backend.go `apply` opens it, pkg/backend/cancellation_scope.go handles SIGINT
+# and SIGTERM inside it).
+OPERATIONS = frozenset({"up", "preview", "refresh", "destroy"})
+
+
+class Command(auto.PulumiCommand):
+    """The SDK's PulumiCommand, but the CLI of an operation runs in a process group of its own,
+    with no terminal input, and is handed to `spawned` as it starts.
+
+    Why: the CLI handles SIGINT and SIGTERM only inside its cancellation scope, the first as a
+    clean cancel and any second one as a hard stop (cancellation_scope.go). Before the scope
+    (start-up, taking the lock) and after it (writing the history entry, unlocking) it has no
+    handler, so a signal there kills it and can leave the lock. In mlserve's process group it
+    would also get every signal sent to the group (a terminal's Ctrl-C, a runner's SIGTERM to the
+    group) besides the one mlserve passes on, and two are a hard stop. In a group of its own it
+    gets exactly what mlserve sends, when mlserve sends it (Engine._pass_on). If mlserve itself
+    is killed (SIGKILL), the CLI goes on until it next writes to its closed stdout, as it would
+    after a SIGKILL to mlserve alone. Other commands (reads, `stack select`, plugins) run as the
+    SDK runs them.
+    """
+
+    spawned: Callable[[subprocess.Popen[str]], None] | None = None
+
+    def run(
+        self,
+        args: list[str],
+        cwd: str,
+        additional_env: Mapping[str, str],
+        on_output: auto.OnOutput | None = None,
+        on_error: auto.OnOutput | None = None,
+    ) -> auto.CommandResult:
+        words = [a for a in args if not a.startswith("-")]
+        if not words or words[0] not in OPERATIONS:
+            return super().run(args, cwd, additional_env, on_output, on_error)
+        # As the SDK's run (pulumi/automation/_cmd.py): --non-interactive, its environment, the
+        # CLI's own directory first on PATH, output read line by line.
+        argv = [self.command, "--non-interactive", *[a for a in args if a != "--non-interactive"]]
+        env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
+        if os.path.isabs(self.command):
+            env["PATH"] = os.pathsep.join([os.path.dirname(self.command), env.get("PATH", "")])
+        with subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            encoding="utf-8",
+            process_group=0,
+        ) as process:
+            if self.spawned is not None:
+                self.spawned(process)
+            chunks: dict[str, list[str]] = {"stdout": [], "stderr": []}
+
+            def read(name: str, stream: Any, callback: auto.OnOutput | None) -> None:
+                for line in stream:
+                    line = line.rstrip()
+                    if callback is not None:
+                        callback(line)
+                    chunks[name].append(line)
+
+            readers = [
+                threading.Thread(target=read, args=("stdout", process.stdout, on_output)),
+                threading.Thread(target=read, args=("stderr", process.stderr, on_error)),
+            ]
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join()
+            code = process.wait()
+        result = auto.CommandResult(
+            stdout="\n".join(chunks["stdout"]), stderr="\n".join(chunks["stderr"]), code=code
+        )
+        if code != 0:
+            raise create_command_error(result)
+        return result
+
+
 def _load_one(root: str | None, where: str) -> auto.PulumiCommand | str:
     """The CLI at `root` (None: `pulumi` on PATH), version-checked; else what is wrong."""
     try:
-        command = auto.PulumiCommand(root=root, version=VersionInfo.parse(MIN_CLI_VERSION))
+        command = Command(root=root, version=VersionInfo.parse(MIN_CLI_VERSION))
     except FileNotFoundError:
         return f"the Pulumi CLI was not found ({where})"
     except PermissionError:
@@ -470,7 +550,8 @@ def install_cli(home: Path, version: str | None = None, why: str = "") -> auto.P
     )
     found = f"{why}; " if why else ""
     try:
-        return auto.PulumiCommand.install(root=str(root), version=VersionInfo.parse(version))
+        auto.PulumiCommand.install(root=str(root), version=VersionInfo.parse(version))
+        return Command(root=str(root), version=VersionInfo.parse(MIN_CLI_VERSION))
     except urllib.error.URLError as e:
         raise EngineUnavailableError(
             f"{found}downloading Pulumi {version} failed: no network ({e.reason}). {by_hand}"
@@ -897,9 +978,14 @@ class Engine:
         self._changes: dict[str, int] = {}  # the running operation's summary event
         self._ops: dict[str, str] = {}  # urn -> op of each listed resource it stepped
         self._extras: dict[str, tuple[str, str]] = {}  # urn -> (type, op): the stack, providers
-        self._lock = threading.Lock()
-        self.interrupted = False
-        self._stopped = False  # a second interrupt: the operation's display is over
+        self._lock = threading.RLock()  # also taken by the signal handler, on the main thread
+        # Interrupts of the running operation (_interruptible), and how far they got: the CLI
+        # running it, how many SIGINTs it was sent, and where it stands in its cancellation
+        # scope: "before" its first engine event, "open", "over" once its summary came.
+        self._signals = 0
+        self._sent = 0
+        self._cli: subprocess.Popen[str] | None = None
+        self._scope = "before"
 
     # -- secrets
 
@@ -930,7 +1016,13 @@ class Engine:
                 self.sink.note(
                     f"note: {problem}; using {self._cmd.command} v{self._cmd.version} instead"
                 )
+            if isinstance(self._cmd, Command):
+                self._cmd.spawned = self._spawned
         return self._cmd
+
+    @property
+    def interrupted(self) -> bool:
+        return self._signals > 0
 
     def workspace(self) -> auto.LocalWorkspace:
         if self._ws is None:
@@ -1274,13 +1366,17 @@ class Engine:
         """Run one engine operation: events, Ctrl-C, lock retries and error mapping."""
 
         def on_event(raw: auto.EngineEvent) -> None:
-            # Called on a gRPC or log-watcher thread, which may outlive a second interrupt.
+            # Called on a gRPC or log-watcher thread.
             try:
+                self._scope_event(raw)
                 event = self._convert(raw)
                 if event is None:
                     return
                 with self._lock:
-                    if self._stopped:
+                    if self._sent > 1:
+                        # Stopped at once: what the CLI reports of the steps it cut off (the
+                        # provider "exited prematurely", the monitor "has terminated") is the
+                        # stop itself, which the command's error says.
                         return
                     if event.kind == "diag" and event.severity == "error":
                         prefix = f"{event.name}: " if event.name else ""
@@ -1306,12 +1402,15 @@ class Engine:
         self._program_error = None
         if what != "preview":  # a DIY preview takes no lock and writes no state
             self._require_writable_backend(f"the {what}")
+        self._signals = 0
         with self._interruptible():
             while True:
                 self._errors, self._warnings, self._changes = [], [], {}
                 self._ops, self._extras = {}, {}
+                with self._lock:
+                    self._cli, self._sent, self._scope = None, 0, "before"
                 try:
-                    result = _in_worker(lambda: run(on_event), self._stop_display)
+                    result = _in_worker(lambda: run(on_event))
                 except auto.ConcurrentUpdateError as e:
                     remaining = deadline - time.monotonic()
                     if self.interrupted:
@@ -1329,18 +1428,50 @@ class Engine:
                         raise self._interrupted_waiting(what) from None
                     delay = min(delay * 2, 15.0)
                     continue
-                except KeyboardInterrupt:  # a second interrupt: the CLI was stopped at once
-                    raise self._interrupted(what, terminated=True) from None
+                except KeyboardInterrupt:  # a third interrupt: mlserve stopped waiting
+                    raise self._interrupted(what, gave_up=True) from None
                 except Exception as e:
                     raise self.map_error(e, what) from None
                 if self.interrupted:
                     raise self._interrupted(what, finished=True)
                 return result
 
-    def _stop_display(self) -> None:
-        """After a second interrupt: the events still arriving print nothing more."""
+    # -- interrupts
+
+    def _spawned(self, process: subprocess.Popen[str]) -> None:
+        """Command.run started the operation's CLI (on the operation's worker thread)."""
         with self._lock:
-            self._stopped = True
+            self._cli = process
+
+    def _scope_event(self, raw: auto.EngineEvent) -> None:
+        """Where the CLI stands in its cancellation scope, from its engine events: every event
+        passes through the scope (backend.go `apply` opens it before the engine starts and closes
+        it after the display has shown the last event), and the summary is the engine's last."""
+        with self._lock:
+            if raw.summary_event is not None or raw.cancel_event is not None:
+                self._scope = "over"
+            elif self._scope == "before":
+                self._scope = "open"
+                self._pass_on()
+
+    def _pass_on(self) -> None:
+        """Send the operation's CLI the SIGINTs it is owed (one per interrupt, two at most), while
+        it is inside its cancellation scope; an interrupt that came before it was is passed on
+        with its first event, and none after its summary (the engine is done, and the scope ends
+        at any moment: a signal after it kills the CLI before it unlocks)."""
+        with self._lock:
+            cli = self._cli
+            while (
+                self._sent < min(self._signals, 2)
+                and self._scope == "open"
+                and cli is not None
+                and cli.poll() is None
+            ):
+                if self._sent:
+                    time.sleep(0.2)  # two signals at once are one (POSIX does not queue them)
+                with contextlib.suppress(OSError):
+                    os.kill(cli.pid, signal.SIGINT)
+                self._sent += 1
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake within a tenth of a second of an interrupt."""
@@ -1395,32 +1526,37 @@ class Engine:
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
-        """Ctrl-C, SIGTERM and SIGHUP reach the running CLI as its own Ctrl-C would.
+        """Ctrl-C, SIGTERM and SIGHUP while an operation runs reach its CLI as SIGINT, once per
+        interrupt, from mlserve alone (Command: the CLI has a process group of its own).
 
-        The Pulumi CLI cancels cleanly on its first SIGINT and stops at once on its second; it
-        does not catch SIGTERM (pkg/cmd/pulumi/operations, cancellationScopeSource.NewScope).
-        A Ctrl-C typed in a terminal signals the whole foreground process group, the CLI
-        included; a `kill`, a CI runner's cancel, SIGTERM and SIGHUP reach mlserve alone, so
-        mlserve passes those on as SIGINT. Here the signal only sets a flag; a second one stops
-        waiting at once (KeyboardInterrupt). Not told apart: a SIGINT sent with `kill` to the
-        whole group of an mlserve without a terminal reaches the CLI twice, which stops it at once.
+        The Pulumi CLI handles SIGINT and SIGTERM alike (pkg/backend/cancellation_scope.go): the
+        first cancels cleanly (the steps running finish; a failed history entry is written and
+        the lock released), any second one stops the engine at once, leaving the steps that were
+        running pending in the state, and the CLI still writes its failed entry, releases the
+        lock and exits 8. So the first interrupt cancels, and a second stops the operation at
+        once, and either way mlserve waits for the CLI to finish unlocking; a third stops
+        waiting (the CLI's pipes then close, and it may die before it unlocks). SIGHUP, which the
+        CLI does not catch, is passed on as SIGINT too.
         """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            if signum != signal.SIGINT or not _terminal_signalled_group():
-                for pid in _child_pids():
-                    with contextlib.suppress(OSError):
-                        os.kill(pid, signal.SIGINT)
-            if self.interrupted:
+            self._signals += 1
+            if self._signals > 2:
                 raise KeyboardInterrupt
-            self.interrupted = True
-            self.sink.note(
-                "interrupted: letting Pulumi cancel the operation cleanly "
-                "(Ctrl-C again to stop at once)"
-            )
+            if self._signals == 1:
+                self.sink.note(
+                    "interrupted: letting Pulumi cancel the operation cleanly "
+                    "(interrupt again to stop it at once)"
+                )
+            else:
+                self.sink.note(
+                    "interrupted again: Pulumi stops the operation at once; waiting for it to "
+                    "release the stack's lock (interrupt again to stop waiting)"
+                )
+            self._pass_on()
 
         caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
         previous = {s: signal.signal(s, on_signal) for s in caught}
@@ -1432,20 +1568,25 @@ class Engine:
 
     # -- errors
 
-    def _interrupted(
-        self, what: str, finished: bool = False, terminated: bool = False
-    ) -> Interrupted:
-        """What an interrupt left behind, by what was running and how it ended."""
+    def _interrupted(self, what: str, finished: bool = False, gave_up: bool = False) -> Interrupted:
+        """What an interrupt left behind, by what was running and how far it got."""
+        refresh = f"mlserve status --refresh --stack {self.target.stack}"
+        if gave_up:
+            return Interrupted(
+                f"interrupted three times: mlserve stopped waiting for Pulumi in the middle of "
+                f"the {what}, so {self.describe()} may still be locked and hold pending "
+                f"operations. Run `{refresh}`: if the stack is locked, it says how to remove the "
+                "lock"
+            )
         if finished:
             return Interrupted(f"interrupted; the {what} had already finished")
         if what == "preview":
             return Interrupted("interrupted: the preview was cancelled; nothing was changed")
-        refresh = f"mlserve status --refresh --stack {self.target.stack}"
-        if terminated:
+        if self._sent > 1:
             return Interrupted(
-                f"interrupted twice: Pulumi was stopped in the middle of the {what}, so "
-                f"{self.describe()} may still be locked and hold pending operations. Run "
-                f"`{refresh}`: if the stack is locked, it says how to remove the lock"
+                f"interrupted twice: Pulumi stopped the {what} at once and released the stack's "
+                "lock, but the steps that were running were cut off and may be left pending in "
+                f"its state. Run `{refresh}` to reconcile them before running it again"
             )
         return Interrupted(
             f"interrupted: Pulumi cancelled the {what} cleanly: the steps already running "
@@ -1477,8 +1618,10 @@ class Engine:
         """Every Automation API failure -> an mlserve error with a short, scrubbed message."""
         if isinstance(e, MlserveError):
             return e
-        if self.interrupted:
+        if self.interrupted and self._sent:
             return self._interrupted(what)
+        # Interrupted before the CLI took the signal (before its first event, or after its
+        # summary): its own result stands.
         text = str(e)
         if isinstance(e, auto.ConcurrentUpdateError):
             holder = next(
@@ -1692,7 +1835,7 @@ def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
 LanguageServer.Run = _finishing(LanguageServer.Run)  # type: ignore[method-assign]
 
 
-def _in_worker(call: Callable[[], T], stopped: Callable[[], None]) -> T:
+def _in_worker(call: Callable[[], T]) -> T:
     """Run `call` on a worker thread while the main thread waits in short timed joins.
 
     The kernel may deliver a process-directed signal to any thread; CPython then runs the Python
@@ -1713,45 +1856,8 @@ def _in_worker(call: Callable[[], T], stopped: Callable[[], None]) -> T:
 
     worker = threading.Thread(target=work, name="mlserve-operation", daemon=True)
     worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.1)
-    except KeyboardInterrupt:
-        # A second interrupt stopped the CLI at once: give it a moment to exit and write its
-        # last record, as the SDK's own wait did when it ran on this thread.
-        stopped()
-        worker.join(10)
-        raise
+    while worker.is_alive():
+        worker.join(0.1)  # a KeyboardInterrupt here (a third interrupt) stops waiting at once
     if failure:
         raise failure[0]
     return outcome[0]
-
-
-def _terminal_signalled_group() -> bool:
-    """Whether mlserve runs in the foreground of a terminal: a Ctrl-C there signals its whole
-    process group, so the CLI has its SIGINT already and a second one would stop it at once."""
-    try:
-        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
-    except OSError:
-        return False  # no terminal: a CI runner, a service, `nohup`
-    try:
-        return os.tcgetpgrp(fd) == os.getpgrp()
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
-
-
-def _child_pids() -> list[int]:
-    """Our child processes, from /proc (Linux); elsewhere none are known."""
-    me = str(os.getpid())
-    pids = []
-    with contextlib.suppress(OSError):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", encoding="utf-8") as f:
-                fields = f.read().rsplit(")", 1)[-1].split()
-                if len(fields) > 1 and fields[1] == me:
-                    pids.append(int(entry))
-    return pids
