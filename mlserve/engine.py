@@ -686,6 +686,11 @@ def _find_weights(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
             yield from _find_weights(value, f"{path}[{i}]")
 
 
+def weights_of(inputs: Any) -> dict[str, Any]:
+    """Every weight in a resource's inputs (as `weight_changes` finds them), by input path."""
+    return dict(_find_weights(inputs or {}))
+
+
 def weight_changes(old: Any, new: Any) -> tuple[tuple[str, Any, Any], ...]:
     """The weights a step sets: every `weight` (or nginx canary-weight) in its inputs, but for
     those of header-pinned rules, so an HTTPRoute shows its split (95/5) as Istio's does."""
@@ -804,6 +809,10 @@ class StackState:
     dependencies: Mapping[str, frozenset[str]] = field(default_factory=dict)  # urn -> its deps
     # (type, name) -> outputs of each Deployment and HorizontalPodAutoscaler: what status shows
     workloads: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    # urn -> the weights in each resource's inputs (weights_of: input path -> value), for
+    # comparing what the stack holds with what an update recorded
+    weights: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    pending: tuple[str, ...] = ()  # "creating Service fraud" for each pending operation
 
 
 # The resource types whose outputs StackState keeps (status reads their replica counts).
@@ -829,7 +838,13 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _urn_name(urn: str) -> tuple[str, str]:
+def kind_name(urn: str) -> str:
+    """`VirtualService fraud-detector` of a URN, as a user reads it."""
+    type_, name = urn_name(urn)
+    return f"{type_.rsplit(':', 1)[-1]} {name}"
+
+
+def urn_name(urn: str) -> tuple[str, str]:
     """(type, name) of a URN `urn:pulumi:STACK::PROJECT::[PARENT$]TYPE::NAME`."""
     parts = urn.split("::")
     return parts[-2].rsplit("$", 1)[-1], parts[-1]
@@ -847,7 +862,7 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
             plugins.add(r["type"].split(":", 2)[2])
         if r.get("type") == "pulumi:pulumi:Stack" and not r.get("parent"):
             outputs = _masked(r.get("outputs") or {})
-        elif r.get("type", "").startswith("pulumi:providers:") and _urn_name(r.get("urn", ""))[
+        elif r.get("type", "").startswith("pulumi:providers:") and urn_name(r.get("urn", ""))[
             1
         ].startswith("default"):
             # Default providers are named default_<version> (pkg/resource/deploy/providers).
@@ -855,7 +870,7 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
             if isinstance(version, str):
                 providers[r["type"].split(":", 2)[2]] = version
     pending = tuple(
-        _urn_name(op.get("resource", {}).get("urn", ""))
+        urn_name(op.get("resource", {}).get("urn", ""))
         for op in deployment.get("pending_operations") or []
         if op.get("type") == "creating"
     )
@@ -871,10 +886,19 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
             if "urn" in r and r.get("dependencies")
         },
         workloads={
-            _urn_name(r["urn"]): _masked(r.get("outputs") or {})
+            urn_name(r["urn"]): _masked(r.get("outputs") or {})
             for r in resources
             if r.get("type") in WORKLOAD_TYPES and "urn" in r and not r.get("delete")
         },
+        weights={
+            r["urn"]: weights_of(r.get("inputs"))
+            for r in resources
+            if "urn" in r and not r.get("delete") and weights_of(r.get("inputs"))
+        },
+        pending=tuple(
+            f"{op.get('type', '?')} {kind_name(op.get('resource', {}).get('urn', '::'))}"
+            for op in deployment.get("pending_operations") or []
+        ),
     )
 
 
@@ -1112,6 +1136,12 @@ class Engine:
             except Exception as e:
                 raise self.map_error(e, "selecting the stack") from None
         return self._stack
+
+    @property
+    def stack_name(self) -> str:
+        """The stack's own name, as URNs hold it (not `org/project/stack`: deployment.go
+        `generateURN`)."""
+        return self.target.stack.rsplit("/", 1)[-1]
 
     def describe(self) -> str:
         return (

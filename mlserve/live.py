@@ -29,7 +29,10 @@ from mlserve.engine import (
     Mark,
     StackState,
     Tally,
+    kind_name,
     sdk_version,
+    urn_name,
+    weights_of,
 )
 from mlserve.errors import PreconditionError
 from mlserve.program import build_program
@@ -227,6 +230,15 @@ class Live:
     record: Record
     mark: Mark  # the history it was read from: the update's guard compares
     held: StackState  # what `pulumi stack export` showed
+    _routing: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def routing(self, project: str, stack: str) -> dict[str, dict[str, Any]]:
+        """The routing the record declares (urn -> its weights), rendered once."""
+        if (project, stack) not in self._routing:
+            self._routing[project, stack] = _declared_routing(self.spec, self.state, project, stack)
+        return self._routing[project, stack]
 
     @property
     def state(self) -> TrafficState:
@@ -266,6 +278,50 @@ def _import_program_modules() -> None:
             return  # program imports it again on the main thread
 
 
+def unrecorded(live: Live, project: str, stack: str) -> str | None:
+    """Where the stack's routing differs from what its live record says, or None.
+
+    What changes a stack's state without a history entry, so that the record mlserve reads is
+    stale: a Pulumi CLI killed in the middle of an update (pkg/backend/diy/backend.go `apply`
+    writes the entry only when the operation returns), `pulumi stack import`, `pulumi state ...`
+    (pkg/cmd/pulumi/state/io.go `TotalStateEdit` imports the edited state); and an update that
+    failed part-way, whose entry mlserve does not read as live. Every weight the record's
+    routing declares is compared with the same resource's inputs in the state.
+    """
+    differ = []
+    for urn, want in sorted(live.routing(project, stack).items()):
+        if urn not in live.held.urns:
+            differ.append(f"{kind_name(urn)} is not in it")
+        elif (have := dict(live.held.weights.get(urn, {}))) != want:
+            differ.append(
+                f"{kind_name(urn)} holds weights {_split(have)}, the record {_split(want)}"
+            )
+    if not differ:
+        return None
+    more = f" and {len(differ) - 2} more" if len(differ) > 2 else ""
+    newest = live.mark.newest
+    if newest is not None and newest.kind == "refresh" and newest.revision > live.record.revision:
+        # The Kubernetes provider's refresh reads an object's inputs back too (seen on the real
+        # provider, v4.34), so a weight edited with kubectl is in the state after a refresh.
+        why = (
+            f"the refresh of revision {newest.revision} read it back from where it was changed "
+            "outside mlserve"
+        )
+    else:
+        why = (
+            "an update was stopped, failed part-way or is running now, or the state was changed "
+            "outside mlserve (`pulumi stack import`, `pulumi state ...`)"
+        )
+    return (
+        f"the stack's state does not hold the routing that revision {live.record.revision} "
+        f"records ({'; '.join(differ[:2])}{more}): {why}"
+    )
+
+
+def _split(weights: Mapping[str, Any]) -> str:
+    return "/".join(str(v) for v in weights.values()) or "none"
+
+
 def read_live(eng: Engine) -> Live:
     """The live record, the history it came from and the stack's state, for a routing update.
 
@@ -298,17 +354,19 @@ def read_live(eng: Engine) -> Live:
     return Live(record, Mark.of(entries), held)
 
 
-def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str) -> set[str]:
-    """The URNs of the routing resources the program declares for `state`, from a run under
-    Pulumi's mocks (render.py), on a thread of its own so the mocks' runtime settings (context
-    variables) never meet the real program's.
+def _declared_routing(
+    spec: Spec, state: TrafficState, project: str, stack: str
+) -> dict[str, dict[str, Any]]:
+    """The URNs of the routing resources the program declares for `state`, each with the weights
+    in its inputs (engine.weights_of), from a run under Pulumi's mocks (render.py), on a thread
+    of its own so the mocks' runtime settings (context variables) never meet the real program's.
 
     The mocks qualify a child of the stack with the stack's type; the engine does not
     (pkg/resource/deploy/deployment.go `generateURN` skips the root stack type), so
     `urn:pulumi:S::P::pulumi:pulumi:Stack$T::N` becomes `urn:pulumi:S::P::T::N`.
     """
 
-    def run() -> set[str]:
+    def run() -> dict[str, dict[str, Any]]:
         import pulumi
         from pulumi.runtime.settings import get_root_resource
 
@@ -331,10 +389,11 @@ def _declared_routing(spec: Spec, state: TrafficState, project: str, stack: str)
         loop = asyncio.new_event_loop()  # a thread's own; the SDK runs the program on it
         asyncio.set_event_loop(loop)
         try:
-            render_program(capture, project, stack)
+            rendered = render_program(capture, project, stack)
         finally:
             loop.close()
-        return found
+        inputs = {(r.type, r.name): r.inputs for r in rendered}
+        return {urn: weights_of(inputs.get(urn_name(urn))) for urn in found}
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result()
@@ -363,15 +422,15 @@ def _routing_targets(eng: Engine, live: Live, new: TrafficState) -> list[str]:
     record declares, each kept only if the state has it.
     """
     # A URN holds the stack's own name, not `org/project/stack` (deployment.go `generateURN`).
-    project, stack = eng.target.project, eng.target.stack.rsplit("/", 1)[-1]
+    project, stack = eng.target.project, eng.stack_name
     exported = live.held.outputs.get("routing")
     if not isinstance(exported, list) or not exported:
         raise PreconditionError(
             f"{eng.describe()} records no routing resources (output `routing`): redeploy "
             "with `mlserve deploy` first"
         )
-    held = {str(u) for u in exported} | _declared_routing(live.spec, live.state, project, stack)
-    declared = _declared_routing(live.spec, new, project, stack)
+    held = {str(u) for u in exported} | set(live.routing(project, stack))
+    declared = set(_declared_routing(live.spec, new, project, stack))
     return sorted(declared | (held & live.held.urns))
 
 
@@ -450,6 +509,9 @@ def routing_update(
     )
     scaled = tuple(capacity.changes(before, after))
     config = {**(extra_config or {}), **recorded_config(new, live.spec)}
+    stale = unrecorded(live, eng.target.project, eng.stack_name)
+    if stale is not None:
+        warnings = [*warnings, f"{stale}; this update applies the routing anew"]
     if dry_run:
         preview = eng.preview(build_program(live.spec, new, before), config, target=targets)
         return TrafficReport(

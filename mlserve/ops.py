@@ -44,6 +44,7 @@ from mlserve.live import (
     SPEC_KEY,
     TRAFFIC_KEY,
     DamagedRecord,
+    Live,
     Record,
     TrafficReport,
     live_record,
@@ -52,6 +53,7 @@ from mlserve.live import (
     read_record,
     recorded_config,
     routing_update,
+    unrecorded,
 )
 from mlserve.program import build_program
 from mlserve.rollout import RolloutStatus, rollout_status
@@ -402,6 +404,14 @@ def promote(
             else f"no canary is live ({live.state.stable} takes 100%), which counts as 0%"
         )
         raise PreconditionError(f"--expect-weight {expect_weight}: {where}; nothing was changed")
+    stale = unrecorded(live, target.project, eng.stack_name)
+    if expect_weight is not None and stale is not None:
+        raise PreconditionError(
+            f"--expect-weight {expect_weight}: {stale}, so the live weight may not be the "
+            f"{expect_weight}% it records. Nothing was changed: `mlserve status --refresh` shows "
+            f"what the stack holds; `mlserve rollback --to {live.record.revision}` or `mlserve "
+            "deploy` applies a known state again"
+        )
     if live.state.canary is None:
         raise PreconditionError(_nothing_to_promote(live.state, live.spec))
     new = traffic.promote(live.state, percent)
@@ -847,7 +857,22 @@ def status(
         notes += _cleared(held)
         if live is not None and any(v.image for v in live.spec.versions):
             read = eng.state()  # the replicas and Ready counts the refresh read
-    notes += _failed_since(entries, live)
+    failed = _failed_since(entries, live)
+    notes += failed
+    if live is not None and not failed:  # a failed update's note says the same, and why
+        stale = unrecorded(Live(live, Mark.of(entries), held), target.project, eng.stack_name)
+        if stale is not None:
+            notes.append(
+                f"{stale}. The traffic shown is what revision {live.revision} recorded: `mlserve "
+                f"rollback --to {live.revision}` or `mlserve deploy` applies a known state again"
+            )
+    if held.pending and not refresh:
+        notes.append(
+            f"the stack's state holds {len(held.pending)} pending operation(s) "
+            f"({', '.join(held.pending[:3])}): an update is running now, or one was stopped "
+            f"before it finished them. If none is running, `mlserve status --refresh --stack "
+            f"{target.stack}` reconciles them"
+        )
     endpoint = held.outputs.get("endpoint")
 
     return StatusReport(
@@ -962,7 +987,7 @@ def doctor(spec: Spec | None, backend: str | None = None) -> list[Check]:
         version = engine.sdk_version(name)
         if version is None:
             continue
-        present = engine.plugin_dir(name, version).is_dir()
+        present = engine.plugin_installed(name, version)
         if not present and command is not None:
             if listed is None:
                 try:

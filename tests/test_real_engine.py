@@ -301,6 +301,14 @@ def test_a_pulumi_cli_killed_mid_update_leaves_its_lock_and_the_way_out_works(re
     locks, pending, history = stack_files(real)
     assert len(locks) == 1 and history == []
     assert pending_creates(pending) == ["creating forecast"]
+    # A plain status reads the state without the lock, and names what is pending.
+    status = real.mlserve("status", "--stack", "dev", "--project", "forecast")
+    assert status.returncode == 0, status.stderr
+    assert (
+        "the stack's state holds 1 pending operation(s) (creating Service forecast): an update "
+        "is running now, or one was stopped before it finished them. If none is running, "
+        "`mlserve status --refresh --stack dev` reconciles them"
+    ) in status.stdout, status.stdout
 
     status = real.mlserve("status", "--refresh", "--stack", "dev", "--project", "forecast")
     assert status.returncode == 3, status.stdout + status.stderr
