@@ -10,6 +10,19 @@ nothing about any particular program. No cloud and no network exist: the stand-i
 provider (create returns the inputs as outputs plus an id) and plugins are directories under
 $PULUMI_HOME/plugins.
 
+What the real stack (scripts/realstack, tests/realstack.py) shows is tested there, and the
+stand-in's tests of it were retired: interrupts in the middle of an update and a CLI killed with
+SIGKILL (tests/test_real_engine.py), the --expect-weight race against the CLI's lock, a state
+changed without a history entry, rollouts against the real Prometheus, and the engine contract
+(tests/test_engine_contract.py, the real CLI alone). The stand-in stays for what the real stack
+cannot be made to produce, or only in minutes where the tests need it hundreds of times: shared
+backends (s3://, azblob://, gs://, Pulumi Cloud and its own revision numbers), a provider failing
+a chosen step (`fail`), the program refused by the monitor, a plugin download failing, a broken
+`pulumi version`, failure texts that leak the passphrase, a lock held for as long as a test
+needs, and the many command-level tests that would each cost a real provider and API server
+tens of seconds. Its SIGINT handling (operation.py) follows cancellation_scope.go for those
+tests' own interrupts.
+
 Environment:
   FAKE_PULUMI_LOG      append one JSON line per invocation: {"argv", "cwd", "env", "pid"}; "pid" is
                        the process running the command (a signal sent to it reaches the command
