@@ -127,3 +127,43 @@ def test_a_refresh_that_read_back_a_kubectl_edit_is_named_as_such(real: Real) ->
     )
     assert guarded.returncode == 6, guarded.stdout + guarded.stderr
     assert split(real) == {"v1": 60, "v2": 40}
+
+
+ACCEPTED = {"type": "Accepted", "status": "True", "reason": "Accepted",
+            "message": "Accepted by the test, as a Gateway controller would",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}  # fmt: skip
+ADDRESS = {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}
+
+
+@pytest.mark.parametrize("gateway", ["ingress-nginx", "gateway-api"])
+def test_what_the_provider_stores_of_each_gateways_weights_is_what_the_record_declares(
+    real: Real, gateway: str
+) -> None:
+    """The comparison reads the weights in each routing resource's inputs as the real provider
+    stored them (an nginx canary-weight annotation as a string, HTTPRoute backendRef weights):
+    after a deploy and a promote, status finds nothing to name."""
+    spec = str(real.spec(f"{gateway}.yaml"))
+    if gateway == "ingress-nginx":
+        project, weight = "sentiment", 20
+        for name in ("sentiment", "sentiment-canary"):
+            real.set_status("ingresses.networking.k8s.io", name, ADDRESS)
+    else:
+        project, weight = "recommender", 5
+        parent = {"name": "public", "namespace": "infra", "sectionName": "https"}
+        real.set_status("httproutes.gateway.networking.k8s.io", "recommender", {"parents": [{
+            "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway", **parent},
+            "controllerName": "example.com/test-controller",
+            "conditions": [ACCEPTED],
+        }]})  # fmt: skip
+    deployed = real.mlserve("deploy", spec, "--yes")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    status = real.mlserve("status", "--project", project)
+    assert status.returncode == 0, status.stderr
+    assert "does not hold" not in status.stdout + status.stderr, status.stdout
+    promoted = real.mlserve(
+        "promote", "--project", project, "--weight", "40", "--expect-weight", str(weight)
+    )
+    assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+    assert "does not hold" not in promoted.stdout + promoted.stderr, promoted.stdout
+    status = real.mlserve("status", "--project", project)
+    assert "does not hold" not in status.stdout + status.stderr, status.stdout
