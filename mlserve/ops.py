@@ -404,8 +404,10 @@ def promote(
             else f"no canary is live ({live.state.stable} takes 100%), which counts as 0%"
         )
         raise PreconditionError(f"--expect-weight {expect_weight}: {where}; nothing was changed")
-    stale = unrecorded(live, target.project, eng.stack_name)
-    if expect_weight is not None and stale is not None:
+    if (
+        expect_weight is not None
+        and (stale := unrecorded(live, target.project, eng.stack_name)) is not None
+    ):
         raise PreconditionError(
             f"--expect-weight {expect_weight}: {stale}, so the live weight may not be the "
             f"{expect_weight}% it records. Nothing was changed: `mlserve status --refresh` shows "
