@@ -707,7 +707,10 @@ class Deployment:
         """deployment_executor.go refresh: a refresh step per resource in the state; the provider
         reads each back. No cluster exists here, so a resource reads back unchanged unless the
         `drift` knob says the first N custom resources were changed by hand (their outputs gain
-        an annotation), which the step reports as an update (RefreshStep.ResultOp).
+        an annotation), which the step reports as an update (RefreshStep.ResultOp). The real
+        Kubernetes provider (v4.34) also writes what it read into the resource's inputs, so a
+        weight edited with kubectl is in the state's inputs after a refresh: that runs on the
+        real stack (tests/test_real_state_edits.py), not here.
 
         Pending operations are cleared, except creates, which only --clear-pending-creates drops
         (printPendingOperationsWarning; PR #10394): a pending create may have made an object the
