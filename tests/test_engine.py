@@ -368,3 +368,32 @@ def test_a_program_whose_cleanup_was_cut_short_is_finished_on_runs_thread() -> N
     assert tasks[0].cancelled() and tasks[0].get_loop().is_closed()
     assert seen == []
     assert not engine._program_loops
+
+
+def test_a_read_that_finds_the_stack_half_written_by_another_process_is_tried_again(
+    tmp_path: Path,
+) -> None:
+    """gocloud.dev's fileblob rewrites a stack's `.attrs` sidecar in place, so a reader racing a
+    writer can fail with "failed to load checkpoint: EOF" (seen on the real CLI with two racing
+    promotes): a read is tried again; another failure is not. The CLI here is a script that
+    fails its first call so and answers its second."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "bin" / "pulumi"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" version "*) echo v3.277.0; exit 0;; esac\n'
+        f'echo x >> "{calls}"\n'
+        f'if [ "$(wc -l < "{calls}")" -lt 2 ]; then\n'
+        '  echo "error: failed to load checkpoint: ${FAIL:-EOF}" >&2; exit 255\n'
+        "fi\n"
+        'echo "{}"\n'
+    )
+    script.chmod(0o755)
+    command = engine.Command(root=str(tmp_path), version=None)
+    assert command.run(["stack", "export"], str(tmp_path), {}).stdout == "{}"
+    assert calls.read_text().count("x") == 2
+    calls.unlink()
+    with pytest.raises(auto.CommandError):
+        command.run(["stack", "export"], str(tmp_path), {"FAIL": "permission denied"})
+    assert calls.read_text().count("x") == 1
