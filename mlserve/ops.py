@@ -290,6 +290,34 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
     )
 
 
+def namespace_problem(spec: Spec) -> str | None:
+    """Why the spec's namespace cannot take its objects, if the cluster says so (probes.namespace).
+
+    mlserve does not create the namespace: a Namespace in the stack would make `destroy` delete
+    everything else in it, and one that already exists could not be created (the provider
+    refuses an object that exists). Without this check the provider retries the first object's
+    create for about a minute and fails with `namespaces "NAME" not found`."""
+    if not any(v.image for v in spec.versions):
+        return None  # nothing of the spec goes into a namespace
+    from mlserve import probes
+
+    found = probes.namespace(spec.namespace)
+    create = f"kubectl create namespace {spec.namespace}"
+    if found.state == "missing":
+        return (
+            f"namespace {spec.namespace} does not exist in the cluster ({found.where}): create "
+            f"it (`{create}`), or set the spec's namespace to one that exists. mlserve does not "
+            "create namespaces, so that `mlserve destroy` never deletes one other workloads share"
+        )
+    if found.state == "terminating":
+        return (
+            f"namespace {spec.namespace} is being deleted in the cluster ({found.where}), and "
+            f"Kubernetes refuses new objects in it: wait until it is gone (`kubectl get namespace "
+            f"{spec.namespace}` answers NotFound), then `{create}`"
+        )
+    return None
+
+
 def _previewed(eng: Engine, prepared: _Prepared) -> PlanReport:
     preview = eng.preview(prepared.program, prepared.config)
     return replace(
@@ -311,7 +339,13 @@ def plan(
     debug: bool = False,
 ) -> PlanReport:
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
-    return _previewed(eng, _prepare(spec, eng, reset_traffic))
+    problem = namespace_problem(spec)
+    report = _previewed(eng, _prepare(spec, eng, reset_traffic))
+    if problem is None:
+        return report
+    return replace(
+        report, warnings=[f"{problem}; deploy refuses until it exists", *report.warnings]
+    )
 
 
 def deploy(
@@ -331,6 +365,9 @@ def deploy(
     runs only if the stack's history is still where the preview read it, so what is applied is
     what was shown.
     """
+    problem = namespace_problem(spec)
+    if problem is not None:  # before the stack is created or anything else is done
+        raise PreconditionError(f"{problem}; nothing was changed")
     eng = Engine(target, sink=sink, lock_timeout=lock_timeout, debug=debug)
     prepared = _prepare(spec, eng, reset_traffic)
     report = _previewed(eng, prepared)

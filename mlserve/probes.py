@@ -201,6 +201,39 @@ def kubernetes_serves(group_version: str, resource: str, install: str) -> Result
     return _kube_result(kube.where, status, body, kube.auth, kube.note)
 
 
+class Namespace(NamedTuple):
+    """What the current context's API server says of a namespace."""
+
+    state: str  # "exists", "missing", "terminating", or "unknown" (the server could not tell us)
+    where: str  # the context and server asked, for messages
+
+
+def namespace(name: str) -> Namespace:
+    """GET /api/v1/namespaces/NAME in the current context (the pod's own in a cluster), as
+    pulumi-kubernetes would reach it: its default provider uses the same KUBECONFIG context.
+
+    A namespace that does not exist answers 404 with a Status whose details name the kind
+    `namespaces` (apimachinery pkg/api/errors NewNotFound); one being deleted answers 200 with
+    status.phase Terminating, and the NamespaceLifecycle admission plugin then refuses new
+    objects in it. Anything else (no kubeconfig, an unreachable server, credentials a plugin
+    would supply, no right to read namespaces, which a namespace-scoped deployer may lack) is
+    "unknown": the caller goes on and the engine reports what it meets."""
+    kube = _kube()
+    if isinstance(kube, Result):
+        return Namespace("unknown", "")
+    got = _kube_get(kube, f"/api/v1/namespaces/{name}")
+    if isinstance(got, Result):
+        return Namespace("unknown", kube.where)
+    status, body = got
+    if status == 200 and isinstance(body, dict):
+        phase = (body.get("status") or {}).get("phase")
+        return Namespace("terminating" if phase == "Terminating" else "exists", kube.where)
+    details = body.get("details") if isinstance(body, dict) else None
+    if status == 404 and isinstance(details, dict) and details.get("kind") == "namespaces":
+        return Namespace("missing", kube.where)
+    return Namespace("unknown", kube.where)
+
+
 def _kube_auth(user: Mapping[str, Any], base: Path) -> tuple[dict[str, str], str, str]:
     """(headers, how the request authenticates, a note) from a kubeconfig user entry."""
     token = user.get("token")
