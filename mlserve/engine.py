@@ -61,8 +61,11 @@ PLUGIN_PACKAGES: Mapping[str, str] = {
     "kong": "pulumi-kong",
     "azure-native": "pulumi-azure-native",
 }
+# The engine's own lines that follow a failed step: "Resource monitor has terminated" is the
+# Python SDK's program finding the engine gone (sdk/python/lib/pulumi/runtime/settings.py).
 _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
+    r"|^Resource monitor has terminated"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[^%]*%\}>")
 # InstallPluginError (pkg/workspace/plugins.go); "no resource plugin ... found" when automatic
@@ -657,6 +660,15 @@ class Event:
         }
 
 
+@dataclass(frozen=True)
+class FailedStep:
+    """A resource whose step failed in an operation: what an explanation starts from."""
+
+    type: str
+    name: str
+    op: str  # create, update, ...
+
+
 class Sink(Protocol):
     """Receives engine events (from another thread) and notes for the user."""
 
@@ -828,6 +840,10 @@ class StackState:
     # comparing what the stack holds with what an update recorded
     weights: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     pending: tuple[str, ...] = ()  # "creating Service fraud" for each pending operation
+    # (type, name) -> outputs of each resource whose last step failed after the provider had
+    # made it (its `initErrors`, pkg/resource/deploy/step.go): the object as the provider last
+    # saw it, e.g. a route's status when its await timed out
+    unready: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
 
 
 # The resource types whose outputs StackState keeps (status reads their replica counts).
@@ -914,6 +930,11 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
             f"{op.get('type', '?')} {kind_name(op.get('resource', {}).get('urn', '::'))}"
             for op in deployment.get("pending_operations") or []
         ),
+        unready={
+            urn_name(r["urn"]): _masked(r.get("outputs") or {})
+            for r in resources
+            if r.get("initErrors") and "urn" in r and not r.get("delete")
+        },
     )
 
 
@@ -1025,6 +1046,7 @@ class Engine:
         self._sent = 0
         self._cli: subprocess.Popen[str] | None = None
         self._scope = "before"
+        self._failed: list[FailedStep] = []  # the resources whose step failed
 
     # -- secrets
 
@@ -1434,6 +1456,9 @@ class Engine:
                         self._warnings.append(event.message)
                     if event.kind == "start":
                         self._ops[event.urn] = _REPLACE_HALVES.get(event.op, event.op)
+                    if event.kind == "failed":
+                        op = self._ops.get(event.urn, event.op)
+                        self._failed.append(FailedStep(event.type, event.name, op))
                     if steps is not None and event.kind == "start" and event.op != "same":
                         steps.append(event)
                     if event.kind == "summary":
@@ -1454,6 +1479,7 @@ class Engine:
                 self._ops, self._extras = {}, {}
                 with self._lock:
                     self._cli, self._sent, self._scope = None, 0, "before"
+                self._ops, self._extras, self._failed = {}, {}, []
                 try:
                     result = _in_worker(lambda: run(on_event))
                 except auto.ConcurrentUpdateError as e:
@@ -1485,12 +1511,19 @@ class Engine:
                         torn += 1
                         self._pause(0.1 * torn)  # another process is writing the stack
                         continue
-                    raise self.map_error(e, what) from None
+                    raise self._failed_error(e, what) from None
                 except Exception as e:
-                    raise self.map_error(e, what) from None
+                    raise self._failed_error(e, what) from None
                 if self.interrupted:
                     raise self._interrupted(what, finished=True)
                 return result
+
+    def _failed_error(self, e: Exception, what: str) -> MlserveError:
+        """map_error's error, with the steps that failed when the operation failed."""
+        error = self.map_error(e, what)
+        if isinstance(error, OperationFailedError):
+            error.failed = tuple(self._failed)
+        return error
 
     # -- interrupts
 
@@ -1764,12 +1797,39 @@ class Engine:
         if not chosen:
             last = [x for x in _lines(_stderr(text)) if x]
             chosen = last[-1:] or ["no reason given"]
-        return self.scrub("; ".join(r[:400] for r in chosen))
+        return self.scrub("; ".join(_unready(r)[:400] for r in chosen))
 
     def _with_debug(self, message: str, text: str) -> str:
         if self.debug:
             return self.scrub(f"{message}\n--- engine output ---{text}")
         return self.scrub(message) + " (run with --debug for the engine's full output)"
+
+
+# pulumi-kubernetes' errors for an object it created or updated whose await failed
+# (provider/pkg/provider/provider.go Create and Update, partialError): the URN or the object's
+# name say nothing the resource name before them does not.
+_UNREADY = (
+    (
+        re.compile(
+            r'resource "urn:[^"]*" was successfully created, but the Kubernetes API server '
+            r"reported that it failed to fully initialize or become live: "
+        ),
+        "created, but ",
+    ),
+    (
+        re.compile(
+            r'the Kubernetes API server reported that "[^"]*" failed to fully initialize or '
+            r"become live: "
+        ),
+        "updated, but ",
+    ),
+)
+
+
+def _unready(reason: str) -> str:
+    for pattern, short in _UNREADY:
+        reason = pattern.sub(short, reason)
+    return reason
 
 
 # A CommandError's text starts "\n code: N"; a negative N is the signal that killed the CLI.

@@ -66,9 +66,11 @@ class EngineUnavailableError(MlserveError):
 
 
 class OperationFailedError(MlserveError):
-    """The engine ran and the operation failed."""
+    """The engine ran and the operation failed. `failed`: the engine's FailedStep of each
+    resource whose step failed, when the engine reported any."""
 
     exit_code = 5
+    failed: tuple[Any, ...] = ()
 
 
 class PreconditionError(MlserveError):

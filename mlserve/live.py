@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from mlserve import capacity
+from mlserve import capacity, failures
 from mlserve.backends.base import CAPABILITIES
 from mlserve.capacity import Change
 from mlserve.engine import (
@@ -34,7 +34,7 @@ from mlserve.engine import (
     urn_name,
     weights_of,
 )
-from mlserve.errors import PreconditionError
+from mlserve.errors import OperationFailedError, PreconditionError
 from mlserve.program import build_program
 from mlserve.spec import Spec, recorded_spec_problems
 from mlserve.traffic import Mirror, TrafficState
@@ -530,14 +530,17 @@ def routing_update(
             steps=preview.steps,
             capacity=scaled,
         )
-    up = eng.up(
-        build_program(live.spec, new, before),
-        message=command,
-        config=config,
-        expect=live.mark,
-        since=f"this command read it at revision {live.record.revision}",
-        target=targets,
-    )
+    try:
+        up = eng.up(
+            build_program(live.spec, new, before),
+            message=command,
+            config=config,
+            expect=live.mark,
+            since=f"this command read it at revision {live.record.revision}",
+            target=targets,
+        )
+    except OperationFailedError as e:
+        raise failures.explained(eng, live.spec, new, e) from None
     return TrafficReport(
         command=command,
         project=eng.target.project,

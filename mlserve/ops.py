@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlserve import capacity, engine, readiness, traffic
+from mlserve import capacity, engine, failures, readiness, traffic
 from mlserve.backends import inference_pool
 from mlserve.backends.base import (
     CAPABILITIES,
@@ -39,7 +39,7 @@ from mlserve.engine import (
     Tally,
     Target,
 )
-from mlserve.errors import PreconditionError, UsageError
+from mlserve.errors import OperationFailedError, PreconditionError, UsageError
 from mlserve.live import (
     SPEC_KEY,
     TRAFFIC_KEY,
@@ -224,6 +224,7 @@ class DeployReport:
 
 @dataclass(frozen=True)
 class _Prepared:
+    spec: Spec  # with the versions it keeps deployed (effective_spec)
     program: Callable[[], None]
     config: dict[str, str]
     mark: Mark  # the history the plan was computed from
@@ -283,6 +284,7 @@ def _prepare(spec: Spec, eng: Engine, reset_traffic: bool) -> _Prepared:
         capacity=tuple(capacity.changes(before, after)),
     )
     return _Prepared(
+        effective,
         build_program(effective, new, before),
         recorded_config(new, effective),
         Mark.of(entries),
@@ -375,13 +377,16 @@ def deploy(
         on_plan(report)
     if confirm is not None and report.pending and not confirm(report):
         return DeployReport(plan=report, applied=False)
-    up = eng.up(
-        prepared.program,
-        message="mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy",
-        config=prepared.config,
-        expect=prepared.mark,
-        since="the preview",
-    )
+    try:
+        up = eng.up(
+            prepared.program,
+            message="mlserve deploy --reset-traffic" if reset_traffic else "mlserve deploy",
+            config=prepared.config,
+            expect=prepared.mark,
+            since="the preview",
+        )
+    except OperationFailedError as e:
+        raise failures.explained(eng, prepared.spec, report.traffic, e) from None
     return DeployReport(
         plan=report,
         applied=True,
@@ -654,13 +659,16 @@ def _reapply(eng: Engine, revision: int, dry_run: bool = False) -> TrafficReport
             dry_run=True,
             steps=preview.steps,
         )
-    up = eng.up(
-        program,
-        message=command,
-        config=config,
-        expect=Mark.of(entries),
-        since="this command read its history",
-    )
+    try:
+        up = eng.up(
+            program,
+            message=command,
+            config=config,
+            expect=Mark.of(entries),
+            since="this command read its history",
+        )
+    except OperationFailedError as e:
+        raise failures.explained(eng, chosen.spec, chosen.traffic, e) from None
     return TrafficReport(
         command=command,
         project=eng.target.project,

@@ -129,6 +129,75 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
     }
 
 
+def _describe_parent(spec: Spec, ref: Mapping[str, str]) -> str:
+    listener = f" (listener {ref['sectionName']})" if "sectionName" in ref else ""
+    return f"Gateway {ref.get('namespace', spec.namespace)}/{ref['name']}{listener}"
+
+
+def _echoes(spec: Spec, ref: Mapping[str, str], status_ref: Any) -> bool:
+    """Whether a status.parents[].parentRef is the spec's parentRef `ref` (a parentRef without
+    a namespace is the route's own, RouteParentStatus echoes the reference it answers)."""
+    if not isinstance(status_ref, Mapping):
+        return False
+    return (
+        status_ref.get("name") == ref["name"]
+        and status_ref.get("namespace", spec.namespace) == ref.get("namespace", spec.namespace)
+        and status_ref.get("sectionName") == ref.get("sectionName")
+    )
+
+
+def unaccepted(spec: Spec, status: Any) -> str:
+    """Why the route's wait (wait_for_accepted) ended without every parent accepting it, from
+    the route's status as the provider last saw it: each parent that refused it, with the
+    Gateway's reason and message, and each that never answered."""
+    parents = (status or {}).get("parents") if isinstance(status, Mapping) else None
+    said = []
+    for ref in parent_refs(spec):
+        answer = next(
+            (
+                p
+                for p in parents or []
+                if isinstance(p, Mapping) and _echoes(spec, ref, p.get("parentRef"))
+            ),
+            None,
+        )
+        conditions = {
+            c.get("type"): c
+            for c in (answer or {}).get("conditions") or []
+            if isinstance(c, Mapping)
+        }
+        who = _describe_parent(spec, ref)
+        unresolved = [
+            c
+            for t, c in conditions.items()
+            if t == "ResolvedRefs" and inference_pool.enabled(spec) and c.get("status") == "False"
+        ]
+        accepted = conditions.get("Accepted")
+        if accepted is not None and accepted.get("status") == "False":
+            said.append(
+                f"{who} refused it: {accepted.get('reason')}"
+                + (f" ({accepted.get('message')})" if accepted.get("message") else "")
+            )
+        elif accepted is None or accepted.get("status") != "True":
+            namespace = ref.get("namespace", spec.namespace)
+            said.append(
+                f"{who} did not answer (no Accepted condition from its controller): check that "
+                f"it exists (`kubectl get gateway -n {namespace} {ref['name']}`) and that its "
+                "controller runs"
+            )
+        for c in unresolved:
+            said.append(
+                f"{who} could not resolve its backends: {c.get('reason')}"
+                + (f" ({c.get('message')})" if c.get("message") else "")
+            )
+    if not said:
+        return ""
+    return (
+        f"the HTTPRoute {spec.name} was not accepted within "
+        f"{ACCEPT_TIMEOUT_SECONDS // 60} minutes: " + "; ".join(said)
+    )
+
+
 def parent_refs(spec: Spec) -> list[dict[str, str]]:
     out = []
     for ref in spec.gateway.gateway_api.parent_refs:

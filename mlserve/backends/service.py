@@ -70,15 +70,26 @@ def check(spec: Spec) -> list[tuple[str, str]]:
 
 
 def notes(spec: Spec, traffic: TrafficState) -> list[tuple[str, str]]:
-    if traffic.canary is None:
-        return []
-    return [
-        (
-            "traffic.canary",
-            f"behind a Service the canary {traffic.canary} gets no traffic until "
-            "`mlserve promote --complete` switches every request to it",
+    out = []
+    if spec.gateway.service.type == "LoadBalancer":
+        out.append(
+            (
+                "gateway.service.type",
+                "deploy waits until the cluster's load-balancer controller gives the "
+                "LoadBalancer Service an address, and fails after 10 minutes without one; kind, "
+                "minikube (without `minikube tunnel`) and bare-metal clusters (without MetalLB "
+                "or similar) have none: there, use type ClusterIP or NodePort",
+            )
         )
-    ]
+    if traffic.canary is not None:
+        out.append(
+            (
+                "traffic.canary",
+                f"behind a Service the canary {traffic.canary} gets no traffic until "
+                "`mlserve promote --complete` switches every request to it",
+            )
+        )
+    return out
 
 
 def endpoint(spec: Spec, service: Any) -> Any:
@@ -89,6 +100,29 @@ def endpoint(spec: Spec, service: Any) -> Any:
     if spec.gateway.service.type != "LoadBalancer":
         return inside
     return service.status.apply(lambda status: address(status) or inside)
+
+
+def unaddressed(spec: Spec, outputs: Mapping[str, Any] | None) -> str | None:
+    """Why the Service's wait failed, if it is a LoadBalancer that got no address: what to do.
+
+    pulumi-kubernetes waits until a LoadBalancer Service has status.loadBalancer.ingress, 10
+    minutes by default, then fails with "Service was not allocated an IP address; does your
+    cloud provider support this?" (provider/pkg/await/service.go)."""
+    if spec.gateway.service.type != "LoadBalancer":
+        return None
+    ingress = ((outputs or {}).get("status") or {}).get("loadBalancer") or {}
+    if ingress.get("ingress"):
+        return None
+    return f"the LoadBalancer Service {spec.name} got no address within 10 minutes: {NO_ADDRESS}"
+
+
+# What to do when no load balancer answers (validate's note says the same before a deploy).
+NO_ADDRESS = (
+    "a LoadBalancer Service gets its address from the cluster's load-balancer controller, which "
+    "kind, minikube (without `minikube tunnel`) and bare-metal clusters (without MetalLB or "
+    "similar) lack. Set gateway.service.type to ClusterIP (in-cluster clients) or NodePort, or "
+    "install one, then deploy again"
+)
 
 
 def address(status: Any) -> str | None:
