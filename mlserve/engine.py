@@ -844,6 +844,8 @@ class StackState:
     # made it (its `initErrors`, pkg/resource/deploy/step.go): the object as the provider last
     # saw it, e.g. a route's status when its await timed out
     unready: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    # (type, name) -> inputs of every resource (a refresh sets them from what it read)
+    inputs: Mapping[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
 
 
 # The resource types whose outputs StackState keeps (status reads their replica counts).
@@ -934,6 +936,11 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
             urn_name(r["urn"]): _masked(r.get("outputs") or {})
             for r in resources
             if r.get("initErrors") and "urn" in r and not r.get("delete")
+        },
+        inputs={
+            urn_name(r["urn"]): _masked(r.get("inputs") or {})
+            for r in resources
+            if r.get("custom") and "urn" in r and not r.get("delete")
         },
     )
 

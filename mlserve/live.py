@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mlserve import capacity, failures
 from mlserve.backends.base import CAPABILITIES
@@ -32,12 +32,16 @@ from mlserve.engine import (
     kind_name,
     sdk_version,
     urn_name,
+    weight_changes,
     weights_of,
 )
 from mlserve.errors import OperationFailedError, PreconditionError
 from mlserve.program import build_program
 from mlserve.spec import Spec, recorded_spec_problems
 from mlserve.traffic import Mirror, TrafficState
+
+if TYPE_CHECKING:
+    from mlserve.render import RenderedResource
 
 TRAFFIC_KEY = "mlserve:traffic"
 SPEC_KEY = "mlserve:spec"
@@ -354,19 +358,19 @@ def read_live(eng: Engine) -> Live:
     return Live(record, Mark.of(entries), held)
 
 
-def _declared_routing(
+def _declared(
     spec: Spec, state: TrafficState, project: str, stack: str
-) -> dict[str, dict[str, Any]]:
-    """The URNs of the routing resources the program declares for `state`, each with the weights
-    in its inputs (engine.weights_of), from a run under Pulumi's mocks (render.py), on a thread
-    of its own so the mocks' runtime settings (context variables) never meet the real program's.
+) -> tuple[list[RenderedResource], set[str]]:
+    """The resources the program declares for `state`, and the URNs of its routing resources,
+    from a run under Pulumi's mocks (render.py), on a thread of its own so the mocks' runtime
+    settings (context variables) never meet the real program's.
 
     The mocks qualify a child of the stack with the stack's type; the engine does not
     (pkg/resource/deploy/deployment.go `generateURN` skips the root stack type), so
     `urn:pulumi:S::P::pulumi:pulumi:Stack$T::N` becomes `urn:pulumi:S::P::T::N`.
     """
 
-    def run() -> dict[str, dict[str, Any]]:
+    def run() -> tuple[list[RenderedResource], set[str]]:
         import pulumi
         from pulumi.runtime.settings import get_root_resource
 
@@ -389,14 +393,114 @@ def _declared_routing(
         loop = asyncio.new_event_loop()  # a thread's own; the SDK runs the program on it
         asyncio.set_event_loop(loop)
         try:
-            rendered = render_program(capture, project, stack)
+            resources = render_program(capture, project, stack)
         finally:
             loop.close()
-        inputs = {(r.type, r.name): r.inputs for r in rendered}
-        return {urn: weights_of(inputs.get(urn_name(urn))) for urn in found}
+        return resources, found
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(run).result()
+
+
+def _declared_routing(
+    spec: Spec, state: TrafficState, project: str, stack: str
+) -> dict[str, dict[str, Any]]:
+    """The URNs of the routing resources the program declares for `state` (_declared), each with
+    the weights in its inputs (engine.weights_of)."""
+    resources, found = _declared(spec, state, project, stack)
+    inputs = {(r.type, r.name): r.inputs for r in resources}
+    return {urn: weights_of(inputs.get(urn_name(urn))) for urn in found}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A routing resource whose inputs in the stack's state (as a refresh read them from the
+    cluster) differ from what the live record's spec and traffic declare."""
+
+    kind: str  # VirtualService, HTTPRoute, Ingress, Service
+    name: str
+    differences: tuple[tuple[str, Any, Any], ...]  # (input path, in the cluster, declared)
+    weights: tuple[tuple[str, Any, Any], ...]  # engine.weight_changes(declared, cluster)
+    missing: bool = False  # the object is gone from the cluster
+
+    def describe(self, applied: str) -> str:
+        """`applied`: what set the declared values, e.g. "revision 3"."""
+        what = f"{self.kind} {self.name}"
+        if self.missing:
+            return f"{what} is not in the cluster (deleted outside mlserve?)"
+        if self.weights:
+            declared = "/".join(str(old) for _, old, _ in self.weights)
+            cluster = "/".join(str(new) for _, _, new in self.weights)
+            changed = f"weights {cluster} in the cluster, {declared} as {applied} set them"
+        else:
+            shown = [
+                f"{path} {_short(have)} ({applied}: {_short(want)})"
+                for path, have, want in self.differences[:3]
+            ]
+            more = len(self.differences) - len(shown)
+            changed = ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+        return f"{what} differs from what mlserve applied: {changed}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "missing": self.missing,
+            "differences": [
+                {"path": p, "cluster": have, "declared": want} for p, have, want in self.differences
+            ],
+        }
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _differences(have: Any, want: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Where `want` (declared) is not in `have` (the state): every key of a declared mapping
+    must be there with the same value; lists must match item by item. Keys only the state has
+    (what the API server defaults) are not differences."""
+    if isinstance(want, Mapping):
+        if not isinstance(have, Mapping):
+            return [(path, have, want)]
+        return [
+            d
+            for key, value in want.items()
+            for d in _differences(have.get(key), value, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(want, list):
+        if not isinstance(have, list) or len(have) != len(want):
+            return [(path, have, want)]
+        return [d for i, (h, w) in enumerate(zip(have, want, strict=True))
+                for d in _differences(h, w, f"{path}[{i}]")]  # fmt: skip
+    return [] if have == want else [(path, have, want)]
+
+
+def routing_drift(record: Record, project: str, stack: str, held: StackState) -> list[Drift]:
+    """The routing resources whose state (after a refresh, what the cluster holds) differs from
+    what the live record declares: an edit made outside mlserve, which a refresh takes into the
+    state. Compared with the record, not with the state before the refresh, so it shows until
+    an update puts the declared routing back, however many refreshes ran since the edit."""
+    resources, routing = _declared(record.spec, record.traffic, project, stack)
+    urns = {tuple(u.split("::")[-2:]) for u in routing}
+    drifts = []
+    for r in resources:
+        # Kubernetes objects only: what the Kubernetes provider's refresh reads was compared
+        # with what it applied on the real stack; Kong's and Azure's providers may write back
+        # values in their own normal form, which would show here as drift that is none.
+        if (r.type, r.name) not in urns or not r.type.startswith("kubernetes:"):
+            continue
+        kind = r.type.rsplit(":", 1)[-1]
+        have = held.inputs.get((r.type, r.name))
+        if have is None:
+            drifts.append(Drift(kind, r.name, (), (), missing=True))
+            continue
+        declared = {k: v for k, v in r.inputs.items() if k in ("spec", "metadata")}
+        found = _differences(have, declared)
+        if found:
+            drifts.append(Drift(kind, r.name, tuple(found), weight_changes(declared, have)))
+    return drifts
 
 
 def _check_providers(eng: Engine, live: Live) -> None:

@@ -44,6 +44,7 @@ from mlserve.live import (
     SPEC_KEY,
     TRAFFIC_KEY,
     DamagedRecord,
+    Drift,
     Live,
     Record,
     TrafficReport,
@@ -52,6 +53,7 @@ from mlserve.live import (
     read_live,
     read_record,
     recorded_config,
+    routing_drift,
     routing_update,
     unrecorded,
 )
@@ -830,6 +832,9 @@ class StatusReport:
     rollout: RolloutStatus | None = None
     served: Served | None = None  # what the gateway really sends, where not the spec's split
     replicas: list[Running] = field(default_factory=list)
+    # with --refresh: the routing that differs from what the live record declares
+    drifted: list[Drift] = field(default_factory=list)
+    applied: int | None = None  # the revision of the live record (what `traffic` is)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -843,6 +848,7 @@ class StatusReport:
             "replicas": [r.to_json() for r in self.replicas],
             "lastUpdate": self.last.to_json() if self.last else None,
             "drift": dict(self.drift) if self.drift is not None else None,
+            "routingDrift": [d.to_json() for d in self.drifted] if self.drift is not None else None,
             "notes": self.notes,
             "rollout": self.rollout.to_json() if self.rollout else None,
             "served": self.served.to_json() if self.served else None,
@@ -897,16 +903,20 @@ def status(
     live = live_record(entries)
     held = eng.state()
     drift, notes = None, []
+    drifted: list[Drift] = []
     read = held
     if refresh:
         changes = eng.refresh()
         drift = {op: n for op, n in changes.items() if op != "same" and n}
         notes += _cleared(held)
-        if live is not None and any(v.image for v in live.spec.versions):
-            read = eng.state()  # the replicas and Ready counts the refresh read
+        if live is not None:
+            read = eng.state()  # what the refresh read: replicas, Ready counts, routing
+            drifted = routing_drift(live, target.project, eng.stack_name, read)
     failed = _failed_since(entries, live)
     notes += failed
-    if live is not None and not failed:  # a failed update's note says the same, and why
+    # A failed update's note says the same, and why; so do the warnings of routing drifted
+    # outside mlserve, which a refresh read back (routing_drift), object by object.
+    if live is not None and not failed and not drifted:
         stale = unrecorded(Live(live, Mark.of(entries), held), target.project, eng.stack_name)
         if stale is not None:
             notes.append(
@@ -932,6 +942,8 @@ def status(
         versions=live.versions if live else (),
         last=_row(entries[0]) if entries else None,
         drift=drift,
+        drifted=drifted,
+        applied=live.revision if live else None,
         outputs=held.outputs,
         notes=notes,
         rollout=(

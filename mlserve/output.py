@@ -492,13 +492,26 @@ def render_status(report: StatusReport, plain: bool) -> str:
     ]
     if report.drift is not None:
         drift = ", ".join(f"{n} {DONE.get(op, op)}" for op, n in report.drift.items())
-        rows.append(("drift", drift or "none: the real world matches the state"))
+        if not drift:
+            drift = (
+                "none since the last refresh"
+                if report.drifted
+                else "none: the real world matches the state"
+            )
+        rows.append(("drift", drift))
     if report.rollout is not None:
         rows.append(("rollout", render_rollout_status(report.rollout)))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
     bars = state_bars(report.traffic, plain) if report.traffic else ""
     notes = "".join(f"\nnote: {n}" for n in report.notes)
+    if report.drifted:
+        applied = f"revision {report.applied}" if report.applied else "the last update"
+        notes += "".join(f"\nwarning: {d.describe(applied)}" for d in report.drifted)
+        notes += (
+            f"\nnote: the traffic shown is what {applied} applied; the next mlserve update of the "
+            "routing (deploy, promote, rollback) puts back what it declares"
+        )
     replicas = "\n" + replicas_table(report.replicas) if report.replicas else ""
     return text + replicas + ("\n" + bars if bars else "") + notes
 
