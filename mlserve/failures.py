@@ -93,7 +93,7 @@ def explain(
         if step.type == DEPLOYMENT:
             line = _deployment(spec, traffic, step, outputs)
         elif step.type == HTTPROUTE and step.name == spec.name:
-            line = gateway_api.unaccepted(spec, (outputs or {}).get("status"))
+            line = gateway_api.unaccepted(spec, outputs)
         elif step.type == SERVICE and step.name == spec.name and spec.gateway.type == "service":
             line = service.unaddressed(spec, outputs)
         elif step.type == INGRESS:

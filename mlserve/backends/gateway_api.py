@@ -103,7 +103,8 @@ def wait_for_accepted(spec: Spec) -> dict[str, str]:
     API defines for Accepted=True (shared_types.go RouteConditionAccepted). A refusal does not end
     the wait: on the real stack (provider v4.25.0) the provider's progress line shows what the
     Gateway said (`(found "NotAllowedByListeners")`, seen with --debug), and the update fails
-    only at the time-out, with "timed out waiting for the condition".
+    only at the time-out, with "timed out waiting for the condition"; mlserve then reads each
+    parent's answer from the route the provider recorded (unaccepted, failures.py) and names it.
     """
     conditions = ["Accepted"]
     if inference_pool.enabled(spec):
@@ -146,11 +147,15 @@ def _echoes(spec: Spec, ref: Mapping[str, str], status_ref: Any) -> bool:
     )
 
 
-def unaccepted(spec: Spec, status: Any) -> str:
+def unaccepted(spec: Spec, route: Any) -> str:
     """Why the route's wait (wait_for_accepted) ended without every parent accepting it, from
-    the route's status as the provider last saw it: each parent that refused it, with the
-    Gateway's reason and message, and each that never answered."""
-    parents = (status or {}).get("parents") if isinstance(status, Mapping) else None
+    the route as the provider last saw it: each parent that refused it, with the Gateway's
+    reason and message, and each that never answered. As in the wait (CURRENT), a condition
+    written for an earlier generation of the route is no answer."""
+    route = route if isinstance(route, Mapping) else {}
+    status = route.get("status")
+    generation = (route.get("metadata") or {}).get("generation")
+    parents = status.get("parents") if isinstance(status, Mapping) else None
     said = []
     for ref in parent_refs(spec):
         answer = next(
@@ -164,7 +169,7 @@ def unaccepted(spec: Spec, status: Any) -> str:
         conditions = {
             c.get("type"): c
             for c in (answer or {}).get("conditions") or []
-            if isinstance(c, Mapping)
+            if isinstance(c, Mapping) and c.get("observedGeneration") in (None, generation)
         }
         who = _describe_parent(spec, ref)
         unresolved = [
