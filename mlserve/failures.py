@@ -44,7 +44,7 @@ def roles(traffic: TrafficState) -> dict[str, str]:
 
 
 def _deployment(
-    spec: Spec, traffic: TrafficState, step: FailedStep, outputs: Mapping[str, Any] | None
+    spec: Spec, traffic: TrafficState, step: FailedStep, outputs: Mapping[str, Any]
 ) -> str | None:
     version = next(
         (v for v in spec.versions if v.image and spec.object_name(v.name) == step.name), None
@@ -55,11 +55,10 @@ def _deployment(
     who = f"{version.name} ({role})" if role else version.name
     wait = readiness.update_wait(version) if step.op == "update" else readiness.create_wait(version)
     counts = ""
-    if outputs is not None:
-        desired = (outputs.get("spec") or {}).get("replicas")
-        ready = (outputs.get("status") or {}).get("readyReplicas") or 0
-        if isinstance(desired, int | float):
-            counts = f" ({int(ready)} of {int(desired)} pods Ready)"
+    desired = (outputs.get("spec") or {}).get("replicas")
+    ready = (outputs.get("status") or {}).get("readyReplicas") or 0
+    if isinstance(desired, int | float):
+        counts = f" ({int(ready)} of {int(desired)} pods Ready)"
     labels = ",".join(f"{k}={v}" for k, v in selector(spec, version.name).items())
     return (
         f"{who} did not become Ready within {format_seconds(wait)}{counts}; the routing waits "
@@ -89,6 +88,10 @@ def explain(
     lines = []
     for step in failed:
         outputs = held.unready.get((step.type, step.name)) if held is not None else None
+        if outputs is None:
+            # The provider did not make the object, or its step failed for another reason than
+            # its await (a refused manifest, a webhook, a conflict): the engine's reason says it.
+            continue
         line: str | None = None
         if step.type == DEPLOYMENT:
             line = _deployment(spec, traffic, step, outputs)

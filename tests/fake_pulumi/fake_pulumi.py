@@ -41,6 +41,11 @@ Environment:
                              to reach the engine (the program's registration order, which may
                              vary, as with the real engine); {"up": {"URN-substring": reason}}
                              fails the matching resource. Keys: up, preview, refresh, destroy
+      "unready": {"up": {"URN-substring": {"reason": text, "status": {...}, "metadata": {...}}}}
+                             the provider makes the matching resource (outputs: its inputs with
+                             `status`, and `metadata` merged, as the API server adds
+                             `generation`) but its await fails with `reason`: the state keeps it
+                             with initErrors and the update fails, as pulumi-kubernetes' time-outs
       "program_error": msg   the monitor rejects the program's first custom resource with `msg`:
                              the SDK raises it inside the program ("python inline source
                              runtime error")

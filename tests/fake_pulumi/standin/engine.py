@@ -64,6 +64,9 @@ class Res:
     external: bool = False
     created: str = ""
     modified: str = ""
+    # The provider made the object but its await failed (plugin.InitError): the reasons
+    # (apitype.ResourceV3 initErrors, pkg/resource/deploy/step.go CreateStep/UpdateStep.Apply).
+    init_errors: list[str] = field(default_factory=list)
 
     def to_state(self, seal: Callable[[Any], Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"urn": self.urn, "custom": self.custom}
@@ -85,6 +88,7 @@ class Res:
             ("propertyDependencies", self.property_dependencies),
             ("created", self.created),
             ("modified", self.modified),
+            ("initErrors", self.init_errors),
         ):
             if value:
                 out[key] = value
@@ -108,6 +112,7 @@ class Res:
             external=bool(d.get("external")),
             created=d.get("created", ""),
             modified=d.get("modified", ""),
+            init_errors=list(d.get("initErrors") or []),
         )
 
     def copy(self, **changes: Any) -> Res:
@@ -287,6 +292,17 @@ class Deployment:
                 return str(reason) + self.o.leak
         return None
 
+    def _knob_unready(self, urn: str, op: str, custom: bool) -> dict[str, Any] | None:
+        """The `unready` knob: {"reason", "status"} for this create or update, if it is one the
+        provider makes but whose await fails."""
+        if not custom or op not in ("create", "update", "create-replacement") or self.o.preview:
+            return None
+        spec = (self.o.knobs.get("unready") or {}).get(self.o.knob_op) or {}
+        for pattern, answer in spec.items():
+            if pattern in urn:
+                return dict(answer)
+        return None
+
     def _sleep(self, urn: str, custom: bool, op: str) -> None:
         """The `sleep` knob: the first changing custom step of an update takes this long (the
         lock is held meanwhile); a Ctrl-C cuts the wait short, as a provider honours the
@@ -326,6 +342,29 @@ class Deployment:
                 pending_type, new if new is not None and op != "delete-replaced" else old
             )  # type: ignore[arg-type]
         self._sleep(urn, custom, op)
+        unready = self._knob_unready(urn, op, custom)
+        if unready is not None and new is not None:
+            # step.go: the provider returned an InitError with the object it made; the step
+            # stores the new state with the reasons (initErrors) and still fails the update.
+            # The next update steps it again whatever its diff (step_generator.go, "it has
+            # initialization errors"): not played here.
+            reason = str(unready.get("reason", "timed out waiting for the condition"))
+            metadata = {**(new.outputs.get("metadata") or {}), **(unready.get("metadata") or {})}
+            new.outputs = {
+                **new.outputs,
+                "metadata": metadata,
+                "status": unready.get("status") or {},
+            }
+            new.init_errors = [reason]
+            self.news[urn] = new
+            if old is not None:
+                self.handled.add(old.urn)
+            self._done(entry)
+            self.persist()
+            self.diag("error", reason + self.o.leak, urn)
+            self.events.step_failed(meta)
+            self.failed = True
+            raise StepFailed(reason)
         failure = self._knob_failure(urn, op, custom)
         if failure is not None:
             self._done(entry)
