@@ -7,6 +7,7 @@ partialError)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from mlserve.errors import OperationFailedError
 from mlserve.spec import Spec
 from tests.fake_pulumi import fixture
 from tests.fake_pulumi.fixture import Fake
+from tests.probe_servers import serve
+from tests.test_ops_doctor import kubeconfig
 
 fake = fixture.fake
 TARGET = Target("fraud", "dev")
@@ -26,9 +29,9 @@ CREATED = (
 )
 
 
-def spec(gateway: dict[str, Any]) -> Spec:
+def spec(gateway: dict[str, Any], namespace: str = "ml") -> Spec:
     return Spec.from_dict({
-        "apiVersion": "mlserve/v1", "name": "fraud", "namespace": "ml", "gateway": gateway,
+        "apiVersion": "mlserve/v1", "name": "fraud", "namespace": namespace, "gateway": gateway,
         "versions": [{"name": v, "image": f"ghcr.io/acme/fraud:{v}"} for v in ("v1", "v2")],
         "traffic": {"stable": "v1", "canary": "v2", "weight": 10},
     })  # fmt: skip
@@ -112,3 +115,37 @@ def test_a_refused_route_names_each_parent_and_its_reason(fake: Fake) -> None:
         "Gateway infra/edge did not answer (no Accepted condition from its controller): check "
         "that it exists (`kubectl get gateway -n infra edge`) and that its controller runs"
     ]
+
+
+# --- the namespace preflight (ops.namespace_problem over probes.namespace) ----------------------
+# The missing namespace is checked against the real API server (tests/test_real_lifecycle.py);
+# these are the answers the real stack cannot be made to give at will. A namespace being deleted
+# answers 200 with status.phase Terminating (core/v1 NamespaceStatus); one the deployer may not
+# read answers 403 Forbidden, and the preflight then lets the engine go on.
+
+
+def _namespaces(answers: dict[str, tuple[int, Any]]) -> Any:
+    def answer(path: str, headers: dict[str, str], tls: Any) -> tuple[int, Any]:
+        return answers.get(path, (404, {"kind": "Status", "code": 404}))
+
+    return answer
+
+
+def test_a_namespace_being_deleted_is_refused_and_one_that_cannot_be_read_is_let_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forbidden = {"kind": "Status", "code": 403, "reason": "Forbidden"}
+    answers = {
+        "/api/v1/namespaces/ml": (200, {"kind": "Namespace", "status": {"phase": "Terminating"}}),
+        "/api/v1/namespaces/theirs": (403, forbidden),
+    }
+    with serve(_namespaces(answers)) as api:
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path / "k", api, {"token": "t"})))
+        problem = ops.namespace_problem(spec(ISTIO))
+        other = ops.namespace_problem(spec(ISTIO, namespace="theirs"))
+    assert problem == (
+        f"namespace ml is being deleted in the cluster (context 'test': {api}), and Kubernetes "
+        "refuses new objects in it: wait until it is gone (`kubectl get namespace ml` answers "
+        "NotFound), then `kubectl create namespace ml`"
+    )
+    assert other is None
