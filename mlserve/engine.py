@@ -800,6 +800,12 @@ class HistoryEntry:
     changes: Mapping[str, int]
 
     @property
+    def sequence(self) -> int | None:
+        """The number mlserve recorded with this entry (`SEQUENCE_KEY`); None for entries made
+        by an older mlserve or by other tools."""
+        return _sequence_of(self.config.get(SEQUENCE_KEY))
+
+    @property
     def counts(self) -> bool:
         """Whether the stack may have changed with this entry: a finished operation that did
         not fail without changing anything (a refused promote writes such an entry)."""
@@ -817,11 +823,13 @@ class Mark:
 
     count: int
     newest: HistoryEntry | None
+    sequence: int = 0  # the highest `SEQUENCE_KEY` any entry recorded; the next update's is +1
 
     @classmethod
     def of(cls, entries: list[HistoryEntry]) -> Mark:
         counted = [e for e in entries if e.counts]
-        return cls(len(counted), counted[0] if counted else None)
+        recorded = [e.sequence for e in entries if e.sequence is not None]
+        return cls(len(counted), counted[0] if counted else None, max(recorded, default=0))
 
 
 @dataclass(frozen=True)
@@ -945,6 +953,55 @@ def stack_state(exported: Mapping[str, Any]) -> StackState:
     )
 
 
+# Each update and destroy mlserve makes records this in its config: one more than the highest any
+# entry of the history recorded when the command read it (see `_in_sequence`).
+SEQUENCE_KEY = "mlserve:sequence"
+
+
+def _sequence_of(raw: object) -> int | None:
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return None
+
+
+def _summary_sequence(s: auto.UpdateSummary) -> int | None:
+    value = s.config.get(SEQUENCE_KEY)
+    return _sequence_of(value.value) if value is not None and not value.secret else None
+
+
+def _in_sequence(summaries: list[auto.UpdateSummary]) -> list[auto.UpdateSummary]:
+    """The history newest first in the order mlserve's commands ran, not the writers' clocks.
+
+    The DIY backends (file, S3, GCS, Azure Blob) name each history file after the clock of the
+    machine that wrote it, `<stack>-<time.Now().UnixNano()>.history.json`
+    (pkg/backend/diy/state.go `addToHistory`), and list the history by file name, newest name
+    first (state.go `getHistory`: "listBucket returns the array sorted by file name"). Nothing in
+    an entry is monotonic: `version` is 0 and startTime/endTime come from the same clock
+    (pkg/backend/diy/backend.go `apply`). So when two CI runners whose clocks differ write one
+    bucket, a later update can be listed below an earlier one, and the position would make the
+    earlier update's record the live one.
+
+    mlserve's own number fixes that: every update and destroy records `SEQUENCE_KEY`, one more
+    than the highest in the history its command read. An update's guard runs under the stack's
+    lock and refuses unless the history is still what the command read (`Engine.up`), so the
+    numbers of the updates that ran follow the order they ran in. Here the entries carrying a
+    number are put back in that order, in the places such entries hold in the listing; entries
+    without one (made before mlserve recorded numbers, or by other tools) keep their places, so
+    an old stack reads as before. Equal numbers (a destroy, which has no guard, racing an update)
+    keep the backend's order. Pulumi Cloud numbers its updates itself and is left as listed.
+    """
+    if summaries and all((s.version or 0) > 0 for s in summaries):
+        return summaries
+    slots = [i for i, s in enumerate(summaries) if _summary_sequence(s) is not None]
+    ordered = sorted(
+        (summaries[i] for i in slots), key=lambda s: _summary_sequence(s) or 0, reverse=True
+    )
+    result = list(summaries)
+    for i, s in zip(slots, ordered, strict=True):
+        result[i] = s
+    return result
+
+
 def _numbered(summaries: list[auto.UpdateSummary]) -> list[HistoryEntry]:
     """Entries newest first, each with a revision number a user can rely on.
 
@@ -1042,6 +1099,8 @@ class Engine:
         self._program_error: BaseException | None = None
         self._errors: list[str] = []  # error diagnostics of the running operation
         self._warnings: list[str] = []
+        # Whether the last history() read put entries back in mlserve's order (_in_sequence)
+        self.reordered = False
         self._changes: dict[str, int] = {}  # the running operation's summary event
         self._ops: dict[str, str] = {}  # urn -> op of each listed resource it stepped
         self._extras: dict[str, tuple[str, str]] = {}  # urn -> (type, op): the stack, providers
@@ -1267,7 +1326,9 @@ class Engine:
             summaries = stack.history(page_size=0, show_secrets=False)
         except Exception as e:
             raise self.map_error(e, "reading the stack history") from None
-        return _numbered(summaries)
+        ordered = _in_sequence(summaries)
+        self.reordered = any(a is not b for a, b in zip(ordered, summaries, strict=True))
+        return _numbered(ordered)
 
     def state(self) -> StackState:
         """The stack's state as `pulumi stack export` shows it (no --show-secrets: nothing is
@@ -1326,10 +1387,12 @@ class Engine:
         The program runs after the update has taken the stack's lock (pkg/backend/diy/backend.go
         `Update` locks before `apply` runs the program), so of two commands computed from the
         same history exactly one changes the stack, whichever waited. `since` names what
-        `expect` was read at, for the refusal.
+        `expect` was read at, for the refusal. The update records `SEQUENCE_KEY`, one more than
+        `expect`'s: the guard makes it one more than any entry under the lock (`_in_sequence`).
         """
         stack = self.stack()
         revision: list[int] = []
+        config = {**config, SEQUENCE_KEY: str(expect.sequence + 1)}
 
         def guarded() -> None:
             entries = self.history()
@@ -1377,9 +1440,12 @@ class Engine:
             )
         return dict(self._changes)
 
-    def destroy(self, message: str) -> dict[str, int]:
+    def destroy(self, message: str, sequence: int | None = None) -> dict[str, int]:
+        """Destroy; `sequence` (one more than the history's highest) is recorded so that a
+        destroy is ordered among mlserve's updates (`_in_sequence`)."""
         stack = self.stack()
-        with self._config_file({}) as config_file:
+        recorded = {SEQUENCE_KEY: str(sequence)} if sequence is not None else {}
+        with self._config_file(recorded) as config_file:
             self._operation(
                 "destroy",
                 lambda on_event: stack.destroy(

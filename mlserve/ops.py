@@ -994,7 +994,7 @@ def destroy(
     eng.ensure_plugins(n for n in eng.state().plugins if n in PLUGIN_PACKAGES)
     if confirm is not None and not confirm(eng.describe()):
         return DestroyReport(target.project, target.stack, applied=False)
-    changes = eng.destroy(message="mlserve destroy")
+    changes = eng.destroy(message="mlserve destroy", sequence=Mark.of(eng.history()).sequence + 1)
     return DestroyReport(target.project, target.stack, applied=True, changes=changes)
 
 
