@@ -923,6 +923,13 @@ def status(
                 f"{stale}. The traffic shown is what revision {live.revision} recorded: `mlserve "
                 f"rollback --to {live.revision}` or `mlserve deploy` applies a known state again"
             )
+    if eng.reordered:
+        notes.append(
+            "the backend lists this stack's history in another order than mlserve's commands "
+            "ran (a DIY backend names each entry from its writer's clock, and two writers' "
+            "clocks differ): revisions are numbered, and the live traffic read, in the "
+            "commands' order"
+        )
     if held.pending and not refresh:
         notes.append(
             f"the stack's state holds {len(held.pending)} pending operation(s) "
