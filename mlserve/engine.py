@@ -828,7 +828,10 @@ class Mark:
     @classmethod
     def of(cls, entries: list[HistoryEntry]) -> Mark:
         counted = [e for e in entries if e.counts]
-        recorded = [e.sequence for e in entries if e.sequence is not None]
+        # The service lists the running update (in-progress) with its config: the guard's own.
+        recorded = [
+            e.sequence for e in entries if e.sequence is not None and e.result != "in-progress"
+        ]
         return cls(len(counted), counted[0] if counted else None, max(recorded, default=0))
 
 
