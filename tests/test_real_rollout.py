@@ -138,8 +138,12 @@ def test_a_failed_analysis_with_the_canary_at_0_aborts_and_a_rerun_waits_for_res
     """Issue 20 item 1: with the canary already at 0% (a pause before the first weight), a
     failed analysis records the abort (exit 7, no traffic change needed); a plain rerun with the
     canary healthy again is refused until `--restart`, and nothing reaches the API server."""
+    # The first pause must outlast two failed measurements (interval 1s) however loaded the
+    # machine is: with 6s, a CI run at a load of 8 moved on to 50% before the second one (the
+    # abort then said "sent back to 0%"). A failing analysis ends the pause at once; only the
+    # healthy run after --restart below waits it out.
     roll = Roll(real, prom, "real-roll-zero",
-                [{"pause": "6s"}, {"weight": 50, "pause": "2s"}, {"weight": 100}])  # fmt: skip
+                [{"pause": "30s"}, {"weight": 50, "pause": "2s"}, {"weight": 100}])  # fmt: skip
     roll.health(errors=10)
     roll.deploy()
     result = roll.mlserve("rollout", str(roll.spec), "--yes")
