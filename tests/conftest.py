@@ -70,13 +70,19 @@ def _long_ones_first(items: list[pytest.Item], workers: int) -> list[pytest.Item
 
     The README's `--dist worksteal` first hands each worker a run of consecutive tests: worker k
     gets len(pending) // (workers - k) of those left (xdist/scheduler/worksteal.py,
-    check_schedule). The long tests go round-robin, slow and waiting ones in turn, to the heads
-    of those runs; the rest keep their order, so a worker still runs a module's tests together
-    (their imports and shared renders are per process). Another order costs time, never a
-    result: every worker collects this same list."""
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    waits = [item for item in items if item.get_closest_marker("waits") and item not in slow]
-    long = [item for pair in itertools.zip_longest(slow, waits) for item in pair if item]
+    check_schedule). The long tests go round-robin to the heads of those runs: those taking
+    minutes first (a 10-minute provider time-out started last would end the run alone), then
+    slow and waiting ones in turn; the rest keep their order, so a worker still runs a module's
+    tests together (their imports and shared renders are per process). Another order costs
+    time, never a result: every worker collects this same list."""
+    minutes = [item for item in items if item.get_closest_marker("minutes")]
+    slow = [item for item in items if item.get_closest_marker("slow") and item not in minutes]
+    waits = [
+        item
+        for item in items
+        if item.get_closest_marker("waits") and item not in slow and item not in minutes
+    ]
+    long = minutes + [item for pair in itertools.zip_longest(slow, waits) for item in pair if item]
     rest = iter([item for item in items if item not in long])
     ordered: list[pytest.Item] = []
     left = len(items)

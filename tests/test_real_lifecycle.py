@@ -413,6 +413,7 @@ def test_a_missing_namespace_is_named_before_anything_runs_and_destroy_leaves_th
         real.stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+@pytest.mark.minutes  # the provider's time-outs: first of all under xdist
 def test_a_gateway_that_refuses_the_route_is_named_with_its_reason_and_a_retry_recovers(
     real: Real,
 ) -> None:
@@ -496,6 +497,7 @@ def route_weights(real: Real, name: str, namespace: str) -> dict[str, int]:
     return {d["destination"]["subset"]: d["weight"] for d in vs["spec"]["http"][-1]["route"]}
 
 
+@pytest.mark.minutes  # the provider's time-outs: first of all under xdist
 def test_pods_that_never_become_ready_fail_deploy_and_promote_and_the_routing_stays(
     real: Real,
 ) -> None:
