@@ -237,15 +237,17 @@ def test_each_rollout_step_sizes_the_canary_before_its_weight(fake: Fake, tmp_pa
         "  replicas: v1 4 -> 0, scaled down after the traffic moved",
         "  replicas: v2 3 -> 2, scaled down after the traffic moved",
     ]
-    assert steps(out) == [
+    shown = steps(out)
+    assert shown[:5] == [
         "Deployment fraud-detector-v2",
         "VirtualService fraud-detector",
         "Deployment fraud-detector-v2",
         "VirtualService fraud-detector",
         "VirtualService fraud-detector",
-        "Deployment fraud-detector-v1",
-        "Deployment fraud-detector-v2",
     ]
+    # Both scale-downs wait on the route and not on each other: the engine may step them in
+    # either order (two helpers saw v2 first under xdist).
+    assert sorted(shown[5:]) == ["Deployment fraud-detector-v1", "Deployment fraud-detector-v2"]
     assert replicas(fake) == {"v1": 0, "v2": 2}
 
 
