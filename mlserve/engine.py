@@ -15,6 +15,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import random
 import re
 import secrets
 import shutil
@@ -422,6 +423,7 @@ def _unversioned(command: str, where: str) -> str:
 # promotes racing on the real CLI (tests/test_real_engine.py). Such a command is tried again.
 TORN_READ = re.compile(r"failed to load checkpoint: (?:unexpected )?EOF\b")
 TORN_READ_TRIES = 5
+CREATE_RACE_TRIES = 8  # first runs at once: Engine._select_or_create
 
 
 # The CLI commands that run an engine operation inside the CLI's cancellation scope
@@ -1228,20 +1230,36 @@ class Engine:
                 self._stack = _Stack.named(self.target.stack, ws)
                 return self._stack
             try:
-                try:
-                    self._stack = _Stack(self.target.stack, ws, StackInitMode.SELECT)
-                except auto.StackNotFoundError:
-                    if not create:
-                        raise
-                    self._require_writable_backend("creating the stack")
-                    try:
-                        self._stack = _Stack(self.target.stack, ws, StackInitMode.CREATE)
-                    except auto.StackAlreadyExistsError:
-                        # Another first run created it since our select: use theirs.
-                        self._stack = _Stack(self.target.stack, ws, StackInitMode.SELECT)
+                self._stack = self._select_or_create(ws, create)
             except Exception as e:
                 raise self.map_error(e, "selecting the stack") from None
         return self._stack
+
+    def _select_or_create(self, ws: auto.LocalWorkspace, create: bool) -> auto.Stack:
+        """Select the stack, or create it if `create` and there is none.
+
+        First runs started together race to create it. The DIY backend's CreateStack takes the
+        stack's lock (pkg/backend/diy/backend.go `CreateStack` calls `b.Lock`), and lock.go
+        writes its lock, then checks for others: of two creates at once both may fail "the
+        stack is currently locked" and neither creates it. So a create that finds the stack
+        made (StackAlreadyExistsError) selects it, and one refused by the lock tries again,
+        after a short random pause, up to a few times."""
+        for tries in range(1, CREATE_RACE_TRIES + 1):
+            try:
+                return _Stack(self.target.stack, ws, StackInitMode.SELECT)
+            except auto.StackNotFoundError:
+                if not create:
+                    raise
+            self._require_writable_backend("creating the stack")
+            try:
+                return _Stack(self.target.stack, ws, StackInitMode.CREATE)
+            except auto.StackAlreadyExistsError:
+                continue  # another first run created it since our select: use theirs
+            except auto.ConcurrentUpdateError:
+                if tries == CREATE_RACE_TRIES:
+                    raise
+                time.sleep(random.uniform(0.05, 0.3) * tries)
+        return _Stack(self.target.stack, ws, StackInitMode.SELECT)
 
     @property
     def stack_name(self) -> str:

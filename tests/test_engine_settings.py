@@ -159,6 +159,18 @@ def test_losing_the_stack_init_race_selects_the_stack_and_goes_on(fake: Fake) ->
     assert fake.commands()[:4] == ["version", "stack select", "stack init", "stack select"]
 
 
+def test_a_first_run_whose_create_finds_the_lock_held_tries_again(fake: Fake) -> None:
+    """The DIY backend's CreateStack takes the stack's lock (pkg/backend/diy/backend.go), so of
+    first runs at once one can find another's lock ("the stack is currently locked"): it tries
+    again rather than failing as busy (CI's lowest-versions run once saw exit 3 here)."""
+    fake.set(locked=1)  # the next lock attempt, the create's, finds another process's lock
+    report = ops.plan(make_spec(), TARGET)
+    assert report.pending
+    assert fake.commands()[:5] == [
+        "version", "stack select", "stack init", "stack select", "stack init",
+    ]  # fmt: skip
+
+
 def test_three_first_plans_at_once_all_succeed_with_one_passphrase(fake: Fake) -> None:
     procs = [
         subprocess.Popen(
