@@ -67,6 +67,9 @@ PLUGIN_PACKAGES: Mapping[str, str] = {
 _GENERIC_ERRORS = re.compile(
     r"^(update|preview|destroy|refresh) (failed|canceled)$|^an unhandled error occurred"
     r"|^Resource monitor has terminated"
+    # A failed step's registration, as some SDKs (3.260) raise it in the program: the step's own
+    # error says why.
+    r"|failed to register\W*$"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|<\{%[^%]*%\}>")
 # InstallPluginError (pkg/workspace/plugins.go); "no resource plugin ... found" when automatic
@@ -1848,7 +1851,10 @@ class Engine:
                         text,
                     )
                 )
-            if isinstance(e, auto.InlineSourceRuntimeError) or self._program_error is not None:
+            stepped = self._program_error is None and bool(self._failed)  # a step failed first
+            if (
+                isinstance(e, auto.InlineSourceRuntimeError) and not stepped
+            ) or self._program_error is not None:
                 err = self._program_error
                 if isinstance(err, MlserveError):
                     return err
