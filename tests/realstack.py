@@ -395,3 +395,18 @@ def real(real_stack: RealStack, tmp_path: Path, request: pytest.FixtureRequest) 
         real_stack.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         for node in view._nodes:
             real_stack.kubectl("delete", "node", node, "--wait=false", check=False)
+
+
+def missing_from(live: Any, want: Any, path: str = "") -> list[str]:
+    """Where `want` (as rendered) is not in `live` (as the API server has it): every key of a
+    rendered mapping must be there with the same value; lists match item by item."""
+    if isinstance(want, dict):
+        if not isinstance(live, dict):
+            return [f"{path}: {live!r} is not a mapping"]
+        return [p for k, v in want.items() for p in missing_from(live.get(k), v, f"{path}.{k}")]
+    if isinstance(want, list):
+        if not isinstance(live, list) or len(live) != len(want):
+            return [f"{path}: {live!r} != {want!r}"]
+        return [p for i, (a, b) in enumerate(zip(live, want, strict=True))
+                for p in missing_from(a, b, f"{path}[{i}]")]  # fmt: skip
+    return [] if live == want else [f"{path}: {live!r} != {want!r}"]

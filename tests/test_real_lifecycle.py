@@ -30,7 +30,7 @@ from mlserve.spec import Spec, load_spec
 from mlserve.traffic import TrafficState
 from tests import render_memo
 from tests.real_controllers import controllers
-from tests.realstack import Real
+from tests.realstack import Real, missing_from
 
 # `waits`: each takes one to three minutes, mostly waiting on the provider (tests/conftest.py).
 pytestmark = [pytest.mark.real, pytest.mark.waits]
@@ -61,21 +61,6 @@ def managed(real: Real) -> dict[tuple[str, str], dict[str, Any]]:
         "get", ",".join(KINDS.values()), "-n", real.namespace, "-l", MANAGED, "-o", "json"
     ).stdout
     return {(o["kind"], o["metadata"]["name"]): o for o in json.loads(out)["items"]}
-
-
-def missing_from(live: Any, want: Any, path: str = "") -> list[str]:
-    """Where `want` (as rendered) is not in `live` (as the API server has it): every key of a
-    rendered mapping must be there with the same value; lists match item by item."""
-    if isinstance(want, dict):
-        if not isinstance(live, dict):
-            return [f"{path}: {live!r} is not a mapping"]
-        return [p for k, v in want.items() for p in missing_from(live.get(k), v, f"{path}.{k}")]
-    if isinstance(want, list):
-        if not isinstance(live, list) or len(live) != len(want):
-            return [f"{path}: {live!r} != {want!r}"]
-        return [p for i, (a, b) in enumerate(zip(live, want, strict=True))
-                for p in missing_from(a, b, f"{path}[{i}]")]  # fmt: skip
-    return [] if live == want else [f"{path}: {live!r} != {want!r}"]
 
 
 def kind_of(r: RenderedResource) -> str:

@@ -27,7 +27,8 @@ import yaml
 from tests.prometheus_fixture import AUTH, Prometheus
 from tests.realstack import Real
 from tests.test_real_capacity import Watch
-from tests.test_real_smoke import missing_from, rendered
+from tests.realstack import missing_from
+from tests.test_real_smoke import rendered
 
 # `waits`: about a minute each, mostly the provider waiting on Deployments (tests/conftest.py).
 pytestmark = [pytest.mark.real, pytest.mark.waits]

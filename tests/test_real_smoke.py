@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.realstack import Real
+from tests.realstack import Real, missing_from
 
 # `waits`: each takes 10-40 s, mostly waiting on the provider's awaits (tests/conftest.py).
 pytestmark = [pytest.mark.real, pytest.mark.waits]
@@ -45,21 +45,6 @@ def rendered(real: Real, spec: str) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stderr
     resources: list[dict[str, Any]] = json.loads(result.stdout)["resources"]
     return resources
-
-
-def missing_from(live: Any, want: Any, path: str = "") -> list[str]:
-    """Where `want` (as rendered) is not in `live` (as the API server has it): every key of a
-    rendered mapping must be there with the same value; lists match item by item."""
-    if isinstance(want, dict):
-        if not isinstance(live, dict):
-            return [f"{path}: {live!r} is not a mapping"]
-        return [p for k, v in want.items() for p in missing_from(live.get(k), v, f"{path}.{k}")]
-    if isinstance(want, list):
-        if not isinstance(live, list) or len(live) != len(want):
-            return [f"{path}: {live!r} != {want!r}"]
-        return [p for i, (a, b) in enumerate(zip(live, want, strict=True))
-                for p in missing_from(a, b, f"{path}[{i}]")]  # fmt: skip
-    return [] if live == want else [f"{path}: {live!r} != {want!r}"]
 
 
 def assert_live_matches_render(real: Real, spec: str) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from tests.realstack import Real
-from tests.test_real_smoke import missing_from, rendered
+from tests.realstack import missing_from
+from tests.test_real_smoke import rendered
 
 # `waits`: 20-40 s, mostly the provider waiting on Deployments (tests/conftest.py).
 pytestmark = [pytest.mark.real, pytest.mark.waits]
