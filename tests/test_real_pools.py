@@ -25,9 +25,8 @@ import pytest
 import yaml
 
 from tests.prometheus_fixture import AUTH, Prometheus
-from tests.realstack import Real
+from tests.realstack import Real, missing_from
 from tests.test_real_capacity import Watch
-from tests.realstack import missing_from
 from tests.test_real_smoke import rendered
 
 # `waits`: about a minute each, mostly the provider waiting on Deployments (tests/conftest.py).

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.realstack import Real
-from tests.realstack import missing_from
+from tests.realstack import Real, missing_from
 from tests.test_real_smoke import rendered
 
 # `waits`: 20-40 s, mostly the provider waiting on Deployments (tests/conftest.py).
